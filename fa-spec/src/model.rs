@@ -52,6 +52,15 @@ impl Arch {
         }
     }
 
+    /// Most dynamic shared memory one block may opt into, in bytes.
+    pub const fn max_smem_per_block(self) -> u32 {
+        match self {
+            Arch::Sm80 => 163 * 1024,
+            Arch::Sm89 => 99 * 1024,
+            Arch::Sm90a | Arch::Sm100 => 227 * 1024,
+        }
+    }
+
     /// Whether the arch has fp8 tensor-core instructions the kernels use.
     pub const fn supports_fp8(self) -> bool {
         matches!(self, Arch::Sm90a | Arch::Sm100)

@@ -30,6 +30,8 @@ pub enum ArgValue {
     Float(f64),
     /// A boolean; `false` is the same as leaving a flag out (spec files).
     Bool(bool),
+    /// A value of a kind no key takes (a TOML array or table), by its name.
+    Unsupported(&'static str),
 }
 
 impl fmt::Display for ArgValue {
@@ -40,6 +42,7 @@ impl fmt::Display for ArgValue {
             ArgValue::Int(i) => write!(f, "`{i}`"),
             ArgValue::Float(x) => write!(f, "`{x:?}`"),
             ArgValue::Bool(b) => write!(f, "`{b}`"),
+            ArgValue::Unsupported(kind) => write!(f, "{kind}"),
         }
     }
 }

@@ -61,7 +61,6 @@ pub fn parse_spec(text: &str, path: &Path) -> Result<KernelSpec, SpecFileErrors>
     })?;
 
     let mut args = Vec::new();
-    let mut errors = Vec::new();
     for (key, value) in &table {
         let span = key.span().start..value.span().end;
         let raw = match value.get_ref() {
@@ -69,29 +68,20 @@ pub fn parse_spec(text: &str, path: &Path) -> Result<KernelSpec, SpecFileErrors>
             toml::Value::Integer(i) => ArgValue::Int(i128::from(*i)),
             toml::Value::Float(x) => ArgValue::Float(*x),
             toml::Value::Boolean(b) => ArgValue::Bool(*b),
-            other => {
-                errors.push(at(
-                    &span,
-                    Some(Rule::ValueKind),
-                    format!("`{}` must be a string, integer, float or boolean, not a {}", key.get_ref(), other.type_str()),
-                ));
-                continue;
-            }
+            toml::Value::Array(_) => ArgValue::Unsupported("an array"),
+            toml::Value::Table(_) => ArgValue::Unsupported("a table"),
+            toml::Value::Datetime(_) => ArgValue::Unsupported("a datetime"),
         };
         args.push(RawArg::new(key.get_ref().clone(), raw, span));
     }
     // Report in file order, whatever order the table keeps keys in.
     args.sort_by_key(|a: &RawArg<Range<usize>>| a.span.start);
 
-    match validate(&args, &(0..0)) {
-        Ok(spec) if errors.is_empty() => Ok(spec),
-        Ok(_) => Err(SpecFileErrors(errors)),
-        Err(es) => {
-            errors.extend(es.into_iter().map(|e| at(&e.span, Some(e.rule), e.message)));
-            errors.sort_by_key(|e| (e.line, e.column));
-            Err(SpecFileErrors(errors))
-        }
-    }
+    validate(&args, &(0..0)).map_err(|es| {
+        let mut errors: Vec<_> = es.into_iter().map(|e| at(&e.span, Some(e.rule), e.message)).collect();
+        errors.sort_by_key(|e| (e.line, e.column));
+        SpecFileErrors(errors)
+    })
 }
 
 /// Reads, parses and validates a spec file.
