@@ -1,0 +1,548 @@
+//! Paged KV-cache: split-KV decode, cache append and host-side checks.
+//!
+//! A `paged` cell's rendered source carries, besides `{name}_fwd`, the entry
+//! points of `templates/partials/paged_entry.cuh`, all in one CUBIN:
+//!
+//! - `{name}_decode(PagedDecodeParams)` and `{name}_decode_merge(…)`: split-KV
+//!   flash-decoding for one query token per sequence (not fp8 cells);
+//! - `{name}_append(PagedAppendParams)`: scatters new K/V tokens into the
+//!   caches through a slot mapping.
+//!
+//! Routing ([`crate::__private::forward`] / [`crate::Kernel::forward`] of a
+//! paged cell): a non-varlen, non-fp8 launch with `q` `[batch, 1, heads, d]`
+//! runs the split-KV decode; everything else (chunked prefill through
+//! varlen `cu_seqlens_q`, `s_q > 1`, fp8 cells) runs the forward kernel,
+//! which reads K/V through the block table.
+//!
+//! Cache layout (K and V alike): `[num_blocks, page_size, num_kv_heads,
+//! head_dim]`; token `t` of sequence `b` is slot `t % page_size` of page
+//! `block_table[b][t / page_size]`. Context length 0 gives `O = 0` and
+//! `LSE = −∞`.
+//!
+//! Validation: every shape, dtype, device and i32 range is checked on the
+//! host before a launch. The *values* of `block_table`, `context_lens` and
+//! `slot_mapping` live on the device; the launchers do not read them (that
+//! would cost a sync per call). The kernels never access memory out of
+//! range: block-table entries outside `[0, num_blocks)` and pages past the
+//! table's width are masked (treated as empty), and slots outside
+//! `[0, num_blocks · page_size)` are skipped by `append`. To turn such
+//! inputs into typed errors, call [`check_paged_inputs`] /
+//! [`check_slot_mapping`] (they copy the small tables to the host and sync).
+
+use crate::device::{Device, HotKey};
+use crate::error::{FaError, Result};
+use crate::tensor::{ElemType, Tensor, TensorMut, TensorRef};
+use crate::validate::{ArgMeta, FwdPlan};
+use fa_spec::KernelSpec;
+
+/// Mirror of `struct PagedDecodeParams` in `templates/partials/paged_params.cuh`.
+/// Strides are in elements; pointers are raw device addresses (0 = null).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PagedDecodeParams {
+    pub q: u64,
+    pub k_cache: u64,
+    pub v_cache: u64,
+    pub o: u64,
+    pub lse: u64,
+    pub o_accum: u64,
+    pub lse_accum: u64,
+    pub block_table: u64,
+    pub context_lens: u64,
+    pub alibi_slopes: u64,
+    pub q_descale: u64,
+    pub k_descale: u64,
+    pub v_descale: u64,
+    pub q_batch_stride: i64,
+    pub q_head_stride: i64,
+    pub k_block_stride: i64,
+    pub k_page_stride: i64,
+    pub k_head_stride: i64,
+    pub v_block_stride: i64,
+    pub v_page_stride: i64,
+    pub v_head_stride: i64,
+    pub o_batch_stride: i64,
+    pub o_head_stride: i64,
+    pub batch: i32,
+    pub num_heads: i32,
+    pub num_kv_heads: i32,
+    pub num_blocks: i32,
+    pub block_table_stride: i32,
+    pub num_splits: i32,
+    pub heads_per_cta: i32,
+    pub softmax_scale: f32,
+    pub scale_log2: f32,
+    pub pad_: i32,
+}
+
+/// Mirror of `struct PagedAppendParams` in `templates/partials/paged_params.cuh`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PagedAppendParams {
+    pub k_new: u64,
+    pub v_new: u64,
+    pub k_cache: u64,
+    pub v_cache: u64,
+    pub slot_mapping: u64,
+    pub k_new_token_stride: i64,
+    pub k_new_head_stride: i64,
+    pub v_new_token_stride: i64,
+    pub v_new_head_stride: i64,
+    pub k_block_stride: i64,
+    pub k_page_stride: i64,
+    pub k_head_stride: i64,
+    pub v_block_stride: i64,
+    pub v_page_stride: i64,
+    pub v_head_stride: i64,
+    pub num_tokens: i32,
+    pub num_kv_heads: i32,
+    pub num_blocks: i32,
+    pub pad_: i32,
+}
+
+// SAFETY: both are #[repr(C)], made only of u64/i64/i32/f32 fields laid out
+// exactly as the C structs (checked by the offset tests), so their bytes are
+// valid kernel arguments of the C types.
+unsafe impl cudarc::driver::DeviceRepr for PagedDecodeParams {}
+// SAFETY: as above.
+unsafe impl cudarc::driver::DeviceRepr for PagedAppendParams {}
+
+/// Size of the C `PagedDecodeParams` on a 64-bit target.
+pub const PAGED_DECODE_PARAMS_SIZE: usize = 224;
+/// Size of the C `PagedAppendParams` on a 64-bit target.
+pub const PAGED_APPEND_PARAMS_SIZE: usize = 136;
+const _: () = assert!(std::mem::size_of::<PagedDecodeParams>() == PAGED_DECODE_PARAMS_SIZE);
+const _: () = assert!(std::mem::size_of::<PagedAppendParams>() == PAGED_APPEND_PARAMS_SIZE);
+
+/// Threads of a `_decode` CTA.
+pub const DECODE_THREADS: u32 = 128;
+/// Tokens per KV tile of `_decode` (64 smem rows / heads_per_cta, which is 1).
+pub const DECODE_TILE_TOKENS: usize = 64;
+/// (sequence, head) pairs per `_decode_merge` CTA (one warp each).
+pub const MERGE_WARPS: u32 = 4;
+/// Threads of an `_append` CTA (one 16-byte chunk each).
+pub const APPEND_THREADS: u32 = 256;
+/// Most splits of one decode.
+pub const MAX_SPLITS: usize = 128;
+
+/// Entry point names of a paged cell.
+pub fn decode_entry(spec: &KernelSpec) -> String {
+    format!("{}_decode", spec.kernel_name())
+}
+/// See [`decode_entry`].
+pub fn merge_entry(spec: &KernelSpec) -> String {
+    format!("{}_decode_merge", spec.kernel_name())
+}
+/// See [`decode_entry`].
+pub fn append_entry(spec: &KernelSpec) -> String {
+    format!("{}_append", spec.kernel_name())
+}
+/// The `__constant__ int` holding `_decode`'s dynamic shared memory bytes.
+pub fn decode_smem_symbol(spec: &KernelSpec) -> String {
+    format!("{}_decode_smem_bytes", spec.kernel_name())
+}
+
+/// Whether a forward launch of `spec` with `seqlen_q` queries per sequence
+/// runs the split-KV decode kernel: paged, not varlen, not fp8, `s_q == 1`.
+pub fn uses_decode(spec: &KernelSpec, seqlen_q: usize) -> bool {
+    spec.paged() && !spec.varlen() && !spec.dtype().is_fp8() && seqlen_q == 1
+}
+
+/// How many splits of the KV sequence the decode kernel uses.
+///
+/// One `_decode` CTA handles (split, kv head, sequence) and walks KV tiles
+/// of [`DECODE_TILE_TOKENS`] = 64 tokens. With
+///
+/// - `T` = tiles the longest context visits: `ceil(eff / 64)` where `eff =
+///   max_context`, or for window cells `min(max_context, window + 64 +
+///   round_up(sink, 64))` (the window and the sink tiles);
+/// - `base = batch · kv_heads` CTAs per split, `slots = sm_count · occupancy`
+///   CTAs resident at once (`occupancy` from
+///   cuOccupancyMaxActiveBlocksPerMultiprocessor; 3 at hd128 on sm90),
+///
+/// the cost of `s` splits is `ceil(base·s / slots)` waves × `(ceil(T/s) + 2)`
+/// tiles per CTA (2 tiles of fixed cost: pipeline fill, epilogue, merge).
+/// The result is the `s` in `1..=min(128, max(1, T/4))` (each split keeps at
+/// least 4 tiles) of least cost, the smaller on ties.
+///
+/// The host does not know the context lengths (they live on the device), so
+/// launchers pass the cell's bound for `max_context`: block-table width ×
+/// page size. A batch of much shorter contexts then gets more splits than it
+/// needs; the extra splits see no tiles and cost only their launch slots.
+pub fn num_splits(
+    batch: usize,
+    kv_heads: usize,
+    max_context: usize,
+    window: usize,
+    sink: usize,
+    sm_count: usize,
+    occupancy: usize,
+) -> usize {
+    let n = DECODE_TILE_TOKENS;
+    let mut eff = max_context;
+    if window > 0 {
+        eff = eff.min(window + n + sink.div_ceil(n) * n);
+    }
+    let t = eff.div_ceil(n).max(1);
+    let base = (batch * kv_heads).max(1);
+    let slots = (sm_count * occupancy).max(1);
+    let smax = MAX_SPLITS.min((t / 4).max(1));
+    let mut best = (1, usize::MAX);
+    for s in 1..=smax {
+        let cost = (base * s).div_ceil(slots) * (t.div_ceil(s) + 2);
+        if cost < best.1 {
+            best = (s, cost);
+        }
+    }
+    best.0
+}
+
+/// Bytes of the split-KV workspace: `o_accum` f32 `[splits, batch, heads,
+/// d]`, then (at a 256-byte boundary) `lse_accum` f32 `[splits, batch,
+/// heads]`. Returns (total bytes, offset of `lse_accum`).
+pub fn workspace_bytes(splits: usize, batch: usize, heads: usize, head_dim: usize) -> (usize, usize) {
+    let rows = splits * batch * heads;
+    let o = (rows * head_dim * 4).div_ceil(256) * 256;
+    (o + rows * 4, o)
+}
+
+/// Shapes of an `append` launch.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendShapes<'a> {
+    pub k_new: ArgMeta<'a>,
+    pub v_new: ArgMeta<'a>,
+    pub slot_mapping: ArgMeta<'a>,
+    pub k_cache: ArgMeta<'a>,
+    pub v_cache: ArgMeta<'a>,
+}
+
+/// Geometry of an `append` launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendPlan {
+    pub num_tokens: usize,
+    pub num_kv_heads: usize,
+    pub num_blocks: usize,
+    pub grid: u32,
+}
+
+fn check_meta(arg: &'static str, m: &ArgMeta<'_>, want: ElemType, dev: (u64, usize)) -> Result<()> {
+    if m.elem != want {
+        return Err(FaError::Dtype { arg, expected: want.name(), found: m.elem.name() });
+    }
+    if m.device_id != dev.0 {
+        return Err(FaError::WrongDevice { arg, expected: dev.1, found: m.ordinal });
+    }
+    Ok(())
+}
+
+/// Checks an `append` of `spec`: `k_cache`/`v_cache` `[num_blocks,
+/// page_size (the cell's), num_kv_heads, head_dim]`, `k_new`/`v_new`
+/// `[num_tokens, num_kv_heads, head_dim]` of the cell's dtype,
+/// `slot_mapping` i64 `[num_tokens]`, all on `dev`, indices within i32.
+pub fn validate_append(spec: &KernelSpec, a: &AppendShapes<'_>, dev: (u64, usize)) -> Result<AppendPlan> {
+    let Some(ps) = spec.page_size().map(|p| p as usize) else {
+        return Err(FaError::Argument {
+            arg: "spec",
+            message: format!("`{}` is not a paged cell: append needs `paged`", spec.kernel_name()),
+        });
+    };
+    let elem = ElemType::of_dtype(spec.dtype());
+    let d = spec.head_dim() as usize;
+    for (name, m, e) in [
+        ("k_new", a.k_new, elem),
+        ("v_new", a.v_new, elem),
+        ("slot_mapping", a.slot_mapping, ElemType::I64),
+        ("k_cache", a.k_cache, elem),
+        ("v_cache", a.v_cache, elem),
+    ] {
+        check_meta(name, &m, e, dev)?;
+    }
+    let kc = a.k_cache.shape;
+    if kc.len() != 4 || kc[1] != ps || kc[3] != d {
+        return Err(FaError::shape(
+            "k_cache",
+            format!("[num_blocks, page_size={ps} (the cell's), num_kv_heads, head_dim={d}]"),
+            kc,
+        ));
+    }
+    let (nb, h_k) = (kc[0], kc[2]);
+    if a.v_cache.shape != kc {
+        return Err(FaError::shape("v_cache", format!("the shape of k_cache, {kc:?}"), a.v_cache.shape));
+    }
+    let sm = a.slot_mapping.shape;
+    if sm.len() != 1 {
+        return Err(FaError::shape("slot_mapping", "[num_tokens]", sm));
+    }
+    let n = sm[0];
+    for (name, m) in [("k_new", a.k_new), ("v_new", a.v_new)] {
+        if m.shape != [n, h_k, d] {
+            return Err(FaError::shape(
+                name,
+                format!(
+                    "[num_tokens={n}, num_kv_heads={h_k}, head_dim={d}] (slot_mapping's length, the cache's heads)"
+                ),
+                m.shape,
+            ));
+        }
+    }
+    let too_big = |arg, what: &str, v: usize| FaError::Argument {
+        arg,
+        message: format!("{what} = {v} exceeds i32::MAX, the kernel's index range"),
+    };
+    if n > i32::MAX as usize {
+        return Err(too_big("slot_mapping", "num_tokens", n));
+    }
+    if nb > i32::MAX as usize {
+        return Err(too_big("k_cache", "num_blocks", nb));
+    }
+    let chunks = d * elem.size_bytes() / 16;
+    let threads = n.saturating_mul(h_k).saturating_mul(chunks);
+    let grid = threads.div_ceil(APPEND_THREADS as usize);
+    if grid > i32::MAX as usize {
+        return Err(too_big("k_new", "append grid", grid));
+    }
+    Ok(AppendPlan { num_tokens: n, num_kv_heads: h_k, num_blocks: nb, grid: grid as u32 })
+}
+
+/// The `append` kernel's argument for a validated plan.
+pub fn append_params(
+    plan: &AppendPlan,
+    page_size: usize,
+    head_dim: usize,
+    ptrs: [u64; 5], // k_new, v_new, slot_mapping, k_cache, v_cache
+) -> PagedAppendParams {
+    let (h_k, d) = (plan.num_kv_heads as i64, head_dim as i64);
+    let page = h_k * d;
+    PagedAppendParams {
+        k_new: ptrs[0],
+        v_new: ptrs[1],
+        slot_mapping: ptrs[2],
+        k_cache: ptrs[3],
+        v_cache: ptrs[4],
+        k_new_token_stride: page,
+        k_new_head_stride: d,
+        v_new_token_stride: page,
+        v_new_head_stride: d,
+        k_block_stride: page_size as i64 * page,
+        k_page_stride: page,
+        k_head_stride: d,
+        v_block_stride: page_size as i64 * page,
+        v_page_stride: page,
+        v_head_stride: d,
+        num_tokens: plan.num_tokens as i32,
+        num_kv_heads: plan.num_kv_heads as i32,
+        num_blocks: plan.num_blocks as i32,
+        pad_: 0,
+    }
+}
+
+/// Pure host check of a block table and context lengths (row-major `[batch,
+/// width]` and `[batch]`): every context in `0..=width · page_size`, and
+/// every page a context uses (`block_table[b][0 .. ceil(ctx / page_size)]`)
+/// in `0..num_blocks`. Entries past a context's pages are not looked at
+/// (padding such as −1 is fine there).
+pub fn check_tables(
+    block_table: &[i32],
+    width: usize,
+    context_lens: &[i32],
+    num_blocks: usize,
+    page_size: usize,
+) -> Result<()> {
+    let batch = context_lens.len();
+    if block_table.len() != batch * width {
+        return Err(FaError::shape("block_table", format!("[batch={batch}, {width}]"), &[block_table.len()]));
+    }
+    for (b, &c) in context_lens.iter().enumerate() {
+        if c < 0 || c as usize > width * page_size {
+            return Err(FaError::Argument {
+                arg: "context_lens",
+                message: format!(
+                    "context_lens[{b}] = {c} is outside 0..={}: the block table covers {width} pages of {page_size} tokens",
+                    width * page_size
+                ),
+            });
+        }
+        for p in 0..(c as usize).div_ceil(page_size) {
+            let e = block_table[b * width + p];
+            if e < 0 || e as usize >= num_blocks {
+                return Err(FaError::Argument {
+                    arg: "block_table",
+                    message: format!(
+                        "block_table[{b}][{p}] = {e} is outside 0..{num_blocks} (the cache's pages); sequence {b} uses pages 0..{} of its row",
+                        (c as usize).div_ceil(page_size)
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pure host check of a slot mapping: every slot is −1 (skip) or in
+/// `0..num_blocks · page_size`.
+pub fn check_slots(slot_mapping: &[i64], num_blocks: usize, page_size: usize) -> Result<()> {
+    let n = (num_blocks * page_size) as i64;
+    for (i, &s) in slot_mapping.iter().enumerate() {
+        if s != -1 && !(0..n).contains(&s) {
+            return Err(FaError::Argument {
+                arg: "slot_mapping",
+                message: format!(
+                    "slot_mapping[{i}] = {s} is neither -1 (skip) nor in 0..{n} (num_blocks {num_blocks} × page_size {page_size})"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Copies `block_table` `[batch, width]` and `context_lens` `[batch]` to the
+/// host and checks them with [`check_tables`]: typed errors for a page
+/// index outside `0..num_blocks` or a context longer than its row covers.
+///
+/// Launchers never call this implicitly: it synchronises the device's
+/// stream. Without it the kernels still never read out of range (invalid
+/// pages are masked, as if empty), but the result of such a launch is
+/// meaningless.
+pub fn check_paged_inputs(
+    dev: &Device,
+    block_table: &Tensor<i32>,
+    context_lens: &Tensor<i32>,
+    num_blocks: usize,
+    page_size: usize,
+) -> Result<()> {
+    let bs = block_table.shape();
+    if bs.len() != 2 {
+        return Err(FaError::shape("block_table", "[batch, max_blocks_per_seq]", bs));
+    }
+    if context_lens.shape() != [bs[0]] {
+        return Err(FaError::shape("context_lens", format!("[batch={}]", bs[0]), context_lens.shape()));
+    }
+    let bt = block_table.to_host(dev)?;
+    let cl = context_lens.to_host(dev)?;
+    check_tables(&bt, bs[1], &cl, num_blocks, page_size)
+}
+
+/// Copies `slot_mapping` to the host and checks it with [`check_slots`]
+/// (syncs; `append` itself skips out-of-range slots without an error).
+pub fn check_slot_mapping(dev: &Device, slot_mapping: &Tensor<i64>, num_blocks: usize, page_size: usize) -> Result<()> {
+    check_slots(&slot_mapping.to_host(dev)?, num_blocks, page_size)
+}
+
+/// The decode kernel's argument for a validated forward plan.
+#[allow(clippy::too_many_arguments)]
+pub fn decode_params(
+    plan: &FwdPlan,
+    num_blocks: usize,
+    num_splits: usize,
+    ptrs: [u64; 7], // q, k_cache, v_cache, o, lse, block_table, context_lens
+    alibi_slopes: u64,
+    o_accum: u64,
+    lse_accum: u64,
+) -> PagedDecodeParams {
+    PagedDecodeParams {
+        q: ptrs[0],
+        k_cache: ptrs[1],
+        v_cache: ptrs[2],
+        o: ptrs[3],
+        lse: ptrs[4],
+        o_accum,
+        lse_accum,
+        block_table: ptrs[5],
+        context_lens: ptrs[6],
+        alibi_slopes,
+        q_descale: 0,
+        k_descale: 0,
+        v_descale: 0,
+        // q, o: [b, 1, h, d] read as [b, h, d].
+        q_batch_stride: plan.q_strides[0],
+        q_head_stride: plan.q_strides[2],
+        k_block_stride: plan.k_strides[0],
+        k_page_stride: plan.k_strides[1],
+        k_head_stride: plan.k_strides[2],
+        v_block_stride: plan.v_strides[0],
+        v_page_stride: plan.v_strides[1],
+        v_head_stride: plan.v_strides[2],
+        o_batch_stride: plan.o_strides[0],
+        o_head_stride: plan.o_strides[2],
+        batch: plan.batch as i32,
+        num_heads: plan.num_heads as i32,
+        num_kv_heads: plan.num_kv_heads as i32,
+        num_blocks: num_blocks as i32,
+        block_table_stride: plan.block_table_stride as i32,
+        num_splits: num_splits as i32,
+        heads_per_cta: 1,
+        softmax_scale: plan.softmax_scale,
+        scale_log2: plan.softmax_scale * std::f32::consts::LOG2_E,
+        pad_: 0,
+    }
+}
+
+/// The split-KV decode of a validated paged forward launch (`plan` from
+/// `validate_forward`, `uses_decode` true). `ptrs`: q, k, v, out, lse,
+/// block_table, context_lens.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn launch_decode(
+    dev: &Device,
+    spec: &KernelSpec,
+    hot: &HotKey,
+    load: &dyn Fn() -> Result<std::sync::Arc<crate::cache::Artifact>>,
+    plan: &FwdPlan,
+    num_blocks: usize,
+    ptrs: [u64; 7],
+    alibi_slopes: u64,
+) -> Result<()> {
+    let smem = dev.memo(hot, "decode_smem_bytes", || {
+        Ok(dev.module_global_i32(hot, &decode_smem_symbol(spec), load)?.max(0) as u64)
+    })? as u32;
+    let decode = dev.kernel(hot, &decode_entry(spec), load, smem)?;
+    let occ = dev.memo(hot, "decode_occupancy", || Ok(dev.occupancy(&decode, DECODE_THREADS, smem)? as u64))? as usize;
+    let splits = num_splits(
+        plan.batch,
+        plan.num_kv_heads,
+        plan.seqlen_k,
+        spec.window().unwrap_or(0) as usize,
+        spec.sink().unwrap_or(0) as usize,
+        dev.sm_count() as usize,
+        occ,
+    );
+    let grid = (splits as u32, plan.num_kv_heads as u32, plan.batch as u32);
+    if splits == 1 {
+        let p = decode_params(plan, num_blocks, 1, ptrs, alibi_slopes, 0, 0);
+        return dev.launch(&decode, grid, DECODE_THREADS, smem, &p);
+    }
+    let merge = dev.kernel(hot, &merge_entry(spec), load, 0)?;
+    let d = spec.head_dim() as usize;
+    let (bytes, lse_off) = workspace_bytes(splits, plan.batch, plan.num_heads, d);
+    // Held across both launches: the workspace is shared by every decode of
+    // this device, and the stream orders decode → merge → the next decode.
+    let mut ws = dev.paged_workspace.lock().unwrap_or_else(|p| p.into_inner());
+    if !matches!(ws.as_ref(), Some(b) if b.len() >= bytes) {
+        // Grow geometrically (1 MiB minimum); the old buffer is freed in
+        // stream order after the launches that use it.
+        let want = bytes.next_power_of_two().max(1 << 20);
+        *ws = Some(dev.alloc_workspace(want)?);
+    }
+    let base = {
+        use cudarc::driver::DevicePtr;
+        let buf = ws.as_ref().expect("allocated above");
+        let (ptr, _sync) = buf.device_ptr(dev.cuda_stream());
+        ptr
+    };
+    let p = decode_params(plan, num_blocks, splits, ptrs, alibi_slopes, base, base + lse_off as u64);
+    dev.launch(&decode, grid, DECODE_THREADS, smem, &p)?;
+    let pairs = (plan.batch * plan.num_heads) as u32;
+    dev.launch(&merge, (pairs.div_ceil(MERGE_WARPS), 1, 1), MERGE_WARPS * 32, 0, &p)
+}
+
+/// An `append` launch as the generated code describes it.
+#[derive(Debug)]
+pub struct AppendCall<'a> {
+    pub spec: &'a KernelSpec,
+    /// The cell's `CUDA_SOURCE`.
+    pub source: &'static str,
+    pub k_new: TensorRef<'a>,
+    pub v_new: TensorRef<'a>,
+    pub slot_mapping: TensorRef<'a>,
+    pub k_cache: TensorMut<'a>,
+    pub v_cache: TensorMut<'a>,
+}

@@ -1,0 +1,503 @@
+//! Paged KV-cache on a GPU: split-KV decode, chunked prefill and cache
+//! append against a gather-then-dense CPU reference (each sequence's K/V
+//! gathered from its pages into a dense `[ctx, h_k, d]` array, then the
+//! dense reference of `fa_runtime::reference`).
+//!
+//! `cargo test -p fa-runtime --features gpu --release --test gpu_paged`
+//! Pass rule as in `gpu_common` (max|out − ref| ≤ 2·max|ref_lowprec − ref| +
+//! 1e-3, |lse − ref| ≤ 1e-3, −∞ exactly where nothing is visible, outputs
+//! poisoned with NaN first). Block tables are shuffled, pages not used by a
+//! sequence hold random garbage, contexts are ragged (0, 1, non-multiples of
+//! the page size). `FA_TEST_SEED=<n>` varies the inputs.
+#![cfg(feature = "gpu")]
+#![allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+
+mod gpu_common;
+
+use fa_runtime::paged::{check_paged_inputs, check_slot_mapping};
+use fa_runtime::reference::{KvLayout, Precision, Problem, QLayout, RefSpec};
+use fa_runtime::{flash_attention, Element, FaError, ForwardArgs, FwdOptions, Kernel, KernelSpec, Tensor};
+use fa_spec::Dtype;
+use gpu_common::{cell, device, seed, Rng};
+
+fn rand_vec(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.uniform()).collect()
+}
+
+/// Rounds through the element type (the values the GPU sees).
+fn round<E: Element>(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| E::from_f32(x).to_f32()).collect()
+}
+
+fn upload<E: Element>(v: &[f32], shape: &[usize]) -> Tensor<E> {
+    let low: Vec<E> = v.iter().map(|&x| E::from_f32(x)).collect();
+    device().from_host(&low, shape).unwrap()
+}
+
+/// A paged cache: shuffled distinct pages, `width` per sequence, garbage in
+/// every slot no sequence uses yet.
+struct Cache {
+    ps: usize,
+    h_k: usize,
+    d: usize,
+    num_blocks: usize,
+    width: usize,
+    block_table: Vec<i32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl Cache {
+    fn new<E: Element>(rng: &mut Rng, ps: usize, h_k: usize, d: usize, batch: usize, max_len: usize) -> Cache {
+        let width = max_len.div_ceil(ps).max(1);
+        let num_blocks = batch * width + 3;
+        let mut pages: Vec<i32> = (0..num_blocks as i32).collect();
+        for i in (1..pages.len()).rev() {
+            pages.swap(i, rng.below(i + 1));
+        }
+        let n = num_blocks * ps * h_k * d;
+        let k = round::<E>(&rand_vec(rng, n).iter().map(|x| x * 4.0).collect::<Vec<_>>());
+        let v = round::<E>(&rand_vec(rng, n).iter().map(|x| x * 4.0).collect::<Vec<_>>());
+        Cache { ps, h_k, d, num_blocks, width, block_table: pages[..batch * width].to_vec(), k, v }
+    }
+    fn slot(&self, b: usize, t: usize) -> usize {
+        self.block_table[b * self.width + t / self.ps] as usize * self.ps + t % self.ps
+    }
+    fn write(&mut self, b: usize, t: usize, k: &[f32], v: &[f32]) {
+        let row = self.h_k * self.d;
+        let s = self.slot(b, t) * row;
+        self.k[s..s + row].copy_from_slice(k);
+        self.v[s..s + row].copy_from_slice(v);
+    }
+    /// Token rows 0..len of sequence b, dense `[len, h_k, d]`.
+    fn gather(&self, b: usize, len: usize) -> (Vec<f32>, Vec<f32>) {
+        let row = self.h_k * self.d;
+        let (mut k, mut v) = (Vec::with_capacity(len * row), Vec::with_capacity(len * row));
+        for t in 0..len {
+            let s = self.slot(b, t) * row;
+            k.extend_from_slice(&self.k[s..s + row]);
+            v.extend_from_slice(&self.v[s..s + row]);
+        }
+        (k, v)
+    }
+    fn shape(&self) -> [usize; 4] {
+        [self.num_blocks, self.ps, self.h_k, self.d]
+    }
+}
+
+/// Max errors of one check: (max|out − ref|, max|lowprec − ref|, max lse err).
+#[derive(Default, Clone, Copy)]
+struct Err3(f64, f64, f64);
+
+impl Err3 {
+    fn max(self, o: Err3) -> Err3 {
+        Err3(self.0.max(o.0), self.1.max(o.1), self.2.max(o.2))
+    }
+    fn assert(self, ctx: &str) {
+        let tol = 2.0 * self.1 + 1e-3;
+        assert!(self.0 <= tol, "{ctx}: max|out - ref| = {:.3e} > tol {tol:.3e}", self.0);
+        assert!(self.2 <= 1e-3, "{ctx}: max|lse - ref| = {:.3e} > 1e-3", self.2);
+    }
+}
+
+/// Checks query rows `rows` of one sequence (q `[s_q, h, d]`, dense causal
+/// bottom-right aligned against `ctx` gathered keys) against `got(h, i)` =
+/// (out row, lse).
+fn check_seq(
+    spec: &KernelSpec,
+    heads: usize,
+    q: &[f32],
+    s_q: usize,
+    k: &[f32],
+    v: &[f32],
+    ctx: usize,
+    slopes: Option<&[f32]>,
+    got: &(dyn Fn(usize, usize) -> (Vec<f32>, f32) + Sync),
+) -> Err3 {
+    let prob = Problem {
+        spec: RefSpec::from_spec(spec),
+        num_heads: heads,
+        q_layout: QLayout::Dense { batch: 1, s_q },
+        kv_layout: KvLayout::Dense { s_k: ctx },
+        q,
+        k,
+        v,
+        softmax_scale: 1.0 / (spec.head_dim() as f32).sqrt(),
+        alibi_slopes: slopes,
+        q_descale: None,
+        k_descale: None,
+        v_descale: None,
+    };
+    let lowp = Precision::of(spec.dtype());
+    let rows: Vec<(usize, usize)> = (0..heads).flat_map(|h| (0..s_q).map(move |i| (h, i))).collect();
+    let threads = std::thread::available_parallelism().map_or(4, |n| n.get()).min(16);
+    let chunk = rows.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let hs: Vec<_> = rows
+            .chunks(chunk)
+            .map(|rs| {
+                let prob = &prob;
+                s.spawn(move || {
+                    let mut e = Err3::default();
+                    for &(h, i) in rs {
+                        let (r, rl) = prob.row(0, h, i, Precision::EXACT);
+                        let (lo, _) = prob.row(0, h, i, lowp);
+                        let (o, l) = got(h, i);
+                        assert!(o.iter().all(|x| !x.is_nan()) && !l.is_nan(), "NaN at head {h}, row {i}");
+                        let lerr = if rl == f64::NEG_INFINITY {
+                            if l == f32::NEG_INFINITY {
+                                0.0
+                            } else {
+                                f64::INFINITY
+                            }
+                        } else {
+                            (l as f64 - rl).abs()
+                        };
+                        let mut x = Err3(0.0, 0.0, lerr);
+                        for c in 0..r.len() {
+                            x.0 = x.0.max((o[c] as f64 - r[c]).abs());
+                            x.1 = x.1.max((lo[c] - r[c]).abs());
+                        }
+                        e = e.max(x);
+                    }
+                    e
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).fold(Err3::default(), Err3::max)
+    })
+}
+
+fn slopes(h: usize) -> Vec<f32> {
+    (0..h).map(|i| 2f32.powf(-8.0 * (i + 1) as f32 / h as f32)).collect()
+}
+
+/// One decode step (q `[batch, 1, heads, d]`) over contexts `ctxs`.
+fn decode_case(name: &str, spec: KernelSpec, heads: usize, ctxs: &[usize]) {
+    match spec.dtype() {
+        Dtype::F16 => decode_typed::<half::f16, half::f16>(name, spec, heads, ctxs),
+        Dtype::Bf16 => decode_typed::<half::bf16, half::bf16>(name, spec, heads, ctxs),
+        Dtype::E4m3 => decode_typed::<float8::F8E4M3, half::bf16>(name, spec, heads, ctxs),
+        Dtype::E5m2 => decode_typed::<float8::F8E5M2, half::bf16>(name, spec, heads, ctxs),
+    }
+}
+
+fn decode_typed<E: Element, O: Element>(name: &str, spec: KernelSpec, heads: usize, ctxs: &[usize]) {
+    let dev = device();
+    let seed = seed(name);
+    let ctx_msg = format!("case `{name}` ({}), seed {seed}", spec.kernel_name());
+    let mut rng = Rng::new(seed);
+    let (d, ps) = (spec.head_dim() as usize, spec.page_size().unwrap() as usize);
+    let h_k = heads / spec.gqa() as usize;
+    let batch = ctxs.len();
+    let mut cache = Cache::new::<E>(&mut rng, ps, h_k, d, batch, *ctxs.iter().max().unwrap());
+    // Real tokens (amplitude 1) over the garbage.
+    for (b, &c) in ctxs.iter().enumerate() {
+        for t in 0..c {
+            let k = round::<E>(&rand_vec(&mut rng, h_k * d));
+            let v = round::<E>(&rand_vec(&mut rng, h_k * d));
+            cache.write(b, t, &k, &v);
+        }
+    }
+    let q = round::<E>(&rand_vec(&mut rng, batch * heads * d));
+    let sl = slopes(heads);
+    let kernel = Kernel::new(spec).unwrap();
+    let (qt, kt, vt) = (
+        upload::<E>(&q, &[batch, 1, heads, d]),
+        upload::<E>(&cache.k, &cache.shape()),
+        upload::<E>(&cache.v, &cache.shape()),
+    );
+    let bt = dev.from_host(&cache.block_table, &[batch, cache.width]).unwrap();
+    let cl: Vec<i32> = ctxs.iter().map(|&c| c as i32).collect();
+    let clt = dev.from_host(&cl, &[batch]).unwrap();
+    let at = dev.from_host(&sl, &[heads]).unwrap();
+    check_paged_inputs(dev, &bt, &clt, cache.num_blocks, ps).unwrap();
+    let mut out: Tensor<O> = dev.alloc_zeros(&[batch, 1, heads, d]).unwrap();
+    let mut lse: Tensor<f32> = dev.alloc_zeros(&[batch, heads, 1]).unwrap();
+    dev.fill_bytes(&mut out, 0xFF).unwrap();
+    dev.fill_bytes(&mut lse, 0xFF).unwrap();
+    let mut args = ForwardArgs::new(qt.as_ref(), kt.as_ref(), vt.as_ref(), out.as_mut(), lse.as_mut())
+        .paged(bt.as_ref(), clt.as_ref());
+    if spec.alibi() {
+        args = args.alibi(at.as_ref());
+    }
+    kernel.forward(dev, args).unwrap_or_else(|e| panic!("{ctx_msg}: {e}"));
+    let oh: Vec<f32> = out.to_host(dev).unwrap().iter().map(|x| x.to_f32()).collect();
+    let lh = lse.to_host(dev).unwrap();
+    for (b, &c) in ctxs.iter().enumerate() {
+        let (k, v) = cache.gather(b, c);
+        let qb = &q[b * heads * d..(b + 1) * heads * d];
+        let got = |h: usize, _i: usize| {
+            let o = (b * heads + h) * d;
+            (oh[o..o + d].to_vec(), lh[b * heads + h])
+        };
+        let e = check_seq(&spec, heads, qb, 1, &k, &v, c, spec.alibi().then_some(&sl[..]), &got);
+        e.assert(&format!("{ctx_msg}, sequence {b} (context {c})"));
+    }
+}
+
+/// Ragged contexts: empty, one token, page-size ± 1, long (split-KV).
+fn ragged(ps: usize) -> Vec<usize> {
+    vec![0, 1, ps.saturating_sub(1).max(2), ps + 1, 1000, 3 * ps + 5, 4097]
+}
+
+#[test]
+fn decode_page_sizes_and_gqa() {
+    for ps in [1u32, 16, 256] {
+        for (gqa, heads) in [(1u32, 4usize), (4, 8), (8, 16)] {
+            let spec = cell(Dtype::Bf16, 128, |b| b.paged().page_size(ps).gqa(gqa).causal());
+            decode_case(&format!("decode-p{ps}-gqa{gqa}"), spec, heads, &ragged(ps as usize));
+        }
+    }
+    // MQA (one KV head), f16, hd 64; hd 256.
+    decode_case("decode-mqa", cell(Dtype::F16, 64, |b| b.paged().page_size(16).gqa(32)), 32, &ragged(16));
+    decode_case("decode-hd256", cell(Dtype::Bf16, 256, |b| b.paged().page_size(16).gqa(2)), 4, &ragged(16));
+    // One long sequence: many splits.
+    decode_case("decode-long", cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(4)), 32, &[20000]);
+}
+
+#[test]
+fn decode_masks() {
+    let ctxs = [0, 1, 30, 41, 100, 1000, 5000];
+    let cases: Vec<(&str, KernelSpec, usize)> = vec![
+        ("window", cell(Dtype::Bf16, 128, |b| b.paged().gqa(4).window(100)), 8),
+        ("sink-window", cell(Dtype::F16, 128, |b| b.paged().gqa(4).causal().window(40).sink(4)), 8),
+        ("alibi", cell(Dtype::F16, 80, |b| b.paged().gqa(4).causal().alibi()), 8),
+        ("softcap", cell(Dtype::Bf16, 96, |b| b.paged().page_size(32).gqa(2).softcap(5.0)), 4),
+        (
+            "everything",
+            cell(Dtype::F16, 64, |b| b.paged().page_size(8).gqa(8).window(33).sink(7).alibi().softcap(10.0)),
+            16,
+        ),
+        // fp8 decode runs the forward kernel (no fp8 split-KV kernel yet).
+        ("fp8-fallback", cell(Dtype::E4m3, 128, |b| b.paged().gqa(4).causal()), 8),
+    ];
+    for (name, spec, heads) in cases {
+        decode_case(&format!("decode-{name}"), spec, heads, &ctxs);
+    }
+}
+
+/// Prefill in chunks of `chunk` tokens: each step appends the chunk's K/V
+/// with `append`, then attends with context_lens = tokens so far. The
+/// concatenated outputs must equal dense causal attention over each whole
+/// sequence.
+fn chunked_prefill(name: &str, spec: KernelSpec, heads: usize, lens: &[usize], chunk: usize) {
+    type E = half::bf16;
+    assert_eq!(spec.dtype(), Dtype::Bf16);
+    let dev = device();
+    let seed = seed(name);
+    let ctx_msg = format!("case `{name}` ({}), seed {seed}", spec.kernel_name());
+    let mut rng = Rng::new(seed);
+    let (d, ps) = (spec.head_dim() as usize, spec.page_size().unwrap() as usize);
+    let h_k = heads / spec.gqa() as usize;
+    let batch = lens.len();
+    let mut cache = Cache::new::<E>(&mut rng, ps, h_k, d, batch, *lens.iter().max().unwrap());
+    let kernel = Kernel::new(spec).unwrap();
+    let mut kt = upload::<E>(&cache.k, &cache.shape());
+    let mut vt = upload::<E>(&cache.v, &cache.shape());
+    let bt = dev.from_host(&cache.block_table, &[batch, cache.width]).unwrap();
+    let seq_q: Vec<Vec<f32>> = lens.iter().map(|&l| round::<E>(&rand_vec(&mut rng, l * heads * d))).collect();
+    let seq_k: Vec<Vec<f32>> = lens.iter().map(|&l| round::<E>(&rand_vec(&mut rng, l * h_k * d))).collect();
+    let seq_v: Vec<Vec<f32>> = lens.iter().map(|&l| round::<E>(&rand_vec(&mut rng, l * h_k * d))).collect();
+    let mut outs: Vec<Vec<f32>> = lens.iter().map(|&l| vec![f32::NAN; l * heads * d]).collect();
+    let mut lses: Vec<Vec<f32>> = lens.iter().map(|&l| vec![f32::NAN; l * heads]).collect();
+    let steps = lens.iter().max().unwrap().div_ceil(chunk);
+    for step in 0..steps {
+        let rng_of = |l: usize| ((step * chunk).min(l), ((step + 1) * chunk).min(l));
+        // Append this chunk's K/V (plus one padding token with slot −1).
+        let (mut kn, mut vn, mut slots) = (Vec::new(), Vec::new(), Vec::new());
+        for b in 0..batch {
+            let (s, e) = rng_of(lens[b]);
+            for t in s..e {
+                let row = h_k * d;
+                kn.extend_from_slice(&seq_k[b][t * row..(t + 1) * row]);
+                vn.extend_from_slice(&seq_v[b][t * row..(t + 1) * row]);
+                slots.push(cache.slot(b, t) as i64);
+                let (k, v) = (seq_k[b][t * row..(t + 1) * row].to_vec(), seq_v[b][t * row..(t + 1) * row].to_vec());
+                cache.write(b, t, &k, &v);
+            }
+        }
+        kn.extend(rand_vec(&mut rng, h_k * d));
+        vn.extend(rand_vec(&mut rng, h_k * d));
+        slots.push(-1);
+        let n = slots.len();
+        let (knt, vnt) = (upload::<E>(&kn, &[n, h_k, d]), upload::<E>(&vn, &[n, h_k, d]));
+        let st = dev.from_host(&slots, &[n]).unwrap();
+        check_slot_mapping(dev, &st, cache.num_blocks, ps).unwrap();
+        kernel.append(dev, knt.as_ref(), vnt.as_ref(), st.as_ref(), kt.as_mut(), vt.as_mut()).unwrap();
+        // Attend.
+        let mut cu_q = vec![0i32];
+        let mut cu_k = vec![0i32];
+        let mut ctx = Vec::new();
+        let mut qv = Vec::new();
+        for b in 0..batch {
+            let (s, e) = rng_of(lens[b]);
+            qv.extend_from_slice(&seq_q[b][s * heads * d..e * heads * d]);
+            cu_q.push(cu_q.last().unwrap() + (e - s) as i32);
+            ctx.push(e as i32);
+            cu_k.push(cu_k.last().unwrap() + e as i32);
+        }
+        let total_q = *cu_q.last().unwrap() as usize;
+        let max_q = (0..batch).map(|b| rng_of(lens[b]).1 - rng_of(lens[b]).0).max().unwrap();
+        let max_k = *ctx.iter().max().unwrap() as usize;
+        let qt = upload::<E>(&qv, &[total_q, heads, d]);
+        let (cqt, ckt) = (dev.from_host(&cu_q, &[batch + 1]).unwrap(), dev.from_host(&cu_k, &[batch + 1]).unwrap());
+        let clt = dev.from_host(&ctx, &[batch]).unwrap();
+        check_paged_inputs(dev, &bt, &clt, cache.num_blocks, ps).unwrap();
+        let mut out: Tensor<E> = dev.alloc_zeros(&[total_q, heads, d]).unwrap();
+        let mut lse: Tensor<f32> = dev.alloc_zeros(&[heads, total_q]).unwrap();
+        dev.fill_bytes(&mut out, 0xFF).unwrap();
+        dev.fill_bytes(&mut lse, 0xFF).unwrap();
+        let args = ForwardArgs::new(qt.as_ref(), kt.as_ref(), vt.as_ref(), out.as_mut(), lse.as_mut())
+            .varlen(cqt.as_ref(), ckt.as_ref(), max_q, max_k)
+            .paged(bt.as_ref(), clt.as_ref());
+        kernel.forward(dev, args).unwrap_or_else(|e| panic!("{ctx_msg}, step {step}: {e}"));
+        let oh: Vec<f32> = out.to_host(dev).unwrap().iter().map(|x| x.to_f32()).collect();
+        let lh = lse.to_host(dev).unwrap();
+        for b in 0..batch {
+            let (s, e) = rng_of(lens[b]);
+            for t in s..e {
+                let row = cu_q[b] as usize + t - s;
+                outs[b][t * heads * d..(t + 1) * heads * d]
+                    .copy_from_slice(&oh[row * heads * d..(row + 1) * heads * d]);
+                for h in 0..heads {
+                    lses[b][t * heads + h] = lh[h * total_q + row];
+                }
+            }
+        }
+    }
+    // The caches hold exactly what we wrote (the padding token went nowhere).
+    let kh: Vec<f32> = kt.to_host(dev).unwrap().iter().map(|x| x.to_f32()).collect();
+    assert!(kh == cache.k, "{ctx_msg}: k_cache differs from the expected appends");
+    for b in 0..batch {
+        let (k, v) = cache.gather(b, lens[b]);
+        let got = |h: usize, i: usize| {
+            let o = (i * heads + h) * d;
+            (outs[b][o..o + d].to_vec(), lses[b][i * heads + h])
+        };
+        check_seq(&spec, heads, &seq_q[b], lens[b], &k, &v, lens[b], None, &got)
+            .assert(&format!("{ctx_msg}, sequence {b} (length {})", lens[b]));
+    }
+}
+
+#[test]
+fn chunked_prefill_equals_dense_causal() {
+    let spec = cell(Dtype::Bf16, 128, |b| b.paged().varlen().causal().gqa(4));
+    chunked_prefill("chunked-p16", spec, 8, &[700, 333, 1, 129], 128);
+    let spec = cell(Dtype::Bf16, 64, |b| b.paged().page_size(1).varlen().causal().gqa(2));
+    chunked_prefill("chunked-p1", spec, 4, &[300, 77], 64);
+    let spec = cell(Dtype::Bf16, 128, |b| b.paged().page_size(256).varlen().causal().window(100).sink(4).gqa(8));
+    chunked_prefill("chunked-p256-sink-window", spec, 8, &[1000, 513], 200);
+}
+
+#[flash_attention(arch = sm80, dtype = bf16, head_dim = 128, causal, gqa = 4, paged, page_size = 16)]
+struct Llama;
+
+/// The generated `append` then `forward` (decode): attention over the cache
+/// plus the appended token equals attention over the concatenated K/V.
+#[test]
+fn append_then_decode_equals_concatenated() {
+    type E = half::bf16;
+    let dev = device();
+    let name = "append-decode";
+    let mut rng = Rng::new(seed(name));
+    let (heads, d, ps) = (8usize, 128usize, 16usize);
+    let h_k = heads / 4;
+    let ctx0 = [0usize, 15, 16, 33, 900];
+    let batch = ctx0.len();
+    let mut cache = Cache::new::<E>(&mut rng, ps, h_k, d, batch, 901);
+    for (b, &c) in ctx0.iter().enumerate() {
+        for t in 0..c {
+            let (k, v) = (round::<E>(&rand_vec(&mut rng, h_k * d)), round::<E>(&rand_vec(&mut rng, h_k * d)));
+            cache.write(b, t, &k, &v);
+        }
+    }
+    let mut kt = upload::<E>(&cache.k, &cache.shape());
+    let mut vt = upload::<E>(&cache.v, &cache.shape());
+    // One new token per sequence, then two padding tokens (slot −1).
+    let kn = round::<E>(&rand_vec(&mut rng, (batch + 2) * h_k * d));
+    let vn = round::<E>(&rand_vec(&mut rng, (batch + 2) * h_k * d));
+    let mut slots: Vec<i64> = (0..batch).map(|b| cache.slot(b, ctx0[b]) as i64).collect();
+    slots.extend([-1, -1]);
+    for b in 0..batch {
+        let r = h_k * d;
+        let (k, v) = (kn[b * r..(b + 1) * r].to_vec(), vn[b * r..(b + 1) * r].to_vec());
+        cache.write(b, ctx0[b], &k, &v);
+    }
+    let st = dev.from_host(&slots, &[batch + 2]).unwrap();
+    let (knt, vnt) = (upload::<E>(&kn, &[batch + 2, h_k, d]), upload::<E>(&vn, &[batch + 2, h_k, d]));
+    Llama::append(dev, &knt, &vnt, &st, &mut kt, &mut vt).unwrap();
+    let kh: Vec<f32> = kt.to_host(dev).unwrap().iter().map(|x| x.to_f32()).collect();
+    let vh: Vec<f32> = vt.to_host(dev).unwrap().iter().map(|x| x.to_f32()).collect();
+    assert!(kh == cache.k && vh == cache.v, "append wrote something else than the slot mapping says");
+
+    let q = round::<E>(&rand_vec(&mut rng, batch * heads * d));
+    let qt = upload::<E>(&q, &[batch, 1, heads, d]);
+    let bt = dev.from_host(&cache.block_table, &[batch, cache.width]).unwrap();
+    let cl: Vec<i32> = ctx0.iter().map(|&c| c as i32 + 1).collect();
+    let clt = dev.from_host(&cl, &[batch]).unwrap();
+    let mut out: Tensor<E> = dev.alloc_zeros(&[batch, 1, heads, d]).unwrap();
+    let mut lse: Tensor<f32> = dev.alloc_zeros(&[batch, heads, 1]).unwrap();
+    dev.fill_bytes(&mut out, 0xFF).unwrap();
+    dev.fill_bytes(&mut lse, 0xFF).unwrap();
+    Llama::forward(dev, &qt, &kt, &vt, &bt, &clt, &mut out, &mut lse, &FwdOptions::default()).unwrap();
+    let oh: Vec<f32> = out.to_host(dev).unwrap().iter().map(|x| x.to_f32()).collect();
+    let lh = lse.to_host(dev).unwrap();
+    for b in 0..batch {
+        let c = ctx0[b] + 1;
+        let (k, v) = cache.gather(b, c);
+        let got =
+            |h: usize, _i: usize| ((oh[(b * heads + h) * d..(b * heads + h + 1) * d]).to_vec(), lh[b * heads + h]);
+        check_seq(&Llama::SPEC, heads, &q[b * heads * d..(b + 1) * heads * d], 1, &k, &v, c, None, &got)
+            .assert(&format!("{name}, sequence {b}"));
+    }
+}
+
+#[test]
+fn bad_paged_inputs() {
+    type E = half::bf16;
+    let dev = device();
+    let (heads, d, ps, nb, width) = (8usize, 128usize, 16usize, 8usize, 4usize);
+    let h_k = heads / 4;
+    let kt: Tensor<E> = dev.alloc_zeros(&[nb, ps, h_k, d]).unwrap();
+    let vt: Tensor<E> = dev.alloc_zeros(&[nb, ps, h_k, d]).unwrap();
+    let qt: Tensor<E> = dev.alloc_zeros(&[2, 1, heads, d]).unwrap();
+    // Out-of-range pages and a context longer than the table: typed errors
+    // from the checker...
+    let bt = dev.from_host(&[0, 1, 1 << 30, 3, -5, 5, 6, 7], &[2, width]).unwrap();
+    let clt = dev.from_host(&[40, 10], &[2]).unwrap();
+    let e = check_paged_inputs(dev, &bt, &clt, nb, ps).unwrap_err();
+    assert!(matches!(e, FaError::Argument { arg: "block_table", .. }), "{e}");
+    let long = dev.from_host(&[65, 1], &[2]).unwrap();
+    let e = check_paged_inputs(dev, &dev.from_host(&[0, 1, 2, 3, 4, 5, 6, 7], &[2, width]).unwrap(), &long, nb, ps)
+        .unwrap_err();
+    assert!(matches!(e, FaError::Argument { arg: "context_lens", .. }), "{e}");
+    // ...and a decode launched anyway neither faults nor writes NaN (bad
+    // pages are masked).
+    let long2 = dev.from_host(&[1 << 20, 64], &[2]).unwrap();
+    for cl in [&clt, &long2] {
+        let mut out: Tensor<E> = dev.alloc_zeros(&[2, 1, heads, d]).unwrap();
+        let mut lse: Tensor<f32> = dev.alloc_zeros(&[2, heads, 1]).unwrap();
+        dev.fill_bytes(&mut out, 0xFF).unwrap();
+        Llama::forward(dev, &qt, &kt, &vt, &bt, cl, &mut out, &mut lse, &FwdOptions::default()).unwrap();
+        dev.synchronize().unwrap();
+        assert!(out.to_host(dev).unwrap().iter().all(|x| !x.to_f32().is_nan()));
+    }
+    // Page size differing from the cell's: a typed error before launch.
+    let k32: Tensor<E> = dev.alloc_zeros(&[nb / 2, 32, h_k, d]).unwrap();
+    let mut out: Tensor<E> = dev.alloc_zeros(&[2, 1, heads, d]).unwrap();
+    let mut lse: Tensor<f32> = dev.alloc_zeros(&[2, heads, 1]).unwrap();
+    let e = Llama::forward(dev, &qt, &k32, &k32, &bt, &clt, &mut out, &mut lse, &FwdOptions::default()).unwrap_err();
+    assert!(matches!(e, FaError::Shape { arg: "k", .. }), "{e}");
+    // Append: slots out of range are an error for the checker and skipped by the kernel.
+    let kn: Tensor<E> = dev.from_host(&vec![E::from_f32(1.0); 3 * h_k * d], &[3, h_k, d]).unwrap();
+    let st = dev.from_host(&[(nb * ps) as i64, -7, i64::MAX], &[3]).unwrap();
+    assert!(matches!(check_slot_mapping(dev, &st, nb, ps), Err(FaError::Argument { arg: "slot_mapping", .. })));
+    let (mut kc, mut vc) = (kt, vt);
+    Llama::append(dev, &kn, &kn, &st, &mut kc, &mut vc).unwrap();
+    assert!(kc.to_host(dev).unwrap().iter().chain(vc.to_host(dev).unwrap().iter()).all(|x| x.to_f32() == 0.0));
+    let mut k32m = k32;
+    let mut v32m: Tensor<E> = dev.alloc_zeros(&[nb / 2, 32, h_k, d]).unwrap();
+    let e = Llama::append(dev, &kn, &kn, &st, &mut k32m, &mut v32m).unwrap_err();
+    assert!(matches!(e, FaError::Shape { arg: "k_cache", .. }), "{e}");
+}

@@ -1,0 +1,365 @@
+//! Host-only checks of the paged KV-cache support: the decode/append ABI
+//! mirrors, append validation, the table checkers, the split heuristic and
+//! the routing rule. No GPU, no NVRTC.
+
+use fa_runtime::paged::{
+    check_slots, check_tables, num_splits, uses_decode, validate_append, workspace_bytes, AppendShapes,
+    PagedAppendParams, PagedDecodeParams,
+};
+use fa_runtime::validate::ArgMeta;
+use fa_runtime::{ElemType, FaError, KernelSpec};
+use fa_spec::{Arch, Dtype};
+use std::mem::offset_of;
+
+const DEV: (u64, usize) = (7, 0);
+
+fn m(shape: &[usize], elem: ElemType) -> ArgMeta<'_> {
+    ArgMeta { shape, elem, device_id: DEV.0, ordinal: DEV.1 }
+}
+
+fn spec(f: impl FnOnce(fa_spec::SpecBuilder) -> fa_spec::SpecBuilder) -> KernelSpec {
+    f(KernelSpec::builder().arch(Arch::Sm90a).dtype(Dtype::Bf16).head_dim(128)).build().unwrap()
+}
+
+/// Field names of `struct <name>` in a CUDA header, in order.
+fn c_fields(header: &str, name: &str) -> Vec<String> {
+    let body = &header[header.find(&format!("struct {name}")).unwrap()..];
+    let body = &body[..body.find("};").unwrap()];
+    let mut names = Vec::new();
+    for line in body.lines().skip(1) {
+        let code = line.split("//").next().unwrap();
+        for decl in code.split(';') {
+            let decl = decl.trim();
+            if decl.is_empty() {
+                continue;
+            }
+            let mut parts = decl.split(',');
+            let first = parts.next().unwrap();
+            names.push(first.rsplit(|c: char| c.is_whitespace() || c == '*').next().unwrap().to_string());
+            names.extend(parts.map(|p| p.trim().to_string()));
+        }
+    }
+    names
+}
+
+const HEADER: &str = include_str!("../../templates/partials/paged_params.cuh");
+
+#[test]
+fn decode_params_match_the_c_layout() {
+    let names = c_fields(HEADER, "PagedDecodeParams");
+    // 13 pointers, 10 long long strides, then 4-byte fields.
+    assert_eq!(names.len(), 13 + 10 + 10, "{names:?}");
+    assert_eq!(std::mem::size_of::<PagedDecodeParams>(), 224);
+    assert_eq!(std::mem::align_of::<PagedDecodeParams>(), 8);
+    let offsets = [
+        offset_of!(PagedDecodeParams, q),
+        offset_of!(PagedDecodeParams, k_cache),
+        offset_of!(PagedDecodeParams, v_cache),
+        offset_of!(PagedDecodeParams, o),
+        offset_of!(PagedDecodeParams, lse),
+        offset_of!(PagedDecodeParams, o_accum),
+        offset_of!(PagedDecodeParams, lse_accum),
+        offset_of!(PagedDecodeParams, block_table),
+        offset_of!(PagedDecodeParams, context_lens),
+        offset_of!(PagedDecodeParams, alibi_slopes),
+        offset_of!(PagedDecodeParams, q_descale),
+        offset_of!(PagedDecodeParams, k_descale),
+        offset_of!(PagedDecodeParams, v_descale),
+        offset_of!(PagedDecodeParams, q_batch_stride),
+        offset_of!(PagedDecodeParams, q_head_stride),
+        offset_of!(PagedDecodeParams, k_block_stride),
+        offset_of!(PagedDecodeParams, k_page_stride),
+        offset_of!(PagedDecodeParams, k_head_stride),
+        offset_of!(PagedDecodeParams, v_block_stride),
+        offset_of!(PagedDecodeParams, v_page_stride),
+        offset_of!(PagedDecodeParams, v_head_stride),
+        offset_of!(PagedDecodeParams, o_batch_stride),
+        offset_of!(PagedDecodeParams, o_head_stride),
+        offset_of!(PagedDecodeParams, batch),
+        offset_of!(PagedDecodeParams, num_heads),
+        offset_of!(PagedDecodeParams, num_kv_heads),
+        offset_of!(PagedDecodeParams, num_blocks),
+        offset_of!(PagedDecodeParams, block_table_stride),
+        offset_of!(PagedDecodeParams, num_splits),
+        offset_of!(PagedDecodeParams, heads_per_cta),
+        offset_of!(PagedDecodeParams, softmax_scale),
+        offset_of!(PagedDecodeParams, scale_log2),
+        offset_of!(PagedDecodeParams, pad_),
+    ];
+    let expected: Vec<usize> = (0..23).map(|i| 8 * i).chain((0..10).map(|i| 184 + 4 * i)).collect();
+    assert_eq!(offsets.to_vec(), expected);
+    let rust = [
+        "q",
+        "k_cache",
+        "v_cache",
+        "o",
+        "lse",
+        "o_accum",
+        "lse_accum",
+        "block_table",
+        "context_lens",
+        "alibi_slopes",
+        "q_descale",
+        "k_descale",
+        "v_descale",
+        "q_batch_stride",
+        "q_head_stride",
+        "k_block_stride",
+        "k_page_stride",
+        "k_head_stride",
+        "v_block_stride",
+        "v_page_stride",
+        "v_head_stride",
+        "o_batch_stride",
+        "o_head_stride",
+        "batch",
+        "num_heads",
+        "num_kv_heads",
+        "num_blocks",
+        "block_table_stride",
+        "num_splits",
+        "heads_per_cta",
+        "softmax_scale",
+        "scale_log2",
+        "pad_",
+    ];
+    assert_eq!(names, rust, "paged_params.cuh changed: update fa-runtime/src/paged.rs");
+}
+
+#[test]
+fn append_params_match_the_c_layout() {
+    let names = c_fields(HEADER, "PagedAppendParams");
+    assert_eq!(std::mem::size_of::<PagedAppendParams>(), 136);
+    let offsets = [
+        offset_of!(PagedAppendParams, k_new),
+        offset_of!(PagedAppendParams, v_new),
+        offset_of!(PagedAppendParams, k_cache),
+        offset_of!(PagedAppendParams, v_cache),
+        offset_of!(PagedAppendParams, slot_mapping),
+        offset_of!(PagedAppendParams, k_new_token_stride),
+        offset_of!(PagedAppendParams, k_new_head_stride),
+        offset_of!(PagedAppendParams, v_new_token_stride),
+        offset_of!(PagedAppendParams, v_new_head_stride),
+        offset_of!(PagedAppendParams, k_block_stride),
+        offset_of!(PagedAppendParams, k_page_stride),
+        offset_of!(PagedAppendParams, k_head_stride),
+        offset_of!(PagedAppendParams, v_block_stride),
+        offset_of!(PagedAppendParams, v_page_stride),
+        offset_of!(PagedAppendParams, v_head_stride),
+        offset_of!(PagedAppendParams, num_tokens),
+        offset_of!(PagedAppendParams, num_kv_heads),
+        offset_of!(PagedAppendParams, num_blocks),
+        offset_of!(PagedAppendParams, pad_),
+    ];
+    let expected: Vec<usize> = (0..15).map(|i| 8 * i).chain((0..4).map(|i| 120 + 4 * i)).collect();
+    assert_eq!(offsets.to_vec(), expected);
+    let rust = [
+        "k_new",
+        "v_new",
+        "k_cache",
+        "v_cache",
+        "slot_mapping",
+        "k_new_token_stride",
+        "k_new_head_stride",
+        "v_new_token_stride",
+        "v_new_head_stride",
+        "k_block_stride",
+        "k_page_stride",
+        "k_head_stride",
+        "v_block_stride",
+        "v_page_stride",
+        "v_head_stride",
+        "num_tokens",
+        "num_kv_heads",
+        "num_blocks",
+        "pad_",
+    ];
+    assert_eq!(names, rust, "paged_params.cuh changed: update fa-runtime/src/paged.rs");
+}
+
+struct App {
+    k_new: Vec<usize>,
+    v_new: Vec<usize>,
+    slots: Vec<usize>,
+    kc: Vec<usize>,
+    vc: Vec<usize>,
+    elem: ElemType,
+    slot_elem: ElemType,
+}
+
+fn app() -> App {
+    App {
+        k_new: vec![5, 2, 128],
+        v_new: vec![5, 2, 128],
+        slots: vec![5],
+        kc: vec![40, 16, 2, 128],
+        vc: vec![40, 16, 2, 128],
+        elem: ElemType::Bf16,
+        slot_elem: ElemType::I64,
+    }
+}
+
+fn check(sp: &KernelSpec, a: &App) -> Result<fa_runtime::paged::AppendPlan, FaError> {
+    let s = AppendShapes {
+        k_new: m(&a.k_new, a.elem),
+        v_new: m(&a.v_new, a.elem),
+        slot_mapping: m(&a.slots, a.slot_elem),
+        k_cache: m(&a.kc, a.elem),
+        v_cache: m(&a.vc, a.elem),
+    };
+    validate_append(sp, &s, DEV)
+}
+
+#[test]
+fn append_validation() {
+    let sp = spec(|b| b.paged().page_size(16).gqa(4));
+    let plan = check(&sp, &app()).unwrap();
+    assert_eq!((plan.num_tokens, plan.num_kv_heads, plan.num_blocks), (5, 2, 40));
+    // 5 tokens × 2 heads × 16 chunks of 16 bytes = 160 threads: one CTA.
+    assert_eq!(plan.grid, 1);
+    // Zero tokens: nothing to launch.
+    let mut a = app();
+    a.k_new[0] = 0;
+    a.v_new[0] = 0;
+    a.slots[0] = 0;
+    assert_eq!(check(&sp, &a).unwrap().grid, 0);
+
+    let not_paged = spec(|b| b.gqa(4));
+    assert!(matches!(check(&not_paged, &app()), Err(FaError::Argument { arg: "spec", .. })));
+
+    type Mutation = Box<dyn Fn(&mut App)>;
+    let cases: Vec<(&str, Mutation)> = vec![
+        ("k_cache", Box::new(|a| a.kc[1] = 32)), // page size differs from the cell's
+        ("k_cache", Box::new(|a| a.kc[3] = 64)), // head_dim
+        ("k_cache", Box::new(|a| a.kc = vec![640, 2, 128])), // rank
+        ("v_cache", Box::new(|a| a.vc[0] = 41)),
+        ("k_new", Box::new(|a| a.k_new[1] = 3)), // heads differ from the cache's
+        ("v_new", Box::new(|a| a.v_new[0] = 4)), // tokens differ from slot_mapping's
+        ("slot_mapping", Box::new(|a| a.slots = vec![5, 1])),
+    ];
+    for (arg, f) in cases {
+        let mut a = app();
+        f(&mut a);
+        match check(&sp, &a) {
+            Err(FaError::Shape { arg: got, .. }) => assert_eq!(got, arg),
+            other => panic!("{arg}: {other:?}"),
+        }
+    }
+    let mut a = app();
+    a.slot_elem = ElemType::I32;
+    assert!(matches!(check(&sp, &a), Err(FaError::Dtype { arg: "slot_mapping", expected: "i64", .. })));
+    let mut a = app();
+    a.elem = ElemType::F16;
+    assert!(matches!(check(&sp, &a), Err(FaError::Dtype { arg: "k_new", .. })));
+    // Wrong device.
+    let a = app();
+    let s = AppendShapes {
+        k_new: m(&a.k_new, a.elem),
+        v_new: m(&a.v_new, a.elem),
+        slot_mapping: m(&a.slots, a.slot_elem),
+        k_cache: ArgMeta { shape: &a.kc, elem: a.elem, device_id: 99, ordinal: 3 },
+        v_cache: m(&a.vc, a.elem),
+    };
+    assert!(matches!(
+        validate_append(&sp, &s, DEV),
+        Err(FaError::WrongDevice { arg: "k_cache", expected: 0, found: 3 })
+    ));
+    // fp8 caches: 1-byte elements, 8 chunks per 128-wide row.
+    let fp8 = KernelSpec::builder().arch(Arch::Sm90a).dtype(Dtype::E4m3).head_dim(128).paged().build().unwrap();
+    let mut a = app();
+    a.elem = ElemType::F8E4M3;
+    assert_eq!(check(&fp8, &a).unwrap().grid, 1);
+}
+
+#[test]
+fn table_checks() {
+    // 2 sequences, 3 pages of 4 tokens each row, 10 pages in the cache.
+    let bt = [7, 2, 9, 4, -1, -1];
+    assert!(check_tables(&bt, 3, &[12, 4], 10, 4).is_ok());
+    assert!(check_tables(&bt, 3, &[0, 0], 10, 4).is_ok());
+    assert!(check_tables(&bt, 3, &[9, 1], 10, 4).is_ok());
+    let e = check_tables(&bt, 3, &[12, 5], 10, 4).unwrap_err();
+    assert!(matches!(e, FaError::Argument { arg: "block_table", .. }), "{e}");
+    assert!(e.to_string().contains("block_table[1][1] = -1"), "{e}");
+    let e = check_tables(&bt, 3, &[13, 1], 10, 4).unwrap_err();
+    assert!(matches!(e, FaError::Argument { arg: "context_lens", .. }), "{e}");
+    let e = check_tables(&bt, 3, &[-1, 1], 10, 4).unwrap_err();
+    assert!(matches!(e, FaError::Argument { arg: "context_lens", .. }), "{e}");
+    let e = check_tables(&bt, 3, &[12, 1], 9, 4).unwrap_err();
+    assert!(e.to_string().contains("block_table[0][2] = 9"), "{e}");
+    assert!(check_tables(&bt, 2, &[1, 1], 10, 4).is_err()); // shape
+                                                            // Slots.
+    assert!(check_slots(&[0, 39, -1, 17], 10, 4).is_ok());
+    assert!(matches!(check_slots(&[40], 10, 4), Err(FaError::Argument { arg: "slot_mapping", .. })));
+    assert!(check_slots(&[-2], 10, 4).is_err());
+}
+
+#[test]
+fn split_heuristic() {
+    // H100, hd128: 132 SMs × 3 CTAs. One sequence, 8 KV heads, 32k context:
+    // 512 tiles; up to 49 splits fit one wave, and 47 is the fewest splits
+    // with 11 tiles each.
+    assert_eq!(num_splits(1, 8, 32768, 0, 0, 132, 3), 47);
+    // A big batch already fills the GPU: few splits.
+    assert_eq!(num_splits(64, 8, 4096, 0, 0, 132, 3), 3);
+    // Short contexts never split (each split keeps >= 4 tiles).
+    for ctx in [0, 1, 64, 255, 256 + 63] {
+        assert_eq!(num_splits(1, 1, ctx, 0, 0, 132, 3), 1, "ctx {ctx}");
+    }
+    // At most 128 splits, however long the context.
+    let s = num_splits(1, 1, 1 << 30, 0, 0, 132, 3);
+    assert!((1..=128).contains(&s), "{s}");
+    // A window bounds the work: the same as a context of window + 1 tile + sink tiles.
+    assert_eq!(num_splits(1, 8, 131072, 4096, 4, 132, 3), num_splits(1, 8, 4096 + 64 + 64, 0, 0, 132, 3));
+    assert_eq!(num_splits(1, 8, 1000, 4096, 0, 132, 3), num_splits(1, 8, 1000, 0, 0, 132, 3));
+    // Degenerate device numbers do not panic.
+    assert_eq!(num_splits(0, 0, 0, 0, 0, 0, 0), 1);
+    // Brute force agrees with the documented cost model.
+    for (b, hk, ctx) in [(1usize, 1usize, 5000usize), (3, 8, 20000), (16, 4, 70000), (128, 8, 2048)] {
+        let t = ctx.div_ceil(64);
+        let cost = |s: usize| (b * hk * s).div_ceil(396) * (t.div_ceil(s) + 2);
+        let smax = (t / 4).clamp(1, 128);
+        let best = (1..=smax).min_by_key(|&s| (cost(s), s)).unwrap();
+        assert_eq!(num_splits(b, hk, ctx, 0, 0, 132, 3), best, "{b} {hk} {ctx}");
+    }
+}
+
+#[test]
+fn workspace_layout() {
+    let (bytes, lse_off) = workspace_bytes(4, 2, 32, 128);
+    assert_eq!(lse_off, 4 * 2 * 32 * 128 * 4);
+    assert_eq!(bytes, lse_off + 4 * 2 * 32 * 4);
+    let (bytes, lse_off) = workspace_bytes(3, 1, 1, 80);
+    assert_eq!(lse_off % 256, 0);
+    assert!(lse_off >= 3 * 80 * 4);
+    assert_eq!(bytes, lse_off + 12);
+}
+
+#[test]
+fn routing() {
+    let decode = spec(|b| b.paged().gqa(4).causal());
+    assert!(uses_decode(&decode, 1));
+    assert!(!uses_decode(&decode, 2)); // s_q > 1: the forward kernel
+    assert!(!uses_decode(&spec(|b| b.paged().varlen()), 1)); // chunked prefill
+    assert!(!uses_decode(&spec(|b| b.gqa(4)), 1)); // not paged
+    let fp8 = KernelSpec::builder().arch(Arch::Sm90a).dtype(Dtype::E4m3).head_dim(128).paged().build().unwrap();
+    assert!(!uses_decode(&fp8, 1));
+}
+
+#[test]
+fn paged_sources_carry_every_entry_point() {
+    let sp = spec(|b| b.paged().page_size(1).gqa(8).window(64).sink(4));
+    let src = fa_spec::render(&sp).unwrap();
+    let n = sp.kernel_name();
+    for e in ["_fwd(", "_decode(", "_decode_merge(", "_append(", "_decode_smem_bytes"] {
+        assert!(src.contains(&format!("{n}{e}")), "missing {n}{e}");
+    }
+    let fp8 = KernelSpec::builder().arch(Arch::Sm90a).dtype(Dtype::E4m3).head_dim(128).paged().build().unwrap();
+    let src = fa_spec::render(&fp8).unwrap();
+    let n = fp8.kernel_name();
+    assert!(src.contains(&format!("{n}_append(")) && src.contains(&format!("{n}_fwd(")));
+    assert!(!src.contains(&format!("{n}_decode(const")));
+    // Dense cells carry none of it.
+    let dense = spec(|b| b.causal());
+    assert!(!fa_spec::render(&dense).unwrap().contains("PagedDecodeParams"));
+}
