@@ -1,7 +1,49 @@
-//! Tile shapes of the portable forward kernel, per head_dim and arch.
+//! Tile shapes of the portable (mma.sync) forward kernel, per head_dim.
 //!
-//! First guess, to be replaced by measured choices (see the table below once
-//! filled in by measurement).
+//! Kernel layout (templates/partials/fwd_mainloop.cuh): each warp owns
+//! `block_m / num_warps` query rows (16 or 32); Q is staged in shared memory
+//! (kept in registers when Q+O+S fragments fit), K/V tiles of `block_n` keys
+//! are double-buffered with cp.async; shared-memory rows are padded by 16
+//! bytes (conflict-free ldmatrix for every supported head_dim).
+//!
+//! Measured on one H200 (2026-11, NVRTC 13.0, sm_90a, bf16, batch*seqlen =
+//! 16384 tokens, hidden 2048, TFLOP/s at seqlen 4096 / 16384, dense):
+//!
+//! | head_dim | choice (m, n, warps, stages) | why (measured)                                            |
+//! |----------|------------------------------|-----------------------------------------------------------|
+//! | <= 64    | 128, 64, 4, 2                | 314 / 302 TF; 128x64x8: 228 / 233; 64x64x4: 266 / 252;    |
+//! |          |                              | 128x32x4: 273 / 279; 3 stages: 309 / 309 (noise, +smem).  |
+//! |          |                              | 245 regs, 0 spill. 32 rows/warp halves K/V smem reads.    |
+//! | 80..128  | 128, 32, 4, 2                | hd128: 296 / 305 TF, 0 spill. 128x64x4: 296 / 306 but     |
+//! |          |                              | spills 32 B (255 regs); 128x64x8: 274 / 278; 64x64x4:     |
+//! |          |                              | 284 / 273; 3 stages: 300 / 304. hd96: 305 / 307;          |
+//! |          |                              | hd96 128x64x8: 219 / 222.                                 |
+//! | > 128    | 128, 64, 8, 2                | hd256: 273 / 279 TF; 128x32x8: 243 / 249 (3 st: 226/229); |
+//! |          |                              | 64x64x4: 192 / 195. hd192: 288 / 293; 128x32x8: 239/243.  |
+//! |          |                              | 32 rows/warp does not fit (O alone = 256 regs at hd256).  |
+//!
+//! Re-measured (H200, NVRTC 13.x, sm_90a, same call as torch SDPA FLASH,
+//! TF ours / torch at s = 2k, 4k, 8k, 16k; bf16):
+//!   hd64  dense 290/293 304/296 299/304 306/295; causal 254/249 276/270 289/286 295/296
+//!   hd128 dense 317/338 311/339 317/333 314/338; causal 240/276 270/303 290/317 303/312
+//!   hd256 dense 261/317 278/320 280/314 282/318; causal 215/267 242/283 256/291 288/292
+//! Tried (same card): K/V in split cp.async groups (FA2 order): hd128 313/325
+//! (s=4k/16k) vs 330/328, hd256 259/266 vs 278/282 -> off. Skipping the O
+//! rescale when no row max moved: causal hd128 274/304 vs 262/272 (on for
+//! causal 32-rows-per-warp tiles, hd > 64), dense / hd64 / hd256 -5..7% (off).
+//! hd128 128x64x4 with the skip: 313/323 dense, still 32 B spill. hd256
+//! 128x32x8 with Q in registers: 263/279 (s=2k/16k) vs 272/284.
+//!
+//! fp8 cells (fwd_mainloop_fp8.cuh, 1-byte rows): on sm_90a mma.sync fp8 is
+//! lowered to f16 HMMA + F2FP unpacks (no native fp8 mma.sync; native fp8 is
+//! wgmma only), so fp8 runs below the 16-bit kernel. e4m3 hd128 (H200):
+//! 128x32x4: 260 / 268 TF dense s=2k/16k, causal 228 / 258 (28 B spill);
+//! 128x64x4: 258 / 269, causal 216 / 247 (8 B spill); 128x64x8: 228 / 239,
+//! causal 199 / 241 (0 spill). hd192 128x32x8 and hd256 64x64x4 are the
+//! zero-spill shapes (128x64x8 spills 16 / 252 B); their speed is unmeasured.
+
+//! Zero spills (NVRTC -Xptxas -v, sm_80 and sm_90a) for every f16/bf16 cell
+//! with head_dim <= 128 at these shapes.
 
 use crate::model::KernelSpec;
 
@@ -13,7 +55,7 @@ pub struct TileConfig {
     /// Keys per main-loop step.
     pub block_n: u32,
     pub num_warps: u32,
-    /// K/V shared-memory stages in the cp.async pipeline.
+    /// K/V shared-memory stages in the cp.async pipeline (>= 2).
     pub stages: u32,
 }
 
@@ -22,21 +64,46 @@ impl TileConfig {
         self.num_warps * 32
     }
 
-    /// Dynamic shared memory of one block: the Q tile plus `stages` K and V tiles.
+    /// Dynamic shared memory of one block: the Q tile plus `stages` K and V
+    /// tiles. 16-bit cells: rows of `head_dim` elements padded by 8 elements
+    /// (16 bytes) against ldmatrix bank conflicts; the Q tile is reused to
+    /// stage O in the epilogue. Matches `kSmemStride` in fwd_mainloop.cuh.
+    /// fp8 cells: rows of `head_dim` bytes padded to an odd multiple of 16
+    /// bytes (`kSmemStride` in fwd_mainloop_fp8.cuh); the epilogue stages bf16
+    /// O over the whole buffer, so it is at least `block_m` padded bf16 rows.
     pub fn smem_bytes(&self, spec: &KernelSpec) -> u32 {
-        let es = spec.dtype().size_bytes() as u32;
         let d = spec.head_dim();
-        self.block_m * d * es + self.stages * 2 * self.block_n * d * es
+        if spec.dtype().is_fp8() {
+            let row_bytes = if ((d + 16) / 16) % 2 == 1 { d + 16 } else { d + 32 };
+            let tiles = (self.block_m + 2 * self.stages * self.block_n) * row_bytes;
+            let o_stage = self.block_m * (d + 8) * 2;
+            return tiles.max(o_stage);
+        }
+        const ELEM_BYTES: u32 = 2; // f16 / bf16
+        let row_bytes = (d + 8) * ELEM_BYTES;
+        (self.block_m + 2 * self.stages * self.block_n) * row_bytes
     }
 }
 
-/// The tile shape the forward kernel of `spec` is rendered and launched with.
+/// The tile shape the forward kernel of `spec` is rendered and launched with:
+/// the measured choice for its head_dim (table above), else the first smaller
+/// fallback that fits the arch's shared memory (sm80: 163 KiB, sm89: 99 KiB;
+/// fallbacks are not yet measured).
 pub fn tile_config(spec: &KernelSpec) -> TileConfig {
-    let d = spec.head_dim();
-    let (block_m, block_n, num_warps) = match d {
-        0..=64 => (128, 128, 4),
-        65..=128 => (128, 64, 4),
-        _ => (128, 64, 8),
+    let candidates: &[(u32, u32, u32)] = match (spec.dtype().is_fp8(), spec.head_dim()) {
+        // fp8 (fwd_mainloop_fp8.cuh): 16 rows per warp; see the table above.
+        (true, 0..=128) => &[(128, 32, 4)],
+        (true, 129..=192) => &[(128, 32, 8)],
+        (true, _) => &[(64, 64, 4)],
+        (false, 0..=64) => &[(128, 64, 4), (64, 64, 4)],
+        (false, 65..=128) => &[(128, 32, 4), (64, 32, 4)],
+        (false, _) => &[(128, 64, 8), (128, 32, 8), (64, 32, 4)],
     };
-    TileConfig { block_m, block_n, num_warps, stages: 2 }
+    let max = spec.arch().max_smem_per_block();
+    let tile = |&(block_m, block_n, num_warps): &(u32, u32, u32)| TileConfig { block_m, block_n, num_warps, stages: 2 };
+    candidates
+        .iter()
+        .map(tile)
+        .find(|t| t.smem_bytes(spec) <= max)
+        .unwrap_or_else(|| tile(candidates.last().expect("non-empty")))
 }

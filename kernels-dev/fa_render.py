@@ -1,0 +1,85 @@
+"""Render templates/fwd.cu.tera with jinja2 (Tera/Jinja2 common subset).
+
+Mirrors the template context the Rust renderer provides, plus a Python copy
+of fa-spec/src/tiles.rs (tile_config / smem_bytes) so scratch runs can be made
+before the Rust side exists. Keep `tile_config` in sync with tiles.rs.
+"""
+import os
+import jinja2
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEMPLATES = os.path.join(ROOT, "templates")
+ARCH_SM = {"sm80": 80, "sm89": 89, "sm90a": 90, "sm100": 100}
+
+
+def tile_config(c):
+    """Python mirror of fa_spec::tiles::tile_config (keep in sync)."""
+    d = c["head_dim"]
+    if c["dtype"] in ("e4m3", "e5m2"):
+        if d <= 128:
+            return dict(block_m=128, block_n=32, num_warps=4, stages=2)
+        if d <= 192:
+            return dict(block_m=128, block_n=32, num_warps=8, stages=2)
+        return dict(block_m=64, block_n=64, num_warps=4, stages=2)
+    if d <= 64:
+        return dict(block_m=128, block_n=64, num_warps=4, stages=2)
+    if d <= 128:
+        return dict(block_m=128, block_n=32, num_warps=4, stages=2)
+    return dict(block_m=128, block_n=64, num_warps=8, stages=2)
+
+
+def smem_bytes(c, t):
+    """Mirror of TileConfig::smem_bytes: Q tile + stages x (K tile + V tile).
+    16-bit: rows padded by 8 elements (16 bytes). fp8: rows of head_dim bytes
+    padded to an odd multiple of 16 bytes, and at least block_m bf16 O rows
+    (hd + 8 elements) for the epilogue staging."""
+    d = c["head_dim"]
+    if c["dtype"] in ("e4m3", "e5m2"):
+        row = d + 16 if ((d + 16) // 16) % 2 == 1 else d + 32
+        return max((t["block_m"] + 2 * t["stages"] * t["block_n"]) * row, t["block_m"] * (d + 8) * 2)
+    return (t["block_m"] + 2 * t["stages"] * t["block_n"]) * (d + 8) * 2
+
+
+def make_cell(**kw):
+    c = dict(arch="sm90a", dtype="bf16", head_dim=128, causal=False, window=0, sink=0,
+             alibi=False, has_softcap=False, softcap="0.0f", gqa=1, varlen=False,
+             paged=False, page_size=0, backward=False)
+    c.update(kw)
+    c["sm"] = ARCH_SM[c["arch"]]
+    c["is_fp8"] = c["dtype"] in ("e4m3", "e5m2")
+    c["mask_causal"] = bool(c["causal"] or c["window"] > 0)
+    t = tile_config(c)
+    for k in ("block_m", "block_n", "num_warps", "stages"):
+        if k in kw:
+            t[k] = kw[k]
+    c.update(t)
+    if "kernel_name" not in kw:
+        parts = [f"fa_{c['arch']}_{c['dtype']}_hd{c['head_dim']}"]
+        if c["causal"]: parts.append("causal")
+        if c["window"]: parts.append(f"w{c['window']}")
+        if c["sink"]: parts.append(f"sink{c['sink']}")
+        if c["alibi"]: parts.append("alibi")
+        if c["has_softcap"]: parts.append("softcap")
+        if c["gqa"] > 1: parts.append(f"gqa{c['gqa']}")
+        if c["varlen"]: parts.append("varlen")
+        if c["paged"]: parts.append(f"paged{c['page_size']}")
+        parts.append(f"m{c['block_m']}n{c['block_n']}w{c['num_warps']}s{c['stages']}")
+        for d in c.get("defines", ()):  # scratch tuning switches (-DNAME=VAL)
+            parts.append(d.replace("FA_", "").replace("=", "").lower())
+        c["kernel_name"] = "_".join(parts)
+    c.setdefault("attribute", "")
+    c["smem_bytes"] = smem_bytes(c, c)
+    c["num_threads"] = c["num_warps"] * 32
+    return c
+
+
+_env = None
+
+
+def render(c):
+    global _env
+    if _env is None:
+        _env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                                  undefined=jinja2.StrictUndefined,
+                                  keep_trailing_newline=True)
+    return _env.get_template("fwd.cu.tera").render(**c)

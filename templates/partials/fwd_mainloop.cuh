@@ -1,0 +1,343 @@
+// ---------------------------------------------------------------------------
+// fwd_mainloop (portable path, sm80 / sm89 / sm90a / sm100): FlashAttention-2
+// forward with mma.sync m16n8k16, ldmatrix and a kStages-deep cp.async
+// pipeline over K/V tiles.
+//   * each warp owns kWarpM = kBlockM / kNumWarps query rows (1 or 2 m16 tiles)
+//   * shared memory rows are padded by 8 elements (16 bytes): the 8 row
+//     addresses of every ldmatrix phase then fall in distinct 16-byte bank
+//     groups for all supported head dims (64..256, incl. 80/96/192)
+//   * Q lives in registers when Q+O+S fragments fit the register budget,
+//     otherwise it is re-read from shared memory each k-step (large tiles)
+// smem: [Q: kBlockM rows][stage 0: K kBlockN rows, V kBlockN rows][stage 1]...
+// ---------------------------------------------------------------------------
+constexpr int kNumThreads = kNumWarps * 32;
+// Tuning switches (scratch harness sweeps them with -D; the defaults are the
+// measured choice).
+#ifndef FA_RESCALE_SKIP
+// Skip the O rescale when no row max of the warp moved (warp vote). Measured
+// (H200, bf16): +5% for causal hd128 at s=16k (303 vs 288 TF), but -5..7% for
+// dense hd128 / hd64 and hd256 (the branch stops ptxas from hiding the FMULs
+// under the HMMAs). So: only causal cells with 32 rows per warp, hd > 64.
+#define FA_RESCALE_SKIP (kMaskCausal && kMT == 2 && kHeadDim > 64)
+#endif
+#ifndef FA_SPLIT_KV
+#define FA_SPLIT_KV 0       // K and V in separate cp.async groups (FA2 order)
+#endif
+constexpr int kWarpM = kBlockM / kNumWarps;
+constexpr int kMT = kWarpM / 16;           // m16 tiles per warp
+constexpr int kNT = kBlockN / 8;           // n8 tiles of S
+constexpr int kKD = kHeadDim / 16;         // k16 steps over the head dim
+constexpr int kDT = kHeadDim / 8;          // n8 tiles of O
+constexpr int kChunks = kHeadDim / 8;      // 16-byte chunks per row
+constexpr int kSmemStride = kHeadDim + 8;  // elements per shared-memory row
+constexpr int kQFragRegs = kMT * kKD * 4;
+constexpr int kOFragRegs = kMT * kDT * 4;
+constexpr int kSFragRegs = kMT * kNT * 4;
+#ifndef FA_QREG_BUDGET
+#define FA_QREG_BUDGET 192  // Q fragments stay in registers when Q+O+S fit this
+#endif
+constexpr bool kQInRegs = kQFragRegs + kOFragRegs + kSFragRegs <= FA_QREG_BUDGET;
+static_assert(kWarpM == 16 || kWarpM == 32, "a warp owns 16 or 32 query rows");
+static_assert(kBlockN % 16 == 0 && kHeadDim % 16 == 0, "tile shape");
+static_assert(kStages >= 2, "cp.async pipeline needs >= 2 stages");
+static_assert(kSm >= 80, "mma.sync m16n8k16 / cp.async / ldmatrix need sm80+");
+static_assert(!kCausal || kMaskCausal, "causal implies mask_causal");
+
+using elem_t = u16;
+
+// rows [0, kRows) of a Q tile; rows >= rows_valid are zero-filled.
+template <int kRows>
+FA_DEVICE void load_q_async(u32 dst, const elem_t* src, long long row_stride, int rows_valid, int tid) {
+    constexpr int kTotal = kRows * kChunks;
+#pragma unroll
+    for (int c0 = 0; c0 < kTotal; c0 += kNumThreads) {
+        const int c = c0 + tid;
+        if (kTotal % kNumThreads == 0 || c < kTotal) {
+            const int r = c / kChunks, ch = c % kChunks;
+            const bool ok = r < rows_valid;
+            const elem_t* g = src + (ok ? (long long)r * row_stride + ch * 8 : 0);
+            cp_async_16(dst + (u32)(r * kSmemStride + ch * 8) * 2u, g, ok);
+        }
+    }
+}
+
+// keys [n0, n0 + kBlockN) of K or V; keys >= s_k are zero-filled (so that
+// masked probabilities multiply zeros, never garbage). Paged cells translate
+// key j through the block table (page stride = the batch stride).
+FA_DEVICE void load_kv_async(u32 dst, const elem_t* src, long long row_stride, long long page_stride,
+                             const int* block_table_row, int n0, int s_k, int tid) {
+    constexpr int kTotal = kBlockN * kChunks;
+#pragma unroll
+    for (int c0 = 0; c0 < kTotal; c0 += kNumThreads) {
+        const int c = c0 + tid;
+        if (kTotal % kNumThreads == 0 || c < kTotal) {
+            const int r = c / kChunks, ch = c % kChunks;
+            const int j = n0 + r;
+            const bool ok = j < s_k;
+            long long off = 0;
+            if (ok) {
+                if constexpr (kPaged) {
+                    const int page = block_table_row[j / kPageSize];
+                    off = (long long)page * page_stride + (long long)(j % kPageSize) * row_stride;
+                } else {
+                    off = (long long)j * row_stride;
+                }
+                off += ch * 8;
+            }
+            cp_async_16(dst + (u32)(r * kSmemStride + ch * 8) * 2u, src + off, ok);
+        }
+    }
+}
+
+FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
+    const int tid = threadIdx.x;
+    const int warp = tid >> 5, lane = tid & 31;
+    // Causal blocks are launched heaviest-first (largest m first).
+    const int m_block = kMaskCausal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int kvh = h / kGqa;
+
+    int q_start = 0, k_start = 0, s_q = p.seqlen_q, s_k = p.seqlen_k;
+    if constexpr (kVarlen) {
+        q_start = p.cu_seqlens_q[b];
+        s_q = p.cu_seqlens_q[b + 1] - q_start;
+        if constexpr (!kPaged) {
+            k_start = p.cu_seqlens_k[b];
+            s_k = p.cu_seqlens_k[b + 1] - k_start;
+        }
+    }
+    if (p.seqused_k != nullptr) s_k = p.seqused_k[b];
+    const int m0 = m_block * kBlockM;
+    if (m0 >= s_q) return;
+
+    const elem_t* q_ptr = static_cast<const elem_t*>(p.q) + h * p.q_head_stride +
+        (kVarlen ? (long long)q_start * p.q_row_stride : (long long)b * p.q_batch_stride) +
+        (long long)m0 * p.q_row_stride;
+    const elem_t* k_ptr = static_cast<const elem_t*>(p.k) + kvh * p.k_head_stride;
+    const elem_t* v_ptr = static_cast<const elem_t*>(p.v) + kvh * p.v_head_stride;
+    const int* block_table_row = nullptr;
+    if constexpr (kPaged) {
+        block_table_row = p.block_table + (long long)b * p.block_table_stride;
+    } else if constexpr (kVarlen) {
+        k_ptr += (long long)k_start * p.k_row_stride;
+        v_ptr += (long long)k_start * p.v_row_stride;
+    } else {
+        k_ptr += (long long)b * p.k_batch_stride;
+        v_ptr += (long long)b * p.v_batch_stride;
+    }
+
+    const TileRange tiles = kv_tile_range(m0, s_q, s_k);
+    const int n_iters = tiles.count();
+
+    const u32 sQ = smem_addr(smem);
+    const u32 sKV = sQ + (u32)(kBlockM * kSmemStride * 2);
+    constexpr u32 kStageBytes = 2u * kBlockN * kSmemStride * 2u;
+    constexpr u32 kVOffset = kBlockN * kSmemStride * 2u;
+
+    // ---- prologue: Q + the first kStages-1 KV tiles, one commit group each
+    load_q_async<kBlockM>(sQ, q_ptr, p.q_row_stride, s_q - m0, tid);
+#pragma unroll
+    for (int st = 0; st < kStages - 1; ++st) {
+        if (st < n_iters) {
+            const int n0 = tiles.at(st) * kBlockN;
+            load_kv_async(sKV + st * kStageBytes, k_ptr, p.k_row_stride, p.k_batch_stride, block_table_row, n0, s_k, tid);
+            if constexpr (FA_SPLIT_KV) cp_async_commit();
+            load_kv_async(sKV + st * kStageBytes + kVOffset, v_ptr, p.v_row_stride, p.v_batch_stride, block_table_row, n0, s_k, tid);
+        } else if constexpr (FA_SPLIT_KV) {
+            cp_async_commit();
+        }
+        cp_async_commit();
+    }
+
+    // Per-lane ldmatrix offsets (bytes). A-operand / V^T pattern: row = l%8 +
+    // 8*((l/8)%2), col = 8*(l/16); K (B-operand, non-trans): row = l%8 +
+    // 8*(l/16), col = 8*((l/8)%2).
+    const u32 q_lane = sQ + (u32)(((warp * kWarpM + (lane & 7) + ((lane >> 3) & 1) * 8) * kSmemStride + (lane >> 4) * 8) * 2);
+    const u32 k_lane = (u32)((((lane & 7) + (lane >> 4) * 8) * kSmemStride + ((lane >> 3) & 1) * 8) * 2);
+    const u32 v_lane = (u32)((((lane & 7) + ((lane >> 3) & 1) * 8) * kSmemStride + (lane >> 4) * 8) * 2);
+
+    float o[kMT][kDT][4];
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+        for (int dt = 0; dt < kDT; ++dt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) o[mt][dt][e] = 0.0f;
+    float row_max[kMT][2], row_sum[kMT][2];
+    softmax_init<kMT, kNT>(row_max, row_sum);
+    u32 q_frag[kQInRegs ? kMT : 1][kQInRegs ? kKD : 1][4];
+
+    const float scale = p.softmax_scale;
+    const float C = kLogitsScaled ? kLog2e : p.scale_log2;
+    float alibi_slope = 0.0f;
+    if constexpr (kAlibi) alibi_slope = p.alibi_slopes[h];
+    const int row_base = m0 + warp * kWarpM + (lane >> 2);  // + mt*16 + 8r
+    const int col_lane = (lane & 3) * 2;                      // + n0 + nt*8 + e
+
+    // ---- main loop over KV tiles
+    // Split groups (FA_SPLIT_KV): commit order K0 V0 K1 V1 ...; K(it) is
+    // waited for before S = QK^T and V(it) only before P.V, so V's copy
+    // overlaps the QK^T / softmax work; the next K / V loads go into the
+    // stage last read in iteration it - 1 (every warp is past the barrier).
+    constexpr int kSplitPending = 2 * (kStages - 2) + 1;
+    for (int it = 0; it < n_iters; ++it) {
+        const int nxt = it + kStages - 1;
+        const u32 nxt_dst = sKV + (u32)(nxt % kStages) * kStageBytes;
+        if constexpr (FA_SPLIT_KV) {
+            cp_async_wait<kSplitPending>();
+            __syncthreads();
+            if (nxt < n_iters)
+                load_kv_async(nxt_dst, k_ptr, p.k_row_stride, p.k_batch_stride, block_table_row, tiles.at(nxt) * kBlockN, s_k, tid);
+            cp_async_commit();
+        } else {
+            cp_async_wait<kStages - 2>();
+            __syncthreads();
+            if (nxt < n_iters) {
+                const int n0 = tiles.at(nxt) * kBlockN;
+                load_kv_async(nxt_dst, k_ptr, p.k_row_stride, p.k_batch_stride, block_table_row, n0, s_k, tid);
+                load_kv_async(nxt_dst + kVOffset, v_ptr, p.v_row_stride, p.v_batch_stride, block_table_row, n0, s_k, tid);
+            }
+            cp_async_commit();
+        }
+        if constexpr (kQInRegs) {
+            if (it == 0) {
+#pragma unroll
+                for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+                    for (int kd = 0; kd < kKD; ++kd)
+                        ldmatrix_x4(q_frag[mt][kd], q_lane + (u32)((mt * 16 * kSmemStride + kd * 16) * 2));
+            }
+        }
+        const u32 sK = sKV + (u32)(it % kStages) * kStageBytes;
+        const u32 sV = sK + kVOffset;
+        const int n0 = tiles.at(it) * kBlockN;
+
+        // S = Q K^T
+        float s[kMT][kNT][4];
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.0f;
+#pragma unroll
+        for (int kd = 0; kd < kKD; ++kd) {
+            u32 a[kMT][4];
+#pragma unroll
+            for (int mt = 0; mt < kMT; ++mt) {
+                if constexpr (kQInRegs) {
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) a[mt][e] = q_frag[mt][kd][e];
+                } else {
+                    ldmatrix_x4(a[mt], q_lane + (u32)((mt * 16 * kSmemStride + kd * 16) * 2));
+                }
+            }
+#pragma unroll
+            for (int np = 0; np < kNT / 2; ++np) {
+                u32 bk[4];
+                ldmatrix_x4(bk, sK + k_lane + (u32)((np * 16 * kSmemStride + kd * 16) * 2));
+#pragma unroll
+                for (int mt = 0; mt < kMT; ++mt) {
+                    mma_16816<kIsBF16>(s[mt][2 * np], a[mt], bk[0], bk[1]);
+                    mma_16816<kIsBF16>(s[mt][2 * np + 1], a[mt], bk[2], bk[3]);
+                }
+            }
+        }
+
+        // score modifiers and masking
+        if constexpr (kLogitsScaled) {
+#pragma unroll
+            for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int i = row_base + mt * 16 + (e >> 1) * 8;
+                        const int j = n0 + nt * 8 + col_lane + (e & 1);
+                        s[mt][nt][e] = score_mod(s[mt][nt][e], scale, alibi_slope, i, j, s_q, s_k);
+                    }
+        }
+        if (tile_needs_mask(m0, n0, s_q, s_k)) {
+#pragma unroll
+            for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    // key bounds relative to this lane's first column in the tile
+                    RowKeyRange kr = row_key_range(row_base + mt * 16 + r * 8, s_q, s_k);
+                    const int j0 = n0 + col_lane;
+                    kr.lo -= j0; kr.hi -= j0; kr.sink_hi -= j0;
+#pragma unroll
+                    for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+                        for (int e = 0; e < 2; ++e)
+                            if (!key_in_range(kr, nt * 8 + e)) s[mt][nt][2 * r + e] = FA_NEG_INF;
+                }
+        }
+
+        float alpha[kMT][2];
+        softmax_online<kMT, kNT>(s, row_max, row_sum, alpha, C);
+        if (!FA_RESCALE_SKIP || rescale_needed<kMT>(alpha)) {
+#pragma unroll
+            for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+                for (int dt = 0; dt < kDT; ++dt) {
+                    o[mt][dt][0] *= alpha[mt][0];
+                    o[mt][dt][1] *= alpha[mt][0];
+                    o[mt][dt][2] *= alpha[mt][1];
+                    o[mt][dt][3] *= alpha[mt][1];
+                }
+        }
+
+        if constexpr (FA_SPLIT_KV) {
+            cp_async_wait<kSplitPending>();
+            __syncthreads();
+            if (nxt < n_iters)
+                load_kv_async(nxt_dst + kVOffset, v_ptr, p.v_row_stride, p.v_batch_stride, block_table_row, tiles.at(nxt) * kBlockN, s_k, tid);
+            cp_async_commit();
+        }
+
+        // O += P V
+#pragma unroll
+        for (int kk = 0; kk < kBlockN / 16; ++kk) {
+            u32 pa[kMT][4];
+#pragma unroll
+            for (int mt = 0; mt < kMT; ++mt) {
+                pa[mt][0] = pack_x2<kIsBF16>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                pa[mt][1] = pack_x2<kIsBF16>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                pa[mt][2] = pack_x2<kIsBF16>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                pa[mt][3] = pack_x2<kIsBF16>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }
+#pragma unroll
+            for (int dp = 0; dp < kDT / 2; ++dp) {
+                u32 bv[4];
+                ldmatrix_x4_trans(bv, sV + v_lane + (u32)((kk * 16 * kSmemStride + dp * 16) * 2));
+#pragma unroll
+                for (int mt = 0; mt < kMT; ++mt) {
+                    mma_16816<kIsBF16>(o[mt][2 * dp], pa[mt], bv[0], bv[1]);
+                    mma_16816<kIsBF16>(o[mt][2 * dp + 1], pa[mt], bv[2], bv[3]);
+                }
+            }
+        }
+    }
+
+    // ---- epilogue
+    if (n_iters == 0) {  // Q copies may still be in flight; block-uniform
+        cp_async_wait<0>();
+        __syncthreads();
+    }
+    float inv[kMT][2], lse[kMT][2];
+    softmax_finalize<kMT>(row_max, row_sum, inv, lse, C);
+
+    const int warp_row0 = m0 + warp * kWarpM;
+    const int rows_valid = s_q - warp_row0;
+    float* lse_rows = p.lse + warp_row0 +
+        (kVarlen ? (long long)h * p.cu_seqlens_q[p.batch] + q_start
+                 : ((long long)b * p.num_heads + h) * p.seqlen_q);
+    epilogue_store_lse<kMT>(lse, lse_rows, rows_valid, lane);
+
+    u16* o_ptr = static_cast<u16*>(p.o) + h * p.o_head_stride +
+        (kVarlen ? (long long)q_start * p.o_row_stride : (long long)b * p.o_batch_stride) +
+        (long long)warp_row0 * p.o_row_stride;
+    u16* stage = reinterpret_cast<u16*>(smem) + warp * kWarpM * kSmemStride;
+    epilogue_store_o<kOutBF16, kMT, kDT, kSmemStride>(o, inv, stage, o_ptr, p.o_row_stride, rows_valid, lane);
+}

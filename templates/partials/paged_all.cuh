@@ -1,0 +1,16 @@
+// ===========================================================================
+// Paged KV-cache extras of a paged cell, appended to the forward kernel's
+// translation unit (templates/fwd.cu.tera) so one rendered source / one
+// CUBIN carries {{ kernel_name }}_fwd and the entry points below:
+//   {{ kernel_name }}_decode, {{ kernel_name }}_decode_merge (not fp8),
+//   {{ kernel_name }}_append.
+// Only the cell constants fwd.cu.tera defines are used (kHeadDim, kIsBF16,
+// kIsFp8, kWindow, kSink, kAlibi, kHasSoftcap, kSoftcap, kGqa, kPageSize);
+// everything the paged partials add is prefixed kPd / Pd / paged_.
+// ===========================================================================
+static_assert(kHeadDim % 16 == 0, "head_dim must be a multiple of 16");
+static_assert(kPageSize >= 1 && (kPageSize & (kPageSize - 1)) == 0, "page_size must be a power of two");
+{% include "partials/paged_params.cuh" %}
+{% include "partials/paged_decode.cuh" %}
+{% include "partials/paged_append.cuh" %}
+{% include "partials/paged_entry.cuh" %}

@@ -1,0 +1,415 @@
+// ---------------------------------------------------------------------------
+// paged_decode: split-KV flash-decoding over a paged KV cache.
+//
+// One CTA = (split, group of heads_per_cta kv heads, sequence). GQA packing:
+// the gqa query heads of a kv head are the rows of 16-row m-tiles (rows >= gqa
+// are zero padding), so every K/V page is read once per kv head. Tensor cores: mma.sync
+// m16n8k16, f32 accumulate.
+//
+// KV is walked in tiles of kPdBlockN = 64 smem rows (64/hc tokens x hc kv
+// heads), staged through a kPdStages-deep cp.async (16-byte) ring in shared
+// memory; each warp owns 16 keys of one head of every tile and keeps its own
+// online-softmax state; warps of the same head are merged through shared
+// memory at the end (log-sum-exp combine). hc > 1 makes each token's head
+// rows one contiguous run of the page (better DRAM locality).
+// Tokens are gathered per row, so pages may be in any order and any size
+// (1..256); invisible / out-of-context / invalid-page tokens are zero-filled
+// and flagged, never read.
+//
+// Visited tiles of N = 64/hc tokens (query position pos = ctx-1): main range
+// [lo, hi), hi = ceil(ctx / N), lo = floor(max(0, pos-W+1) / N) (0 without a window),
+// plus sink tiles [0, min(ceil(min(sink,ctx)/N), lo)). The list (sinks
+// first) is cut into num_splits contiguous chunks of ceil(T / num_splits).
+// ---------------------------------------------------------------------------
+constexpr int kPdWarps     = 4;
+constexpr int kPdThreads   = kPdWarps * 32;
+constexpr int kPdBlockN    = 16 * kPdWarps;                 // tokens per pipeline tile
+#ifndef PD_STAGES                                           // tuning override (-DPD_STAGES=n)
+#define PD_STAGES 2   // measured on H200: 2 stages (3 CTAs/SM at hd128) beat 3 (2 CTAs/SM) and 4
+#endif
+constexpr int kPdStages    = PD_STAGES;
+constexpr int kPdMT        = (kGqa + 15) / 16;              // 16-row m-tiles of query heads
+constexpr int kPdRows      = kPdMT * 16;
+constexpr int kPdElemBytes = kIsFp8 ? 1 : 2;
+constexpr int kPdChunks    = kHeadDim * kPdElemBytes / 16;  // 16-byte chunks per K/V row
+constexpr int kPdRowBytes  = kHeadDim * 2 + 16;             // padded smem row (ldmatrix conflict-free)
+constexpr int kPdKVBytes   = kPdBlockN * kPdRowBytes;       // one K (or V) stage
+constexpr int kPdPipeBytes = kPdStages * 2 * kPdKVBytes;
+constexpr int kPdOStride   = kHeadDim + 4;                  // f32 row stride of the warp-combine buffer
+constexpr int kPdComboBytes = kPdWarps * kPdRows * (kPdOStride + 1) * 4;
+constexpr int kPdRegionA   = kPdPipeBytes > kPdComboBytes ? kPdPipeBytes : kPdComboBytes;
+constexpr int kPdQOffset   = (kPdRegionA + 127) / 128 * 128;
+constexpr int kPdFlagOffset = kPdQOffset;   // (Q lives in registers, loaded from global)
+// Dynamic shared memory of _decode (bytes); also exported as
+// <kernel>_decode_smem_bytes (__constant__ int).
+constexpr int kPdSmemBytes = (kPdFlagOffset + kPdStages * kPdBlockN + 127) / 128 * 128;
+constexpr bool kPdLogitsScaled = kHasSoftcap || kAlibi;     // scores carried as true logits
+constexpr int kPdMergeWarps = 4;                            // (b, h) pairs per _decode_merge CTA
+constexpr int kPdAppendThreads = 256;
+// fwd.cu.tera sets kSoftcap = 0 when the cell has no softcap: divide by this one.
+constexpr float kPdSoftcap = kHasSoftcap ? kSoftcap : 1.0f;
+
+struct alignas(16) PdF4 { float x, y, z, w; };
+template <int N> struct PdInt { static constexpr int value = N; };
+struct alignas(8)  PdF2 { float x, y; };
+
+struct PdRange {
+    int lo, hi, sink_tiles;
+    FA_DEVICE int count() const { return sink_tiles + (hi - lo); }
+    FA_DEVICE int tile(int v) const { return v < sink_tiles ? v : lo + (v - sink_tiles); }
+};
+
+// Tiles of n = 2^shift tokens visited by the query at position ctx-1.
+FA_DEVICE PdRange pd_range(int ctx, int shift) {
+    const int n = 1 << shift;
+    PdRange r;
+    r.hi = (ctx + n - 1) >> shift;
+    int key_lo = 0;
+    if constexpr (kWindow > 0) key_lo = max(0, ctx - kWindow);   // pos - W + 1
+    r.lo = min(key_lo >> shift, r.hi);
+    r.sink_tiles = 0;
+    if constexpr (kSink > 0) {
+        const int sh = min(kSink, ctx);
+        r.sink_tiles = min((sh + n - 1) >> shift, r.lo);
+    }
+    return r;
+}
+
+// Visibility of key j (0 <= j < ctx, so j <= pos and causality holds).
+FA_DEVICE bool pd_visible(int j, int pos) {
+    bool vis = true;
+    if constexpr (kWindow > 0) vis = j > pos - kWindow;
+    if constexpr (kSink > 0) vis = vis || (j < kSink);
+    return vis;
+}
+
+FA_DEVICE float pd_warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+FA_DEVICE float pd_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// 4 f32 -> 4 packed 16-bit values (8 bytes) of the cell dtype.
+FA_DEVICE void pd_store4(void* dst, const PdF4& v) {
+    u32 lo = pack_x2<kIsBF16>(v.x, v.y), hi = pack_x2<kIsBF16>(v.z, v.w);
+    asm volatile("st.global.v2.b32 [%0], { %1, %2};" :: "l"(dst), "r"(lo), "r"(hi) : "memory");
+}
+
+// CTA = (split, group of hc = heads_per_cta kv heads, sequence). A pipeline
+// tile is kPdBlockN = 64 smem rows = (64 / hc) tokens x hc heads, token-major,
+// so for hc > 1 each token's hc head rows are one contiguous run of the page.
+// Warp w serves kv head kvh0 + (w % hc) and the 16-token slice w / hc of the tile.
+FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
+    const int split = blockIdx.x, b = blockIdx.z;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, t = lane & 3;
+    const int hcs = p.heads_per_cta >= 4 ? 2 : (p.heads_per_cta >= 2 ? 1 : 0);   // log2(hc)
+    const int hc = 1 << hcs;
+    const int kvh0 = blockIdx.y * hc;
+    const int tshift = 6 - hcs;                 // log2(tokens per tile)
+    const int hw = warp & (hc - 1);             // this warp's head within the group
+    const int kb = warp >> hcs;                 // this warp's 16-token slice
+    const int my_kvh = kvh0 + hw;
+
+    const int ctx = max(p.context_lens[b], 0);
+    const int pos = ctx - 1;
+    const PdRange rg = pd_range(ctx, tshift);
+    const int total = rg.count();
+    const int per = (total + p.num_splits - 1) / p.num_splits;
+    const int v0 = min(split * per, total);
+    const int n_tiles = min(v0 + per, total) - v0;
+
+    u8* flags = smem + kPdFlagOffset;
+    const u32 pipe_base = smem_addr(smem);
+
+    const int* bt = p.block_table + (long long)b * p.block_table_stride;
+    const u8* kc = (const u8*)p.k_cache;
+    const u8* vc = (const u8*)p.v_cache;
+
+    // Loader, specialised on log2(hc) so the row -> (token, head) split is free.
+    auto load_tile_hc = [&](auto hcs_c, int v, int stage) {
+        constexpr int HS = decltype(hcs_c)::value;
+        constexpr int HC = 1 << HS;
+        const int tok0 = rg.tile(v0 + v) << (6 - HS);
+        const u32 ks = pipe_base + stage * (2 * kPdKVBytes);
+        const u32 vs = ks + kPdKVBytes;
+#pragma unroll
+        for (int i = tid; i < kPdBlockN * kPdChunks; i += kPdThreads) {
+            const int r = i / kPdChunks, c = i % kPdChunks;
+            const int j = tok0 + (r >> HS);
+            const int kvh = kvh0 + (r & (HC - 1));
+            bool ok = j < ctx && kvh < p.num_kv_heads && pd_visible(j, pos);
+            const u8* ksrc = kc;
+            const u8* vsrc = vc;
+            if (ok) {
+                const int pg = j / kPageSize;
+                const int blk = pg < p.block_table_stride ? bt[pg] : -1;
+                ok = blk >= 0 && blk < p.num_blocks;
+                if (ok) {
+                    const int slot = j % kPageSize;
+                    ksrc += ((long long)blk * p.k_block_stride + (long long)slot * p.k_page_stride + (long long)kvh * p.k_head_stride) * kPdElemBytes + c * 16;
+                    vsrc += ((long long)blk * p.v_block_stride + (long long)slot * p.v_page_stride + (long long)kvh * p.v_head_stride) * kPdElemBytes + c * 16;
+                }
+            }
+            cp_async_16(ks + r * kPdRowBytes + c * 16, ksrc, ok);
+            cp_async_16(vs + r * kPdRowBytes + c * 16, vsrc, ok);
+            if (c == 0) flags[stage * kPdBlockN + r] = ok ? 1 : 0;
+        }
+    };
+    auto load_tile = [&](int v, int stage) {
+        if (hcs == 0) load_tile_hc(PdInt<0>(), v, stage);
+        else if (hcs == 1) load_tile_hc(PdInt<1>(), v, stage);
+        else load_tile_hc(PdInt<2>(), v, stage);
+    };
+
+    // ---- prologue: start the KV ring, then Q fragments straight from global
+#pragma unroll
+    for (int s = 0; s < kPdStages - 1; ++s) {
+        if (s < n_tiles) load_tile(s, s);
+        cp_async_commit();
+    }
+    u32 qf[kPdMT][kHeadDim / 16][4];
+    {
+        const u32* qrow[kPdMT][2];
+#pragma unroll
+        for (int mt = 0; mt < kPdMT; ++mt)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int row = mt * 16 + g + 8 * r;
+                qrow[mt][r] = (row < kGqa && my_kvh < p.num_kv_heads)
+                    ? (const u32*)((const u16*)p.q + (long long)b * p.q_batch_stride + (long long)(my_kvh * kGqa + row) * p.q_head_stride)
+                    : nullptr;
+            }
+#pragma unroll
+        for (int mt = 0; mt < kPdMT; ++mt)
+#pragma unroll
+            for (int kk = 0; kk < kHeadDim / 16; ++kk)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const u32* src = qrow[mt][e & 1];
+                    qf[mt][kk][e] = src ? src[kk * 8 + (e >> 1) * 4 + t] : 0u;
+                }
+    }
+
+    float o[kPdMT][kHeadDim / 8][4];
+    float m[kPdMT][2], l[kPdMT][2];
+    float slope[kPdMT][2];
+#pragma unroll
+    for (int mt = 0; mt < kPdMT; ++mt) {
+#pragma unroll
+        for (int dn = 0; dn < kHeadDim / 8; ++dn)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) o[mt][dn][e] = 0.0f;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            m[mt][r] = FA_NEG_INF; l[mt][r] = 0.0f; slope[mt][r] = 0.0f;
+            if constexpr (kAlibi) {
+                const int row = mt * 16 + g + 8 * r;
+                if (row < kGqa && my_kvh < p.num_kv_heads) slope[mt][r] = p.alibi_slopes[my_kvh * kGqa + row];
+            }
+        }
+    }
+    const float C = kPdLogitsScaled ? kLog2e : p.scale_log2;
+    // smem row of this warp's key k (0..15) within a tile: (kb*16 + k) * hc + hw
+    const int krow_ld = ((kb * 16 + (lane >> 4) * 8 + (lane & 7)) << hcs) + hw;        // ldmatrix (K)
+    const int vrow_ld = ((kb * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) << hcs) + hw;  // ldmatrix.trans (V)
+
+    // ---- main loop
+    for (int it = 0; it < n_tiles; ++it) {
+        cp_async_wait<kPdStages - 2>();
+        __syncthreads();
+        if (it + kPdStages - 1 < n_tiles) load_tile(it + kPdStages - 1, (it + kPdStages - 1) % kPdStages);
+        cp_async_commit();
+
+        const int stage = it % kPdStages;
+        const int key0 = (rg.tile(v0 + it) << tshift) + kb * 16;   // first key of this warp
+        const u32 ks = pipe_base + stage * (2 * kPdKVBytes);
+        const u32 vs = ks + kPdKVBytes;
+        const u8* fl = flags + stage * kPdBlockN;
+
+        float s[kPdMT][2][4];
+#pragma unroll
+        for (int mt = 0; mt < kPdMT; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < kHeadDim / 16; ++kk) {
+            u32 kbf[4];
+            ldmatrix_x4(kbf, ks + krow_ld * kPdRowBytes + (kk * 16 + ((lane >> 3) & 1) * 8) * 2);
+#pragma unroll
+            for (int mt = 0; mt < kPdMT; ++mt) {
+                mma_16816<kIsBF16>(s[mt][0], qf[mt][kk], kbf[0], kbf[1]);
+                mma_16816<kIsBF16>(s[mt][1], qf[mt][kk], kbf[2], kbf[3]);
+            }
+        }
+
+        // mask + score modifiers
+        bool vis[2][2];
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) vis[nt][e] = fl[((kb * 16 + nt * 8 + 2 * t + e) << hcs) + hw] != 0;
+#pragma unroll
+        for (int mt = 0; mt < kPdMT; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    float x = s[mt][nt][e];
+                    if constexpr (kPdLogitsScaled) {
+                        x *= p.softmax_scale;
+                        if constexpr (kHasSoftcap) x = kPdSoftcap * tanh_accurate(x * (1.0f / kPdSoftcap));
+                        if constexpr (kAlibi) x -= slope[mt][e >> 1] * (float)(pos - (key0 + nt * 8 + 2 * t + (e & 1)));
+                    }
+                    s[mt][nt][e] = vis[nt][e & 1] ? x : FA_NEG_INF;
+                }
+
+        // online softmax (exp2 domain)
+#pragma unroll
+        for (int mt = 0; mt < kPdMT; ++mt)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                float mx = m[mt][r];
+#pragma unroll
+                for (int nt = 0; nt < 2; ++nt)
+                    mx = fmaxf(mx, fmaxf(s[mt][nt][2 * r], s[mt][nt][2 * r + 1]));
+                mx = quad_max(mx);
+                const float msc = mx == FA_NEG_INF ? 0.0f : mx * C;
+                const float alpha = fast_exp2(m[mt][r] * C - msc);
+                m[mt][r] = mx;
+                float sum = 0.0f;
+#pragma unroll
+                for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const float pv = fast_exp2(s[mt][nt][2 * r + e] * C - msc);
+                        s[mt][nt][2 * r + e] = pv;
+                        sum += pv;
+                    }
+                l[mt][r] = l[mt][r] * alpha + sum;
+#pragma unroll
+                for (int dn = 0; dn < kHeadDim / 8; ++dn) {
+                    o[mt][dn][2 * r] *= alpha;
+                    o[mt][dn][2 * r + 1] *= alpha;
+                }
+            }
+
+        // O += P V
+        u32 pa[kPdMT][4];
+#pragma unroll
+        for (int mt = 0; mt < kPdMT; ++mt) {
+            pa[mt][0] = pack_x2<kIsBF16>(s[mt][0][0], s[mt][0][1]);
+            pa[mt][1] = pack_x2<kIsBF16>(s[mt][0][2], s[mt][0][3]);
+            pa[mt][2] = pack_x2<kIsBF16>(s[mt][1][0], s[mt][1][1]);
+            pa[mt][3] = pack_x2<kIsBF16>(s[mt][1][2], s[mt][1][3]);
+        }
+#pragma unroll
+        for (int dn = 0; dn < kHeadDim / 16; ++dn) {
+            u32 vb[4];
+            ldmatrix_x4_trans(vb, vs + vrow_ld * kPdRowBytes + (dn * 16 + (lane >> 4) * 8) * 2);
+#pragma unroll
+            for (int mt = 0; mt < kPdMT; ++mt) {
+                mma_16816<kIsBF16>(o[mt][2 * dn], pa[mt], vb[0], vb[1]);
+                mma_16816<kIsBF16>(o[mt][2 * dn + 1], pa[mt], vb[2], vb[3]);
+            }
+        }
+    }
+    cp_async_wait<0>();
+    __syncthreads();   // ring no longer read: reuse it as the warp-combine buffer
+
+    // ---- combine the warps of each head (each normalised, with its log2-LSE)
+    float* so = (float*)smem;
+    float* slse = so + kPdWarps * kPdRows * kPdOStride;
+#pragma unroll
+    for (int mt = 0; mt < kPdMT; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const float lsum = quad_sum(l[mt][r]);
+            const int row = mt * 16 + g + 8 * r;
+            const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
+            if (t == 0) slse[warp * kPdRows + row] = lsum > 0.0f ? m[mt][r] * C + fast_log2(lsum) : FA_NEG_INF;
+            float* dst = so + (warp * kPdRows + row) * kPdOStride + 2 * t;
+#pragma unroll
+            for (int dn = 0; dn < kHeadDim / 8; ++dn) {
+                PdF2 v2; v2.x = o[mt][dn][2 * r] * inv; v2.y = o[mt][dn][2 * r + 1] * inv;
+                *(PdF2*)(dst + dn * 8) = v2;
+            }
+        }
+    __syncthreads();
+
+    const bool direct = p.num_splits == 1;
+    const int nslices = kPdWarps >> hcs;        // warps per head
+    for (int i = tid; i < (kGqa << hcs) * (kHeadDim / 4); i += kPdThreads) {
+        const int hr = i / (kHeadDim / 4), c4 = i % (kHeadDim / 4);
+        const int hh = hr / kGqa, row = hr % kGqa;
+        const int kvh = kvh0 + hh;
+        if (kvh >= p.num_kv_heads) continue;
+        float mx = FA_NEG_INF;
+        for (int sl = 0; sl < nslices; ++sl) mx = fmaxf(mx, slse[((sl << hcs) + hh) * kPdRows + row]);
+        PdF4 acc = {0.0f, 0.0f, 0.0f, 0.0f};
+        float wsum = 0.0f;
+        if (mx != FA_NEG_INF) {
+            for (int sl = 0; sl < nslices; ++sl) {
+                const int w = (sl << hcs) + hh;
+                const float wt = fast_exp2(slse[w * kPdRows + row] - mx);
+                const PdF4 ov = *(const PdF4*)(so + (w * kPdRows + row) * kPdOStride + c4 * 4);
+                wsum += wt;
+                acc.x += wt * ov.x; acc.y += wt * ov.y; acc.z += wt * ov.z; acc.w += wt * ov.w;
+            }
+            const float inv = 1.0f / wsum;
+            acc.x *= inv; acc.y *= inv; acc.z *= inv; acc.w *= inv;
+        }
+        const float lse_nat = mx == FA_NEG_INF ? FA_NEG_INF : (mx + fast_log2(wsum)) * kLn2;
+        const int h = kvh * kGqa + row;
+        if (direct) {
+            u8* dst = (u8*)p.o + ((long long)b * p.o_batch_stride + (long long)h * p.o_head_stride + c4 * 4) * 2;
+            pd_store4(dst, acc);
+            if (c4 == 0 && p.lse != nullptr) p.lse[(long long)b * p.num_heads + h] = lse_nat;
+        } else {
+            const long long rowi = ((long long)split * p.batch + b) * p.num_heads + h;
+            *(PdF4*)(p.o_accum + rowi * kHeadDim + c4 * 4) = acc;
+            if (c4 == 0) p.lse_accum[rowi] = lse_nat;
+        }
+    }
+}
+
+// One warp per (sequence, query head): O = sum_s exp(lse_s - lse) O_s.
+FA_DEVICE void paged_decode_merge_warp(const PagedDecodeParams& p) {
+    const int lane = threadIdx.x & 31;
+    const int wg = blockIdx.x * kPdMergeWarps + (threadIdx.x >> 5);
+    if (wg >= p.batch * p.num_heads) return;
+    const int b = wg / p.num_heads, h = wg % p.num_heads;
+    const int S = p.num_splits;
+    const long long plane = (long long)p.batch * p.num_heads;
+    const float* la = p.lse_accum + wg;   // (b*num_heads + h) == wg
+    float mx = FA_NEG_INF;
+    for (int s = lane; s < S; s += 32) mx = fmaxf(mx, la[s * plane]);
+    mx = pd_warp_max(mx);
+    float sum = 0.0f;
+    if (mx != FA_NEG_INF)
+        for (int s = lane; s < S; s += 32) sum += fast_exp2((la[s * plane] - mx) * kLog2e);
+    sum = pd_warp_sum(sum);
+    const float lse = mx == FA_NEG_INF ? FA_NEG_INF : mx + fast_log2(sum) * kLn2;
+    for (int c4 = lane; c4 < kHeadDim / 4; c4 += 32) {
+        PdF4 acc = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (mx != FA_NEG_INF) {
+            for (int s = 0; s < S; ++s) {
+                const float wt = fast_exp2((la[s * plane] - lse) * kLog2e);
+                if (wt > 0.0f) {
+                    const PdF4 ov = *(const PdF4*)(p.o_accum + (s * plane + wg) * kHeadDim + c4 * 4);
+                    acc.x += wt * ov.x; acc.y += wt * ov.y; acc.z += wt * ov.z; acc.w += wt * ov.w;
+                }
+            }
+        }
+        u8* dst = (u8*)p.o + ((long long)b * p.o_batch_stride + (long long)h * p.o_head_stride + c4 * 4) * 2;
+        pd_store4(dst, acc);
+    }
+    if (lane == 0 && p.lse != nullptr) p.lse[wg] = lse;
+}

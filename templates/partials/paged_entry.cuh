@@ -1,0 +1,39 @@
+// ---------------------------------------------------------------------------
+// Entry points of the paged KV-cache kernels (params struct by value, see
+// partials/paged_params.cuh; launched by fa-runtime/src/paged.rs):
+//   {{ kernel_name }}_decode(PagedDecodeParams)
+//       grid (num_splits, ceil(num_kv_heads / heads_per_cta), batch), block kPdThreads (128),
+//       dynamic smem kPdSmemBytes (= __constant__ {{ kernel_name }}_decode_smem_bytes;
+//       set CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES). num_splits is
+//       p.num_splits and must equal gridDim.x. num_splits == 1: writes o / lse.
+//       Else writes o_accum [num_splits, batch, num_heads, head_dim] f32 and
+//       lse_accum [num_splits, batch, num_heads] f32; then launch
+//   {{ kernel_name }}_decode_merge(PagedDecodeParams)  (same params)
+//       grid ceil(batch * num_heads / 4), block 128, no dynamic smem.
+//   {{ kernel_name }}_append(PagedAppendParams)
+//       grid ceil(num_tokens * num_kv_heads * head_dim * elem_bytes / 16 / 256),
+//       block 256, no dynamic smem.
+// The split heuristic lives on the host (fa_runtime::paged::num_splits).
+// ---------------------------------------------------------------------------
+{% if not is_fp8 %}
+extern "C" __constant__ int {{ kernel_name }}_decode_smem_bytes = kPdSmemBytes;
+
+extern "C" __global__ void __launch_bounds__(kPdThreads)
+{{ kernel_name }}_decode(const PagedDecodeParams p) {
+    extern __shared__ __align__(128) u8 smem[];
+    paged_decode_block(p, smem);
+}
+
+extern "C" __global__ void __launch_bounds__(kPdMergeWarps * 32)
+{{ kernel_name }}_decode_merge(const PagedDecodeParams p) {
+    paged_decode_merge_warp(p);
+}
+{% else %}
+// fp8 paged decode is not implemented yet: only _append is emitted (the
+// runtime runs fp8 paged decode through {{ kernel_name }}_fwd).
+{% endif %}
+
+extern "C" __global__ void __launch_bounds__(kPdAppendThreads)
+{{ kernel_name }}_append(const PagedAppendParams p) {
+    paged_append_thread(p);
+}
