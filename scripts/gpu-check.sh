@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine, over binaries packed here by ../shared/gpu/pack:
+#   ../shared/gpu/pack --bin fa -- -p fa-runtime -p fa-cli --features fa-runtime/gpu
+# then (device tool, carry [".gpu"]):  bash scripts/gpu-check.sh [tests|bench|sanitize|all]
+# Correctness tests first, then the forward benchmark and the PyTorch SDPA anchor
+# in the same call, then compute-sanitizer on a representative subset.
+set -uo pipefail
+what=${1:-all}
+out=${OUT:-/tmp/fa-out}; mkdir -p "$out"
+export FA_CACHE_DIR=/tmp/fa-cache PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
+status=0
+if [[ $what == all || $what == tests ]]; then
+    for t in .gpu/bin/gpu_*-test; do
+        echo "== $t"
+        "$t" --test-threads=4 2>&1 | tee "$out/$(basename "$t").log" | grep -E "^test |test result|panicked|FAIL|max_err" || status=1
+    done
+fi
+if [[ $what == all || $what == bench ]]; then
+    echo "== fa bench"
+    .gpu/bin/fa bench ${FA_BENCH_ARGS:-} > "$out/fa_bench.csv" 2> "$out/fa_bench.err" || status=1
+    cat "$out/fa_bench.err"
+    echo "== sdpa anchor"
+    for dt in bf16 f16; do
+        python3 .gpu/bench/sdpa_anchor.py --dtype $dt --dims 64,128,256 --backends flash,cudnn > "$out/sdpa_$dt.csv" || status=1
+    done
+    python3 scripts/compare_bench.py "$out/fa_bench.csv" "$out"/sdpa_*.csv | tee "$out/compare.txt"
+fi
+if [[ $what == all || $what == sanitize ]]; then
+    for tool in memcheck racecheck; do
+        echo "== compute-sanitizer $tool"
+        compute-sanitizer --tool $tool --error-exitcode 9 .gpu/bin/gpu_forward-test --test-threads=1 \
+            ${FA_SANITIZE_FILTER:-every_head_dim_f16_and_bf16} > "$out/sanitize_$tool.log" 2>&1
+        rc=$?; tail -3 "$out/sanitize_$tool.log"; echo "$tool exit $rc"; [[ $rc == 0 ]] || status=1
+    done
+fi
+exit $status
