@@ -195,12 +195,15 @@ fn bench_decode(quick: bool) -> Result<(), String> {
         println!("{},pct_of_copy", DecodeRow::CSV_HEADER);
         let batches: &[usize] = if quick { &[1, 32] } else { &[1, 8, 32, 64] };
         let ctxs: &[usize] = if quick { &[4096] } else { &[1024, 4096, 16384, 32768] };
-        for &b in batches {
-            for &ctx in ctxs {
-                // Llama-3-8B: 32 query heads, 8 KV heads, hd 128, 16-token pages.
-                let r = bench_decode(&dev, b, ctx, 32, 8, 128, 16)?;
-                println!("{},{:.1}", r.to_csv(), 100.0 * r.gbps / copy);
-            }
+        let mut cases: Vec<(usize, usize)> = batches.iter().flat_map(|&b| ctxs.iter().map(move |&c| (b, c))).collect();
+        // The two serving targets: a full batch, and one very long context
+        // (what split-KV is for).
+        cases.extend([(64, 4096), (1, 131072)]);
+        cases.dedup();
+        for (b, ctx) in cases {
+            // Llama-3-8B: 32 query heads, 8 KV heads, hd 128, 16-token pages.
+            let r = bench_decode(&dev, b, ctx, 32, 8, 128, 16)?;
+            println!("{},{:.1}", r.to_csv(), 100.0 * r.gbps / copy);
         }
         let (ctx, chunk) = if quick { (8192, 2048) } else { (32768, 2048) };
         let p = bench_chunked_prefill(&dev, ctx, chunk, 32, 8, 128, 16)?;
