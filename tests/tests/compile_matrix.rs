@@ -1,0 +1,86 @@
+//! A representative matrix of valid cells compiled to CUBIN with NVRTC for
+//! sm_80, sm_89, sm_90a and sm_100a — no GPU needed, so CI runs it. The
+//! portable f16/bf16 kernels at head_dim <= 128 must not spill on sm_80 and
+//! sm_90a (the launch-critical archs): a spill there is a performance bug.
+
+use fa_runtime::{compile_source_with, Cache, KernelSpec};
+use fa_spec::{Arch, Dtype, SpecBuilder, HEAD_DIMS};
+use std::sync::Mutex;
+
+fn matrix() -> Vec<KernelSpec> {
+    let mut cells = Vec::new();
+    let mut add = |b: SpecBuilder| cells.push(b.build().unwrap_or_else(|e| panic!("matrix cell invalid: {e}")));
+    for arch in Arch::ALL {
+        for dtype in [Dtype::F16, Dtype::Bf16] {
+            for hd in HEAD_DIMS {
+                let base = || KernelSpec::builder().arch(arch).dtype(dtype).head_dim(hd);
+                add(base());
+                add(base().causal());
+            }
+            let base = || KernelSpec::builder().arch(arch).dtype(dtype).head_dim(128);
+            add(base().causal().window(4096).sink(4));
+            add(base().causal().alibi().softcap(30.0).gqa(8).varlen());
+            add(base().causal().gqa(4).paged());
+            add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(64).window(256).gqa(32).paged().page_size(1));
+        }
+        if arch.supports_fp8() {
+            for dtype in [Dtype::E4m3, Dtype::E5m2] {
+                for hd in [64, 128, 256] {
+                    add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(hd).causal().gqa(8));
+                }
+                add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(128).window(1024).alibi().varlen());
+            }
+        }
+    }
+    cells
+}
+
+#[test]
+fn representative_cells_compile_for_every_arch_and_hot_ones_do_not_spill() {
+    if let Err(e) = fa_runtime::libs::ensure_nvrtc() {
+        panic!("NVRTC is needed to compile kernels: {e}\nRun the README's test command (bash scripts/test.sh), which installs it into .nvrtc/ and sets FA_NVRTC_PATH.");
+    }
+    let cells = matrix();
+    let cache = Cache::memory_only();
+    let next = Mutex::new(0usize);
+    let failures = Mutex::new(Vec::new());
+    let report = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = {
+                    let mut n = next.lock().unwrap();
+                    *n += 1;
+                    *n - 1
+                };
+                let Some(spec) = cells.get(i) else { break };
+                let source = fa_spec::render(spec).unwrap_or_else(|e| panic!("{e}"));
+                match compile_source_with(&cache, spec, &source) {
+                    Ok(k) => {
+                        let hot = matches!(spec.arch(), Arch::Sm80 | Arch::Sm90a)
+                            && !spec.dtype().is_fp8()
+                            && spec.head_dim() <= 128;
+                        if hot && k.spill_bytes() != 0 {
+                            failures.lock().unwrap().push(format!("{} spills {} bytes", k.entry, k.spill_bytes()));
+                        }
+                        report.lock().unwrap().push(format!(
+                            "{:<64} {:<8} {:>3} regs {:>4} B spill",
+                            k.entry,
+                            k.target,
+                            k.info.registers,
+                            k.spill_bytes()
+                        ));
+                    }
+                    Err(e) => failures.lock().unwrap().push(format!("{}: {e}", spec.kernel_name())),
+                }
+            });
+        }
+    });
+    let mut report = report.into_inner().unwrap();
+    report.sort();
+    println!("{}", report.join("\n"));
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{} of {} cells failed:\n{}", failures.len(), cells.len(), failures.join("\n"));
+    assert_eq!(report.len(), cells.len());
+}
