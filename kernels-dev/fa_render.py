@@ -23,9 +23,14 @@ def tile_config(c):
         return dict(block_m=64, block_n=64, num_warps=4, stages=2)
     if d <= 64:
         return dict(block_m=128, block_n=64, num_warps=4, stages=2)
+    if d == 128 and not (c.get("causal") or c.get("window") or c.get("alibi") or c.get("has_softcap")
+                         or c.get("varlen") or c.get("paged")):
+        return dict(block_m=128, block_n=64, num_warps=4, stages=1)
     if d <= 128:
         return dict(block_m=128, block_n=32, num_warps=4, stages=2)
-    return dict(block_m=128, block_n=64, num_warps=8, stages=2)
+    if d <= 192:
+        return dict(block_m=128, block_n=64, num_warps=8, stages=2)
+    return dict(block_m=64, block_n=64, num_warps=4, stages=1)
 
 
 def smem_bytes(c, t):

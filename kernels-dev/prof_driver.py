@@ -19,6 +19,10 @@ def main():
     for c in cells:
         r = comp[c["kernel_name"]]
         print(c["kernel_name"], "regs", r["regs"], "spill", r["spill"], flush=True)
+        out = os.environ.get("SASS_DIR")
+        if out:
+            fn = f"/tmp/{c['kernel_name']}.cubin"; open(fn, "wb").write(r["cubin"])
+            os.system(f"nvdisasm -c {fn} > {out}/sass_hd{c['head_dim']}.txt 2>&1 || cuobjdump -sass {fn} > {out}/sass_hd{c['head_dim']}.txt")
         k = harness.Kernel(c, r["cubin"])
         s, d = 4096, c["head_dim"]; B, H = 16384 // s, 2048 // d
         q = torch.randn(B, s, H, d, device="cuda").bfloat16(); kk = torch.randn_like(q); v = torch.randn_like(q)
@@ -29,4 +33,5 @@ def main():
             torch.nn.functional.scaled_dot_product_attention(q.transpose(1, 2), kk.transpose(1, 2), v.transpose(1, 2), is_causal=causal)
         torch.cuda.synchronize()
 
-main()
+if __name__ == "__main__":
+    main()

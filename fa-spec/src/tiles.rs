@@ -3,7 +3,8 @@
 //! Kernel layout (templates/partials/fwd_mainloop.cuh): each warp owns
 //! `block_m / num_warps` query rows (16 or 32); Q is staged in shared memory
 //! (kept in registers when Q+O+S fragments fit), K/V tiles of `block_n` keys
-//! are double-buffered with cp.async; shared-memory rows are padded by 16
+//! are double-buffered with cp.async (stages = 1: one K and one V buffer,
+//! FA2 order, for hd > 192); shared-memory rows are padded by 16
 //! bytes (conflict-free ldmatrix for every supported head_dim).
 //!
 //! Measured on one H200 (2026-11, NVRTC 13.0, sm_90a, bf16, batch*seqlen =
@@ -18,9 +19,31 @@
 //! |          |                              | spills 32 B (255 regs); 128x64x8: 274 / 278; 64x64x4:     |
 //! |          |                              | 284 / 273; 3 stages: 300 / 304. hd96: 305 / 307;          |
 //! |          |                              | hd96 128x64x8: 219 / 222.                                 |
-//! | > 128    | 128, 64, 8, 2                | hd256: 273 / 279 TF; 128x32x8: 243 / 249 (3 st: 226/229); |
-//! |          |                              | 64x64x4: 192 / 195. hd192: 288 / 293; 128x32x8: 239/243.  |
-//! |          |                              | 32 rows/warp does not fit (O alone = 256 regs at hd256).  |
+//! | 129..192 | 128, 64, 8, 2                | hd192: 288 / 293; 128x32x8: 239/243; 64x64x4x1: 245 / 244 |
+//! |          |                              | (spills 96 B: 24 chunks/row defeat the K/V pointer walk). |
+//! | > 192    | 64, 64, 4, 1                 | hd256: see below (2 blocks/SM, 243 regs, 101 KiB smem,    |
+//! |          |                              | 0 spill). Was 128x64x8x2: 273 / 279 TF, 1 block/SM (255   |
+//! |          |                              | regs, 198 KiB); 128x32x8: 243 / 249; 64x64x4x2: 192 / 195 |
+//! |          |                              | (169 KiB -> 1 block/SM). 32 rows/warp does not fit.       |
+//!
+//! hd256, ncu (H200, bf16 dense s=4096, same call as torch flash): torch runs
+//! FA2 <256, 64, 64, 4> with single-buffered K/V (98 KiB) at 2 blocks/SM; our
+//! 128x64x8x2 ran 1 block/SM, 28% issue-active vs 31%, tensor pipe 44% vs
+//! 52%, and 12k of 26k long-scoreboard samples sat on the first K ldmatrix
+//! after the cp.async wait (the whole SM waits at one barrier). Bank conflicts
+//! are negligible (388k of 303M shared wavefronts). hd128 (ours 128x32x4x2 vs
+//! FA2 <128, 128, 64, 4> 1 stage): tensor pipe 52% vs 57%, 686M vs 646M
+//! instructions, 50M vs 42M ldmatrix, dispatch / short-scoreboard stalls 2x.
+//! 64x64x4x1 (kStages = 1: FA2 order, K and V waited for separately) and the
+//! K/V pointer walk (FA_KV_PTR_INC), same call as torch flash, TF ours / torch
+//! at s = 2k, 4k, 8k, 16k (old 128x64x8x2 from the same call in brackets):
+//!   bf16 dense  310/278 296/296 292/314 297/312  [271 277 282 284]
+//!   bf16 causal 247/252 264/262 276/280 283/290  [226 243 257 291]
+//!   f16  dense  302/265 288/294 289/299 290/306  [273 279 283 285]
+//!   f16  causal 246/252 258/254 273/274 279/283  [226 243 258 283]
+//! hd128 128x64x4x1 (same call, bf16): dense 344 348 337 340 (torch 336 330
+//! 330 342; 128x32x4x2 302 310 318 317), 0 spill; causal 269 297 316 323 but
+//! spills 80 B (sm_90a) -> not taken; dense-only tile choice is future work.
 //!
 //! Re-measured (H200, NVRTC 13.x, sm_90a, same call as torch SDPA FLASH,
 //! TF ours / torch at s = 2k, 4k, 8k, 16k; bf16):
@@ -55,7 +78,8 @@ pub struct TileConfig {
     /// Keys per main-loop step.
     pub block_n: u32,
     pub num_warps: u32,
-    /// K/V shared-memory stages in the cp.async pipeline (>= 2).
+    /// K/V shared-memory stages in the cp.async pipeline (>= 1; 1 = one K
+    /// and one V buffer loaded in FA2 order, see fwd_mainloop.cuh).
     pub stages: u32,
 }
 
@@ -90,17 +114,33 @@ impl TileConfig {
 /// fallback that fits the arch's shared memory (sm80: 163 KiB, sm89: 99 KiB;
 /// fallbacks are not yet measured).
 pub fn tile_config(spec: &KernelSpec) -> TileConfig {
-    let candidates: &[(u32, u32, u32)] = match (spec.dtype().is_fp8(), spec.head_dim()) {
+    // (block_m, block_n, num_warps, stages)
+    let candidates: &[(u32, u32, u32, u32)] = match (spec.dtype().is_fp8(), spec.head_dim()) {
         // fp8 (fwd_mainloop_fp8.cuh): 16 rows per warp; see the table above.
-        (true, 0..=128) => &[(128, 32, 4)],
-        (true, 129..=192) => &[(128, 32, 8)],
-        (true, _) => &[(64, 64, 4)],
-        (false, 0..=64) => &[(128, 64, 4), (64, 64, 4)],
-        (false, 65..=128) => &[(128, 32, 4), (64, 32, 4)],
-        (false, _) => &[(128, 64, 8), (128, 32, 8), (64, 32, 4)],
+        (true, 0..=128) => &[(128, 32, 4, 2)],
+        (true, 129..=192) => &[(128, 32, 8, 2)],
+        (true, _) => &[(64, 64, 4, 2)],
+        (false, 0..=64) => &[(128, 64, 4, 2), (64, 64, 4, 2)],
+        // Unmasked hd128 (H200, bf16, s = 2k/4k/8k/16k, same call as torch
+        // FA2 at 336/330/330/342): 128x64x4 single-buffered 344/348/337/340,
+        // 0 spill, vs 302/310/318/317 for 128x32x4. Under a causal mask the
+        // same tile spills 80 B (16 B with ALiBi + softcap, 84 B with
+        // varlen), so those cells keep 128x32.
+        (false, 128)
+            if !spec.is_causal_masked()
+                && !spec.alibi()
+                && spec.softcap().is_none()
+                && !spec.varlen()
+                && !spec.paged() =>
+        {
+            &[(128, 64, 4, 1), (128, 32, 4, 2), (64, 32, 4, 2)]
+        }
+        (false, 65..=128) => &[(128, 32, 4, 2), (64, 32, 4, 2)],
+        (false, 129..=192) => &[(128, 64, 8, 2), (128, 32, 8, 2), (64, 32, 4, 2)],
+        (false, _) => &[(64, 64, 4, 1), (128, 32, 8, 2), (64, 32, 4, 2)],
     };
     let max = spec.arch().max_smem_per_block();
-    let tile = |&(block_m, block_n, num_warps): &(u32, u32, u32)| TileConfig { block_m, block_n, num_warps, stages: 2 };
+    let tile = |&(block_m, block_n, num_warps, stages): &(u32, u32, u32, u32)| TileConfig { block_m, block_n, num_warps, stages };
     candidates
         .iter()
         .map(tile)

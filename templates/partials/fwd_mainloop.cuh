@@ -9,6 +9,7 @@
 //   * Q lives in registers when Q+O+S fragments fit the register budget,
 //     otherwise it is re-read from shared memory each k-step (large tiles)
 // smem: [Q: kBlockM rows][stage 0: K kBlockN rows, V kBlockN rows][stage 1]...
+//   (kStages == 1: one K and one V buffer, FA2 order; see kSingleStage)
 // ---------------------------------------------------------------------------
 constexpr int kNumThreads = kNumWarps * 32;
 // Tuning switches (scratch harness sweeps them with -D; the defaults are the
@@ -39,7 +40,12 @@ constexpr int kSFragRegs = kMT * kNT * 4;
 constexpr bool kQInRegs = kQFragRegs + kOFragRegs + kSFragRegs <= FA_QREG_BUDGET;
 static_assert(kWarpM == 16 || kWarpM == 32, "a warp owns 16 or 32 query rows");
 static_assert(kBlockN % 16 == 0 && kHeadDim % 16 == 0, "tile shape");
-static_assert(kStages >= 2, "cp.async pipeline needs >= 2 stages");
+static_assert(kStages >= 1, "cp.async pipeline needs >= 1 stage");
+// kStages == 1 (FA2 order, one K and one V buffer): K(it) is waited for before
+// S = QK^T while V(it) is loading; V(it) before P.V while K(it+1) is loading.
+// Two barriers per tile, but half the K/V shared memory: hd256 64x64x4 then
+// fits 2 blocks per SM (101 KiB each), see tiles.rs.
+constexpr bool kSingleStage = kStages == 1;
 static_assert(kSm >= 80, "mma.sync m16n8k16 / cp.async / ldmatrix need sm80+");
 static_assert(!kCausal || kMaskCausal, "causal implies mask_causal");
 
@@ -64,9 +70,29 @@ FA_DEVICE void load_q_async(u32 dst, const elem_t* src, long long row_stride, in
 // keys [n0, n0 + kBlockN) of K or V; keys >= s_k are zero-filled (so that
 // masked probabilities multiply zeros, never garbage). Paged cells translate
 // key j through the block table (page stride = the batch stride).
+#ifndef FA_KV_PTR_INC
+// Non-paged K/V copies walk one pointer by a fixed row step (keeps ptxas from
+// hoisting one 64-bit address per copy out of the main loop: hd256 64x64x4
+// spilled 112 B with per-copy addresses, 0 B with the walk).
+#define FA_KV_PTR_INC kSingleStage
+#endif
 FA_DEVICE void load_kv_async(u32 dst, const elem_t* src, long long row_stride, long long page_stride,
                              const int* block_table_row, int n0, int s_k, int tid) {
     constexpr int kTotal = kBlockN * kChunks;
+    if constexpr (FA_KV_PTR_INC && !kPaged && kNumThreads % kChunks == 0 && kTotal % kNumThreads == 0) {
+        constexpr int kRowsPerPass = kNumThreads / kChunks;
+        const int r0 = tid / kChunks, ch = tid % kChunks;
+        const elem_t* g = src + (long long)(n0 + r0) * row_stride + ch * 8;
+        const long long step = (long long)kRowsPerPass * row_stride;
+        const u32 d = dst + (u32)(r0 * kSmemStride + ch * 8) * 2u;
+#pragma unroll
+        for (int ps = 0; ps < kTotal / kNumThreads; ++ps) {
+            const bool ok = n0 + r0 + ps * kRowsPerPass < s_k;
+            cp_async_16(d + (u32)(ps * kRowsPerPass * kSmemStride * 2), ok ? g : src, ok);
+            g += step;
+        }
+        return;
+    }
 #pragma unroll
     for (int c0 = 0; c0 < kTotal; c0 += kNumThreads) {
         const int c = c0 + tid;
@@ -136,6 +162,11 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
 
     // ---- prologue: Q + the first kStages-1 KV tiles, one commit group each
     load_q_async<kBlockM>(sQ, q_ptr, p.q_row_stride, s_q - m0, tid);
+    if constexpr (kSingleStage) {  // Q + K(0) in one group; V(0) is issued in iteration 0
+        if (n_iters > 0)
+            load_kv_async(sKV, k_ptr, p.k_row_stride, p.k_batch_stride, block_table_row, tiles.at(0) * kBlockN, s_k, tid);
+        cp_async_commit();
+    }
 #pragma unroll
     for (int st = 0; st < kStages - 1; ++st) {
         if (st < n_iters) {
@@ -179,18 +210,25 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
     // waited for before S = QK^T and V(it) only before P.V, so V's copy
     // overlaps the QK^T / softmax work; the next K / V loads go into the
     // stage last read in iteration it - 1 (every warp is past the barrier).
-    constexpr int kSplitPending = 2 * (kStages - 2) + 1;
+    constexpr int kSplitPending = kStages >= 2 ? 2 * (kStages - 2) + 1 : 0;
     for (int it = 0; it < n_iters; ++it) {
-        const int nxt = it + kStages - 1;
+        const int nxt = kSingleStage ? it + 1 : it + kStages - 1;
         const u32 nxt_dst = sKV + (u32)(nxt % kStages) * kStageBytes;
-        if constexpr (FA_SPLIT_KV) {
+        if constexpr (kSingleStage) {
+            // K(it) (and Q) landed; every warp is past P.V(it-1), so the V
+            // buffer is free for V(it).
+            cp_async_wait<0>();
+            __syncthreads();
+            load_kv_async(sKV + kVOffset, v_ptr, p.v_row_stride, p.v_batch_stride, block_table_row, tiles.at(it) * kBlockN, s_k, tid);
+            cp_async_commit();
+        } else if constexpr (FA_SPLIT_KV) {
             cp_async_wait<kSplitPending>();
             __syncthreads();
             if (nxt < n_iters)
                 load_kv_async(nxt_dst, k_ptr, p.k_row_stride, p.k_batch_stride, block_table_row, tiles.at(nxt) * kBlockN, s_k, tid);
             cp_async_commit();
         } else {
-            cp_async_wait<kStages - 2>();
+            cp_async_wait<(kStages >= 2 ? kStages - 2 : 0)>();
             __syncthreads();
             if (nxt < n_iters) {
                 const int n0 = tiles.at(nxt) * kBlockN;
@@ -288,7 +326,15 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
                 }
         }
 
-        if constexpr (FA_SPLIT_KV) {
+        if constexpr (kSingleStage) {
+            // V(it) landed; every warp is past S = QK^T(it), so the K buffer
+            // is free for K(it+1).
+            cp_async_wait<0>();
+            __syncthreads();
+            if (nxt < n_iters)
+                load_kv_async(sKV, k_ptr, p.k_row_stride, p.k_batch_stride, block_table_row, tiles.at(nxt) * kBlockN, s_k, tid);
+            cp_async_commit();
+        } else if constexpr (FA_SPLIT_KV) {
             cp_async_wait<kSplitPending>();
             __syncthreads();
             if (nxt < n_iters)

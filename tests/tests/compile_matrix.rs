@@ -7,6 +7,16 @@ use fa_runtime::{compile_source_with, Cache, KernelSpec};
 use fa_spec::{Arch, Dtype, SpecBuilder, HEAD_DIMS};
 use std::sync::Mutex;
 
+/// Hot cells that spill today, with the most bytes allowed: the 128x32
+/// hd128 tile runs out of registers on sm_90a when an unmasked cell adds
+/// varlen or ALiBi + softcap. Listed so the gap stays visible and cannot grow.
+const KNOWN_SPILLS: &[(&str, u32)] = &[
+    ("fa_sm90a_f16_hd128_alibi_softcap30_gqa4_fwd", 4),
+    ("fa_sm90a_bf16_hd128_alibi_softcap30_gqa4_fwd", 4),
+    ("fa_sm90a_f16_hd128_gqa4_varlen_fwd", 20),
+    ("fa_sm90a_bf16_hd128_gqa4_varlen_fwd", 20),
+];
+
 fn matrix() -> Vec<KernelSpec> {
     let mut cells = Vec::new();
     let mut add = |b: SpecBuilder| cells.push(b.build().unwrap_or_else(|e| panic!("matrix cell invalid: {e}")));
@@ -20,6 +30,8 @@ fn matrix() -> Vec<KernelSpec> {
             let base = || KernelSpec::builder().arch(arch).dtype(dtype).head_dim(128);
             add(base().causal().window(4096).sink(4));
             add(base().causal().alibi().softcap(30.0).gqa(8).varlen());
+            add(base().alibi().softcap(30.0).gqa(4));
+            add(base().gqa(4).varlen());
             add(base().causal().gqa(4).paged());
             add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(64).window(256).gqa(32).paged().page_size(1));
         }
@@ -61,8 +73,13 @@ fn representative_cells_compile_for_every_arch_and_hot_ones_do_not_spill() {
                         let hot = matches!(spec.arch(), Arch::Sm80 | Arch::Sm90a)
                             && !spec.dtype().is_fp8()
                             && spec.head_dim() <= 128;
-                        if hot && k.spill_bytes() != 0 {
-                            failures.lock().unwrap().push(format!("{} spills {} bytes", k.entry, k.spill_bytes()));
+                        let allowed = KNOWN_SPILLS.iter().find(|(e, _)| *e == k.entry).map_or(0, |(_, b)| *b);
+                        if hot && k.spill_bytes() > allowed {
+                            failures.lock().unwrap().push(format!(
+                                "{} spills {} bytes (allowed {allowed})",
+                                k.entry,
+                                k.spill_bytes()
+                            ));
                         }
                         report.lock().unwrap().push(format!(
                             "{:<64} {:<8} {:>3} regs {:>4} B spill",
