@@ -7,8 +7,9 @@
 // m16n8k16, f32 accumulate.
 //
 // KV is walked in tiles of kPdBlockN = 64 smem rows (64/hc tokens x hc kv
-// heads), staged through a kPdStages-deep cp.async (16-byte) ring in shared
-// memory; each warp owns 16 keys of one head of every tile and keeps its own
+// heads), staged through a kPdStages-deep ring in shared memory (sm_90+: one
+// cp.async.bulk per K/V row on a per-stage mbarrier, kPdStages tiles in flight;
+// older archs or -DPD_TMA=0: 16-byte cp.async, kPdStages - 1 in flight); each warp owns 16 keys of one head of every tile and keeps its own
 // online-softmax state; warps of the same head are merged through shared
 // memory at the end (log-sum-exp combine). hc > 1 makes each token's head
 // rows one contiguous run of the page (better DRAM locality).
@@ -28,6 +29,16 @@ constexpr int kPdBlockN    = 16 * kPdWarps;                 // tokens per pipeli
 #define PD_STAGES 2   // measured on H200: 2 stages (3 CTAs/SM at hd128) beat 3 (2 CTAs/SM) and 4
 #endif
 constexpr int kPdStages    = PD_STAGES;
+// sm_90+: K/V rows are fetched with one cp.async.bulk (TMA bulk copy, 1 row per
+// thread) completing on a per-stage mbarrier, instead of 16-byte cp.async chunks.
+#ifndef PD_TMA                                              // tuning override (-DPD_TMA=0)
+#define PD_TMA 1
+#endif
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define PD_ARCH_TMA 1
+#else
+#define PD_ARCH_TMA 0
+#endif
 constexpr int kPdMT        = (kGqa + 15) / 16;              // 16-row m-tiles of query heads
 constexpr int kPdRows      = kPdMT * 16;
 constexpr int kPdElemBytes = kIsFp8 ? 1 : 2;
@@ -42,7 +53,11 @@ constexpr int kPdQOffset   = (kPdRegionA + 127) / 128 * 128;
 constexpr int kPdFlagOffset = kPdQOffset;   // (Q lives in registers, loaded from global)
 // Dynamic shared memory of _decode (bytes); also exported as
 // <kernel>_decode_smem_bytes (__constant__ int).
-constexpr int kPdSmemBytes = (kPdFlagOffset + kPdStages * kPdBlockN + 127) / 128 * 128;
+constexpr int kPdBarOffset = (kPdFlagOffset + kPdStages * kPdBlockN + 7) / 8 * 8;   // kPdStages mbarriers (TMA path)
+constexpr int kPdSmemBytes = (kPdBarOffset + kPdStages * 8 + 127) / 128 * 128;
+constexpr bool kPdTma = kSm >= 90 && PD_ARCH_TMA && PD_TMA && !kIsFp8;
+constexpr u32 kPdRowGBytes = kHeadDim * kPdElemBytes;       // one K/V row in global memory
+static_assert(!kPdTma || kPdThreads == 2 * kPdBlockN, "TMA loader: one K or V row per thread");
 constexpr bool kPdLogitsScaled = kHasSoftcap || kAlibi;     // scores carried as true logits
 constexpr int kPdMergeWarps = 4;                            // (b, h) pairs per _decode_merge CTA
 constexpr int kPdAppendThreads = 256;
@@ -92,6 +107,43 @@ FA_DEVICE float pd_warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
+}
+
+// --- mbarrier / bulk-copy wrappers (sm_90+; empty elsewhere, never called there)
+FA_DEVICE void pd_mbar_init(u32 bar, u32 count) {
+#if PD_ARCH_TMA
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(bar), "r"(count) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+}
+FA_DEVICE void pd_mbar_arrive(u32 bar) {
+#if PD_ARCH_TMA
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(bar) : "memory");
+#endif
+}
+FA_DEVICE void pd_mbar_arrive_tx(u32 bar, u32 bytes) {
+#if PD_ARCH_TMA
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(bar), "r"(bytes) : "memory");
+#endif
+}
+FA_DEVICE void pd_mbar_wait(u32 bar, u32 parity) {
+#if PD_ARCH_TMA
+    u32 done = 0;
+    while (!done)
+        asm volatile("{ .reg .pred P; mbarrier.try_wait.parity.shared::cta.b64 P, [%1], %2; selp.u32 %0, 1, 0, P; }"
+                     : "=r"(done) : "r"(bar), "r"(parity) : "memory");
+#endif
+}
+FA_DEVICE void pd_bulk_g2s(u32 dst, const void* src, u32 bytes, u32 bar) {
+#if PD_ARCH_TMA
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                 :: "r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
+#endif
+}
+FA_DEVICE void pd_fence_proxy_async() {
+#if PD_ARCH_TMA
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
 }
 
 // 4 f32 -> 4 packed 16-bit values (8 bytes) of the cell dtype.
@@ -161,18 +213,68 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             if (c == 0) flags[stage * kPdBlockN + r] = ok ? 1 : 0;
         }
     };
-    auto load_tile = [&](int v, int stage) {
-        if (hcs == 0) load_tile_hc(PdInt<0>(), v, stage);
-        else if (hcs == 1) load_tile_hc(PdInt<1>(), v, stage);
-        else load_tile_hc(PdInt<2>(), v, stage);
+    // TMA loader: thread tid fetches smem row tid % 64 of K (tid < 64) or V with
+    // one bulk copy; masked rows are zero-filled by plain stores (no bytes expected).
+    const u32 bar_base = pipe_base + kPdBarOffset;
+    auto load_tile_tma = [&](auto hcs_c, int v, int stage) {
+        constexpr int HS = decltype(hcs_c)::value;
+        constexpr int HC = 1 << HS;
+        const int tok0 = rg.tile(v0 + v) << (6 - HS);
+        const int r = tid & (kPdBlockN - 1);
+        const bool isv = tid >= kPdBlockN;
+        const int j = tok0 + (r >> HS);
+        const int kvh = kvh0 + (r & (HC - 1));
+        bool ok = j < ctx && kvh < p.num_kv_heads && pd_visible(j, pos);
+        const u8* src = isv ? vc : kc;
+        if (ok) {
+            const int pg = j / kPageSize;
+            const int blk = pg < p.block_table_stride ? bt[pg] : -1;
+            ok = blk >= 0 && blk < p.num_blocks;
+            const int slot = j % kPageSize;
+            src += isv ? ((long long)blk * p.v_block_stride + (long long)slot * p.v_page_stride + (long long)kvh * p.v_head_stride) * kPdElemBytes
+                       : ((long long)blk * p.k_block_stride + (long long)slot * p.k_page_stride + (long long)kvh * p.k_head_stride) * kPdElemBytes;
+        }
+        const u32 dst = pipe_base + stage * (2 * kPdKVBytes) + (isv ? kPdKVBytes : 0) + r * kPdRowBytes;
+        const u32 bar = bar_base + stage * 8;
+        if (ok) {
+            pd_mbar_arrive_tx(bar, kPdRowGBytes);
+            pd_bulk_g2s(dst, src, kPdRowGBytes, bar);
+        } else {
+#pragma unroll
+            for (int c = 0; c < kPdChunks; ++c)
+                asm volatile("st.shared.v4.b32 [%0], { %1, %1, %1, %1 };" :: "r"(dst + c * 16), "r"(0u) : "memory");
+            pd_fence_proxy_async();   // generic zero stores before later async-proxy writes of this row
+            pd_mbar_arrive(bar);
+        }
+        if (!isv) flags[stage * kPdBlockN + r] = ok ? 1 : 0;
     };
+    auto load_tile = [&](int v, int stage) {
+        if constexpr (kPdTma) {
+            if (hcs == 0) load_tile_tma(PdInt<0>(), v, stage);
+            else if (hcs == 1) load_tile_tma(PdInt<1>(), v, stage);
+            else load_tile_tma(PdInt<2>(), v, stage);
+        } else {
+            if (hcs == 0) load_tile_hc(PdInt<0>(), v, stage);
+            else if (hcs == 1) load_tile_hc(PdInt<1>(), v, stage);
+            else load_tile_hc(PdInt<2>(), v, stage);
+        }
+    };
+    if constexpr (kPdTma) {
+        if (tid < kPdStages) pd_mbar_init(bar_base + tid * 8, kPdThreads);
+        __syncthreads();
+    }
 
     // ---- prologue: start the KV ring, then Q fragments straight from global
+    // TMA: all kPdStages stages are filled up front, and tile it + kPdStages is
+    // issued right after tile it has been consumed (before waiting for it + 1),
+    // so up to kPdStages tiles are in flight per CTA. cp.async: kPdStages - 1.
+    constexpr int kPdAhead = kPdTma ? kPdStages : kPdStages - 1;
 #pragma unroll
-    for (int s = 0; s < kPdStages - 1; ++s) {
+    for (int s = 0; s < kPdAhead; ++s) {
         if (s < n_tiles) load_tile(s, s);
-        cp_async_commit();
+        if constexpr (!kPdTma) cp_async_commit();
     }
+    if constexpr (kPdTma) __syncthreads();   // flags / zero-filled rows of the prologue tiles
     u32 qf[kPdMT][kHeadDim / 16][4];
     {
         const u32* qrow[kPdMT][2];
@@ -221,10 +323,14 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 
     // ---- main loop
     for (int it = 0; it < n_tiles; ++it) {
-        cp_async_wait<kPdStages - 2>();
-        __syncthreads();
-        if (it + kPdStages - 1 < n_tiles) load_tile(it + kPdStages - 1, (it + kPdStages - 1) % kPdStages);
-        cp_async_commit();
+        if constexpr (kPdTma) {
+            pd_mbar_wait(bar_base + (it % kPdStages) * 8, (it / kPdStages) & 1);
+        } else {
+            cp_async_wait<kPdStages - 2>();
+            __syncthreads();
+            if (it + kPdStages - 1 < n_tiles) load_tile(it + kPdStages - 1, (it + kPdStages - 1) % kPdStages);
+            cp_async_commit();
+        }
 
         const int stage = it % kPdStages;
         const int key0 = (rg.tile(v0 + it) << tshift) + kb * 16;   // first key of this warp
@@ -320,8 +426,12 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 mma_16816<kIsBF16>(o[mt][2 * dn + 1], pa[mt], vb[2], vb[3]);
             }
         }
+        if constexpr (kPdTma) {
+            __syncthreads();   // stage of tile it consumed by every warp (also publishes flags / zero rows of tile it + 1)
+            if (it + kPdStages < n_tiles) load_tile(it + kPdStages, it % kPdStages);
+        }
     }
-    cp_async_wait<0>();
+    if constexpr (!kPdTma) cp_async_wait<0>();   // (TMA: every issued tile was waited for)
     __syncthreads();   // ring no longer read: reuse it as the warp-combine buffer
 
     // ---- combine the warps of each head (each normalised, with its log2-LSE)
