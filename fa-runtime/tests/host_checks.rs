@@ -7,6 +7,9 @@ use fa_runtime::{ElemType, FaError, FwdParams, KernelSpec};
 use fa_spec::{Arch, Dtype};
 use std::mem::offset_of;
 
+mod c_header;
+use c_header::c_fields;
+
 type Mutation = Box<dyn Fn(&mut Shapes)>;
 
 const DEV: (u64, usize) = (7, 0);
@@ -338,25 +341,7 @@ fn fwd_params_match_the_c_layout() {
 
 #[test]
 fn params_header_still_matches_the_mirror() {
-    // The field names, in order, as written in the CUDA header.
-    let header = include_str!("../../templates/partials/params.cuh");
-    let body = &header[header.find("struct FwdParams").unwrap()..];
-    let body = &body[..body.find("};").unwrap()];
-    let mut names = Vec::new();
-    for line in body.lines().skip(1) {
-        let code = line.split("//").next().unwrap();
-        for decl in code.split(';') {
-            let decl = decl.trim();
-            if decl.is_empty() {
-                continue;
-            }
-            // "long long a, b, c" / "const void* q" / "int batch, num_heads"
-            let mut parts = decl.split(',');
-            let first = parts.next().unwrap();
-            names.push(first.rsplit(|c: char| c.is_whitespace() || c == '*').next().unwrap().to_string());
-            names.extend(parts.map(|p| p.trim().to_string()));
-        }
-    }
+    let names = c_fields(include_str!("../../templates/partials/params.cuh"), "FwdParams");
     let expected = [
         "q",
         "k",

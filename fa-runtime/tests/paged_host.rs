@@ -11,6 +11,9 @@ use fa_runtime::{ElemType, FaError, KernelSpec};
 use fa_spec::{Arch, Dtype};
 use std::mem::offset_of;
 
+mod c_header;
+use c_header::c_fields;
+
 const DEV: (u64, usize) = (7, 0);
 
 fn m(shape: &[usize], elem: ElemType) -> ArgMeta<'_> {
@@ -21,26 +24,6 @@ fn spec(f: impl FnOnce(fa_spec::SpecBuilder) -> fa_spec::SpecBuilder) -> KernelS
     f(KernelSpec::builder().arch(Arch::Sm90a).dtype(Dtype::Bf16).head_dim(128)).build().unwrap()
 }
 
-/// Field names of `struct <name>` in a CUDA header, in order.
-fn c_fields(header: &str, name: &str) -> Vec<String> {
-    let body = &header[header.find(&format!("struct {name}")).unwrap()..];
-    let body = &body[..body.find("};").unwrap()];
-    let mut names = Vec::new();
-    for line in body.lines().skip(1) {
-        let code = line.split("//").next().unwrap();
-        for decl in code.split(';') {
-            let decl = decl.trim();
-            if decl.is_empty() {
-                continue;
-            }
-            let mut parts = decl.split(',');
-            let first = parts.next().unwrap();
-            names.push(first.rsplit(|c: char| c.is_whitespace() || c == '*').next().unwrap().to_string());
-            names.extend(parts.map(|p| p.trim().to_string()));
-        }
-    }
-    names
-}
 
 const HEADER: &str = include_str!("../../templates/partials/paged_params.cuh");
 
