@@ -127,38 +127,13 @@ FA_DEVICE void load_kv_async(u32 dst, const u8* src, long long row_stride, long 
 FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
     const int tid = threadIdx.x;
     const int warp = tid >> 5, lane = tid & 31;
-    const int m_block = kMaskCausal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
-    const int h = blockIdx.y, b = blockIdx.z;
-    const int kvh = h / kGqa;
-
-    int q_start = 0, k_start = 0, s_q = p.seqlen_q, s_k = p.seqlen_k;
-    if constexpr (kVarlen) {
-        q_start = p.cu_seqlens_q[b];
-        s_q = p.cu_seqlens_q[b + 1] - q_start;
-        if constexpr (!kPaged) {
-            k_start = p.cu_seqlens_k[b];
-            s_k = p.cu_seqlens_k[b + 1] - k_start;
-        }
-    }
-    if (p.seqused_k != nullptr) s_k = p.seqused_k[b];
-    const int m0 = m_block * kBlockM;
-    if (m0 >= s_q) return;
-
-    const u8* q_ptr = static_cast<const u8*>(p.q) + h * p.q_head_stride +
-        (kVarlen ? (long long)q_start * p.q_row_stride : (long long)b * p.q_batch_stride) +
-        (long long)m0 * p.q_row_stride;
-    const u8* k_ptr = static_cast<const u8*>(p.k) + kvh * p.k_head_stride;
-    const u8* v_ptr = static_cast<const u8*>(p.v) + kvh * p.v_head_stride;
-    const int* block_table_row = nullptr;
-    if constexpr (kPaged) {
-        block_table_row = p.block_table + (long long)b * p.block_table_stride;
-    } else if constexpr (kVarlen) {
-        k_ptr += (long long)k_start * p.k_row_stride;
-        v_ptr += (long long)k_start * p.v_row_stride;
-    } else {
-        k_ptr += (long long)b * p.k_batch_stride;
-        v_ptr += (long long)b * p.v_batch_stride;
-    }
+    FwdBlock<u8> blk;
+    if (!fwd_block_setup(p, blk)) return;
+    const int h = blk.h, s_q = blk.s_q, s_k = blk.s_k, m0 = blk.m0;
+    const u8* q_ptr = blk.q_ptr;
+    const u8* k_ptr = blk.k_ptr;
+    const u8* v_ptr = blk.v_ptr;
+    const int* block_table_row = blk.block_table_row;
 
     const TileRange tiles = kv_tile_range(m0, s_q, s_k);
     const int n_iters = tiles.count();
@@ -210,7 +185,7 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
     softmax_init<kMT, kNT>(row_max, row_sum);
     u32 q_frag[kQInRegs ? kMT : 1][kQInRegs ? kKD : 1][4];
 
-    const long long ds_idx = (long long)b * p.num_kv_heads + kvh;
+    const long long ds_idx = (long long)blk.b * p.num_kv_heads + blk.kvh;
     const float q_ds = p.q_descale != nullptr ? p.q_descale[ds_idx] : 1.0f;
     const float k_ds = p.k_descale != nullptr ? p.k_descale[ds_idx] : 1.0f;
     const float v_ds = p.v_descale != nullptr ? p.v_descale[ds_idx] : 1.0f;
@@ -362,14 +337,10 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
 
     const int warp_row0 = m0 + warp * kWarpM;
     const int rows_valid = s_q - warp_row0;
-    float* lse_rows = p.lse + warp_row0 +
-        (kVarlen ? (long long)h * p.cu_seqlens_q[p.batch] + q_start
-                 : ((long long)b * p.num_heads + h) * p.seqlen_q);
+    float* lse_rows = fwd_lse_rows(p, blk, warp_row0);
     epilogue_store_lse<kMT>(lse, lse_rows, rows_valid, lane);
 
-    u16* o_ptr = static_cast<u16*>(p.o) + h * p.o_head_stride +
-        (kVarlen ? (long long)q_start * p.o_row_stride : (long long)b * p.o_batch_stride) +
-        (long long)warp_row0 * p.o_row_stride;
+    u16* o_ptr = fwd_o_rows(p, blk, warp_row0);
     u16* stage = reinterpret_cast<u16*>(smem) + warp * kWarpM * kOStride;
     epilogue_store_o_evenodd<kMT, kDP, kOStride>(o, inv, stage, o_ptr, p.o_row_stride, rows_valid, lane);
 }
