@@ -23,8 +23,11 @@ def tile_config(c):
         return dict(block_m=64, block_n=64, num_warps=4, stages=2)
     if d <= 64:
         return dict(block_m=128, block_n=64, num_warps=4, stages=2)
-    if d == 128 and not (c.get("causal") or c.get("window") or c.get("alibi") or c.get("has_softcap")
-                         or c.get("varlen") or c.get("paged")):
+    masked = bool(c.get("causal") or c.get("window"))
+    plain = not (masked or c.get("alibi") or c.get("has_softcap") or c.get("varlen"))
+    sm90a = (c["arch"] == "sm90a" and not c.get("window") and not c.get("sink")
+             and not c.get("varlen"))
+    if d == 128 and not c.get("paged") and (plain or sm90a):
         return dict(block_m=128, block_n=64, num_warps=4, stages=1)
     if d <= 128:
         return dict(block_m=128, block_n=32, num_warps=4, stages=2)

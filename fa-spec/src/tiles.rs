@@ -68,7 +68,7 @@
 //! Zero spills (NVRTC -Xptxas -v, sm_80 and sm_90a) for every f16/bf16 cell
 //! with head_dim <= 128 at these shapes.
 
-use crate::model::KernelSpec;
+use crate::model::{Arch, KernelSpec};
 
 /// How one thread block of the forward kernel tiles the problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +109,20 @@ impl TileConfig {
     }
 }
 
+/// Whether an hd128 16-bit cell takes the 128x64 single-buffered tile (see
+/// `tile_config`): the cells where it compiles without register spills.
+fn wide_hd128_tile(spec: &KernelSpec) -> bool {
+    if spec.paged() {
+        return false;
+    }
+    let plain = !spec.is_causal_masked() && !spec.alibi() && spec.softcap().is_none() && !spec.varlen();
+    let sm90a = spec.arch() == Arch::Sm90a
+        && spec.window().is_none()
+        && spec.sink().is_none()
+        && !spec.varlen();
+    plain || sm90a
+}
+
 /// The tile shape the forward kernel of `spec` is rendered and launched with:
 /// the measured choice for its head_dim (table above), else the first smaller
 /// fallback that fits the arch's shared memory (sm80: 163 KiB, sm89: 99 KiB;
@@ -121,20 +135,17 @@ pub fn tile_config(spec: &KernelSpec) -> TileConfig {
         (true, 129..=192) => &[(128, 32, 8, 2)],
         (true, _) => &[(64, 64, 4, 2)],
         (false, 0..=64) => &[(128, 64, 4, 2), (64, 64, 4, 2)],
-        // Unmasked hd128 (H200, bf16, s = 2k/4k/8k/16k, same call as torch
-        // FA2 at 336/330/330/342): 128x64x4 single-buffered 344/348/337/340,
-        // 0 spill, vs 302/310/318/317 for 128x32x4. Under a causal mask the
-        // same tile spills 80 B (16 B with ALiBi + softcap, 84 B with
-        // varlen), so those cells keep 128x32.
-        (false, 128)
-            if !spec.is_causal_masked()
-                && !spec.alibi()
-                && spec.softcap().is_none()
-                && !spec.varlen()
-                && !spec.paged() =>
-        {
-            &[(128, 64, 4, 1), (128, 32, 4, 2), (64, 32, 4, 2)]
-        }
+        // hd128 128x64x4 single-buffered (H200, bf16, s = 2k/4k/8k/16k, same
+        // call as torch FA2 at 336/330/330/342): unmasked 344/348/337/340 vs
+        // 302/310/318/317 for 128x32x4. It sits at 255 registers, so where it
+        // is taken is decided by what compiles without spills (NVRTC 13.5,
+        // -Xptxas -v; tests/tests/compile_matrix.rs holds the line):
+        //   every arch: no mask, no ALiBi / softcap, not varlen, not paged;
+        //   sm_90a also: causal (no window / sink), ALiBi, softcap. Spilling
+        //     there: varlen (72 B with gqa 4, 88 B causal), window 72 B,
+        //     paged 60 B -> 128x32.
+        //   sm_80 causal spills 56 B and sm_100a causal 48 B -> 128x32.
+        (false, 128) if wide_hd128_tile(spec) => &[(128, 64, 4, 1), (128, 32, 4, 2), (64, 32, 4, 2)],
         (false, 65..=128) => &[(128, 32, 4, 2), (64, 32, 4, 2)],
         (false, 129..=192) => &[(128, 64, 8, 2), (128, 32, 8, 2), (64, 32, 4, 2)],
         (false, _) => &[(64, 64, 4, 1), (128, 32, 8, 2), (64, 32, 4, 2)],

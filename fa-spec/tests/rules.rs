@@ -178,3 +178,23 @@ fn every_valid_head_dim_has_a_tile_that_fits_shared_memory() {
         }
     }
 }
+
+#[test]
+fn hd128_takes_the_wide_tile_only_where_it_compiles_without_spills() {
+    let wide = |b: fa_spec::SpecBuilder| {
+        let t = tile_config(&b.build().unwrap());
+        (t.block_m, t.block_n, t.num_warps, t.stages) == (128, 64, 4, 1)
+    };
+    let hd128 = |arch| KernelSpec::builder().arch(arch).dtype(Dtype::Bf16).head_dim(128);
+    for arch in Arch::ALL {
+        assert!(wide(hd128(arch)), "{arch:?}: unmasked hd128");
+        assert!(!wide(hd128(arch).causal().paged()), "{arch:?}: paged");
+        assert!(!wide(hd128(arch).varlen()), "{arch:?}: varlen");
+        assert!(!wide(hd128(arch).window(256)), "{arch:?}: window");
+    }
+    assert!(wide(hd128(Arch::Sm90a).causal()));
+    assert!(wide(hd128(Arch::Sm90a).causal().alibi().softcap(30.0).gqa(4)));
+    assert!(!wide(hd128(Arch::Sm80).causal()), "sm_80 causal spills at 128x64");
+    assert!(!wide(hd128(Arch::Sm100).causal()), "sm_100a causal spills at 128x64");
+    assert!(!wide(hd128(Arch::Sm90a).causal().window(1024).sink(4)));
+}

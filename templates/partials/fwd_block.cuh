@@ -59,6 +59,22 @@ FA_DEVICE bool fwd_block_setup(const FwdParams& p, FwdBlock<T>& blk) {
     return true;
 }
 
+// The epilogue's copy of the varlen row bounds, re-read from global memory
+// (volatile, so the compiler cannot keep the first read alive) rather than
+// carried across the main loop: at the 255-register edge of the 128-row tiles
+// those two values were spilled otherwise. No-op for fixed-length batches.
+template <typename T>
+FA_DEVICE void fwd_block_reload_rows(const FwdParams& p, FwdBlock<T>& blk) {
+    if constexpr (kVarlen) {
+        const int* cu = p.cu_seqlens_q + blk.b;
+        int lo, hi;
+        asm volatile("ld.global.b32 %0, [%1];" : "=r"(lo) : "l"(cu));
+        asm volatile("ld.global.b32 %0, [%1];" : "=r"(hi) : "l"(cu + 1));
+        blk.q_start = lo;
+        blk.s_q = hi - lo;
+    }
+}
+
 // LSE of query row `row` of the block's sequence: [batch, heads, seqlen_q],
 // varlen [heads, total_q].
 template <typename T>

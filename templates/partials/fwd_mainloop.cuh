@@ -19,7 +19,7 @@ constexpr int kNumThreads = kNumWarps * 32;
 // (H200, bf16): +5% for causal hd128 at s=16k (303 vs 288 TF), but -5..7% for
 // dense hd128 / hd64 and hd256 (the branch stops ptxas from hiding the FMULs
 // under the HMMAs). So: only causal cells with 32 rows per warp, hd > 64.
-#define FA_RESCALE_SKIP (kMaskCausal && kMT == 2 && kHeadDim > 64)
+#define FA_RESCALE_SKIP (kMaskCausal && kMT == 2 && kHeadDim > 64 && kBlockN == 32)
 #endif
 #ifndef FA_SPLIT_KV
 #define FA_SPLIT_KV 0       // K and V in separate cp.async groups (FA2 order)
@@ -177,7 +177,8 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
     float alibi_slope = 0.0f;
     if constexpr (kAlibi) alibi_slope = p.alibi_slopes[h];
     const int row_base = m0 + warp * kWarpM + (lane >> 2);  // + mt*16 + 8r
-    const int col_lane = (lane & 3) * 2;                      // + n0 + nt*8 + e
+    const int col_lane = (lane & 3) * 2;
+    const int row_pos0 = row_base + s_k - s_q;               // key position of row_base
 
     // ---- main loop over KV tiles
     // Split groups (FA_SPLIT_KV): commit order K0 V0 K1 V1 ...; K(it) is
@@ -257,34 +258,8 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
         }
 
         // score modifiers and masking
-        if constexpr (kLogitsScaled) {
-#pragma unroll
-            for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-                for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const int i = row_base + mt * 16 + (e >> 1) * 8;
-                        const int j = n0 + nt * 8 + col_lane + (e & 1);
-                        s[mt][nt][e] = score_mod(s[mt][nt][e], scale, alibi_slope, i, j, s_q, s_k);
-                    }
-        }
-        if (tile_needs_mask(m0, n0, s_q, s_k)) {
-#pragma unroll
-            for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    // key bounds relative to this lane's first column in the tile
-                    RowKeyRange kr = row_key_range(row_base + mt * 16 + r * 8, s_q, s_k);
-                    const int j0 = n0 + col_lane;
-                    kr.lo -= j0; kr.hi -= j0; kr.sink_hi -= j0;
-#pragma unroll
-                    for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-                        for (int e = 0; e < 2; ++e)
-                            if (!key_in_range(kr, nt * 8 + e)) s[mt][nt][2 * r + e] = FA_NEG_INF;
-                }
-        }
+        score_mods_and_mask<kMT, kNT>(s, scale, alibi_slope, row_pos0, n0 + col_lane, s_k,
+                                      tile_needs_mask(m0, n0, s_q, s_k));
 
         float alpha[kMT][2];
         softmax_online<kMT, kNT>(s, row_max, row_sum, alpha, C);
@@ -349,7 +324,8 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
     softmax_finalize<kMT>(row_max, row_sum, inv, lse, C);
 
     const int warp_row0 = m0 + warp * kWarpM;
-    const int rows_valid = s_q - warp_row0;
+    fwd_block_reload_rows(p, blk);
+    const int rows_valid = blk.s_q - warp_row0;
     float* lse_rows = fwd_lse_rows(p, blk, warp_row0);
     epilogue_store_lse<kMT>(lse, lse_rows, rows_valid, lane);
 

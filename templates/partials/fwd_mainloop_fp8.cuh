@@ -195,6 +195,7 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
     if constexpr (kAlibi) alibi_slope = p.alibi_slopes[h];
     const int row_base = m0 + warp * kWarpM + (lane >> 2);
     const int col_lane = (lane & 3) * 2;
+    const int row_pos0 = row_base + s_k - s_q;               // key position of row_base
 
     for (int it = 0; it < n_iters; ++it) {
         cp_async_wait<kStages - 2>();
@@ -255,33 +256,8 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
         }
 
         // score modifiers and masking (shared with the 16-bit path)
-        if constexpr (kLogitsScaled) {
-#pragma unroll
-            for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-                for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const int i = row_base + mt * 16 + (e >> 1) * 8;
-                        const int j = n0 + nt * 8 + col_lane + (e & 1);
-                        s[mt][nt][e] = score_mod(s[mt][nt][e], scale, alibi_slope, i, j, s_q, s_k);
-                    }
-        }
-        if (tile_needs_mask(m0, n0, s_q, s_k)) {
-#pragma unroll
-            for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    RowKeyRange kr = row_key_range(row_base + mt * 16 + r * 8, s_q, s_k);
-                    const int j0 = n0 + col_lane;
-                    kr.lo -= j0; kr.hi -= j0; kr.sink_hi -= j0;
-#pragma unroll
-                    for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-                        for (int e = 0; e < 2; ++e)
-                            if (!key_in_range(kr, nt * 8 + e)) s[mt][nt][2 * r + e] = FA_NEG_INF;
-                }
-        }
+        score_mods_and_mask<kMT, kNT>(s, scale, alibi_slope, row_pos0, n0 + col_lane, s_k,
+                                      tile_needs_mask(m0, n0, s_q, s_k));
 
         float alpha[kMT][2];
         softmax_online<kMT, kNT>(s, row_max, row_sum, alpha, C);
@@ -336,7 +312,8 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
     for (int mt = 0; mt < kMT; ++mt) { inv[mt][0] *= v_ds; inv[mt][1] *= v_ds; }
 
     const int warp_row0 = m0 + warp * kWarpM;
-    const int rows_valid = s_q - warp_row0;
+    fwd_block_reload_rows(p, blk);
+    const int rows_valid = blk.s_q - warp_row0;
     float* lse_rows = fwd_lse_rows(p, blk, warp_row0);
     epilogue_store_lse<kMT>(lse, lse_rows, rows_valid, lane);
 

@@ -5,54 +5,64 @@
 //   visible(i, j) = j < s_k && (((!causal || j <= p) && (W == 0 || j > p - W))
 //                               || (sink > 0 && j < sink && j <= p))
 // ---------------------------------------------------------------------------
-FA_DEVICE bool key_visible(int i, int j, int s_q, int s_k) {
-    const int pos = i + s_k - s_q;
-    bool vis = true;
-    if constexpr (kMaskCausal) vis = j <= pos;
-    if constexpr (kWindow > 0) vis = vis && (j > pos - kWindow);
-    if constexpr (kSink > 0) vis = vis || (j < kSink && j <= pos);
-    return vis && j < s_k;
-}
-
-// Visibility of row i as key intervals: j visible iff lo <= j < hi or
-// j < sink_hi. Computed once per row and tile, then each element is one or
-// two compares against a compile-time column offset.
-struct RowKeyRange { int lo, hi, sink_hi; };
-
-FA_DEVICE RowKeyRange row_key_range(int i, int s_q, int s_k) {
-    const int pos = i + s_k - s_q;
-    RowKeyRange r;
-    r.hi = kMaskCausal ? min(s_k, pos + 1) : s_k;
-    r.lo = kWindow > 0 ? pos - kWindow + 1 : 0;
-    r.sink_hi = kSink > 0 ? min(min(kSink, pos + 1), s_k) : 0;
-    return r;
-}
-
-FA_DEVICE bool key_in_range(const RowKeyRange& r, int j) {
-    bool vis = j < r.hi;
-    if constexpr (kWindow > 0) vis = vis && j >= r.lo;
-    if constexpr (kSink > 0) vis = vis || j < r.sink_hi;
-    return vis;
-}
-
 // Scores are kept either as raw q.k (C = scale_log2 folds the scale into the
 // exp2) or, when a non-linear modifier needs the true logit, as the final
 // natural-unit logit (C = log2(e)).
 constexpr bool kLogitsScaled = kHasSoftcap || kAlibi;
 
 // raw q.k -> final logit (only used when kLogitsScaled). `scale` already holds
-// softmax_scale (times the fp8 descales).
-FA_DEVICE float score_mod(float s, float scale, float alibi_slope, int i, int j, int s_q, int s_k) {
+// softmax_scale (times the fp8 descales); d = j - pos, the key's offset from
+// the query's own position (ALiBi bias -slope * |d|).
+FA_DEVICE float score_mod(float s, float scale, float alibi_slope, int d) {
     if constexpr (kHasSoftcap) {
-        s = kSoftcap * tanh_accurate(s * (scale * (1.0f / kSoftcap)));
+        // (s * scale) / cap as two multiplies: a folded scale / cap would be
+        // one more register held across the main loop.
+        s = kSoftcap * tanh_accurate((s * scale) * (1.0f / kSoftcap));
     } else {
         s *= scale;
     }
-    if constexpr (kAlibi) {
-        const int d = i + s_k - s_q - j;
-        s -= alibi_slope * (float)(d < 0 ? -d : d);
-    }
+    if constexpr (kAlibi) s -= alibi_slope * (float)(d < 0 ? -d : d);
     return s;
+}
+
+// Score modifiers and per-element masking of one S tile, in the m16n8
+// accumulator layout s[mt][nt][e]: row i = row0 + mt*16 + (e/2)*8, key j =
+// col0 + nt*8 + (e%2). pos0 is the key position of row0 (row0 + s_k - s_q).
+// Everything is a compare of one per-tile value against a compile-time offset
+// (j - pos = d0 + cj - ri), so the mask needs no per-row registers: at the
+// 255-register edge of the 128-row tiles that decides between spilling and
+// not. `masked` (block-uniform, tile_needs_mask) skips the mask on interior tiles.
+template <int kMT, int kNT>
+FA_DEVICE void score_mods_and_mask(float (&s)[kMT][kNT][4], float scale, float alibi_slope,
+                                   int pos0, int col0, int s_k, bool masked) {
+    const int d0 = col0 - pos0;       // j - pos at (ri, cj) = (0, 0)
+    if constexpr (kLogitsScaled) {
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    s[mt][nt][e] = score_mod(s[mt][nt][e], scale, alibi_slope,
+                                             d0 + nt * 8 + (e & 1) - (mt * 16 + (e >> 1) * 8));
+    }
+    if (!masked) return;
+    const int kv_hi = s_k - col0;     // cj < kv_hi  <=>  j < s_k
+    const int sink_hi = kSink - col0; // cj < sink_hi  <=>  j < kSink
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int ri = mt * 16 + (e >> 1) * 8, cj = nt * 8 + (e & 1);
+                const int d = d0 + cj - ri;
+                bool vis = true;
+                if constexpr (kMaskCausal) vis = d <= 0;
+                if constexpr (kWindow > 0) vis = vis && d > -kWindow;
+                if constexpr (kSink > 0) vis = vis || (cj < sink_hi && d <= 0);
+                if (!(vis && cj < kv_hi)) s[mt][nt][e] = FA_NEG_INF;
+            }
 }
 
 // KV tiles visited by query rows [m0, m0 + kBlockM): a main range [lo, hi)

@@ -7,16 +7,6 @@ use fa_runtime::{compile_source_with, Cache, KernelSpec};
 use fa_spec::{Arch, Dtype, SpecBuilder, HEAD_DIMS};
 use std::sync::Mutex;
 
-/// Hot cells that spill today, with the most bytes allowed: the 128x32
-/// hd128 tile runs out of registers on sm_90a when an unmasked cell adds
-/// varlen or ALiBi + softcap. Listed so the gap stays visible and cannot grow.
-const KNOWN_SPILLS: &[(&str, u32)] = &[
-    ("fa_sm90a_f16_hd128_alibi_softcap30_gqa4_fwd", 4),
-    ("fa_sm90a_bf16_hd128_alibi_softcap30_gqa4_fwd", 4),
-    ("fa_sm90a_f16_hd128_gqa4_varlen_fwd", 20),
-    ("fa_sm90a_bf16_hd128_gqa4_varlen_fwd", 20),
-];
-
 fn matrix() -> Vec<KernelSpec> {
     let mut cells = Vec::new();
     let mut add = |b: SpecBuilder| cells.push(b.build().unwrap_or_else(|e| panic!("matrix cell invalid: {e}")));
@@ -33,6 +23,13 @@ fn matrix() -> Vec<KernelSpec> {
             add(base().alibi().softcap(30.0).gqa(4));
             add(base().gqa(4).varlen());
             add(base().causal().gqa(4).paged());
+            // hd128 masks / modifiers one at a time: on sm_90a these decide
+            // between the 128x64 and the 128x32 tile (fa_spec::tiles).
+            add(base().causal().alibi());
+            add(base().causal().softcap(50.0).gqa(2));
+            add(base().causal().varlen());
+            add(base().window(256));
+            add(base().softcap(30.0).varlen());
             add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(64).window(256).gqa(32).paged().page_size(1));
         }
         if arch.supports_fp8() {
@@ -73,10 +70,9 @@ fn representative_cells_compile_for_every_arch_and_hot_ones_do_not_spill() {
                         let hot = matches!(spec.arch(), Arch::Sm80 | Arch::Sm90a)
                             && !spec.dtype().is_fp8()
                             && spec.head_dim() <= 128;
-                        let allowed = KNOWN_SPILLS.iter().find(|(e, _)| *e == k.entry).map_or(0, |(_, b)| *b);
-                        if hot && k.spill_bytes() > allowed {
+                        if hot && k.spill_bytes() > 0 {
                             failures.lock().unwrap().push(format!(
-                                "{} spills {} bytes (allowed {allowed})",
+                                "{} spills {} bytes",
                                 k.entry,
                                 k.spill_bytes()
                             ));
