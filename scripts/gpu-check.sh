@@ -17,14 +17,21 @@ if [[ $what == all || $what == tests ]]; then
     done
 fi
 if [[ $what == all || $what == bench ]]; then
+    # Both layouts: [b, s, h, d] (ours) and [b, h, s, d], which is what the
+    # anchor hands PyTorch's SDPA (the like-for-like comparison).
     echo "== fa bench"
     .gpu/bin/fa bench ${FA_BENCH_ARGS:-} > "$out/fa_bench.csv" 2> "$out/fa_bench.err" || status=1
     cat "$out/fa_bench.err"
+    echo "== fa bench --head-major"
+    .gpu/bin/fa bench --head-major ${FA_BENCH_ARGS:-} > "$out/fa_bench_hm.csv" 2> "$out/fa_bench_hm.err" || status=1
     echo "== sdpa anchor"
     for dt in bf16 f16; do
         python3 .gpu/bench/sdpa_anchor.py --dtype $dt --dims 64,128,256 --backends flash,cudnn > "$out/sdpa_$dt.csv" || status=1
     done
+    echo "-- ours [b, s, h, d] vs SDPA"
     python3 scripts/compare_bench.py "$out/fa_bench.csv" "$out"/sdpa_*.csv | tee "$out/compare.txt"
+    echo "-- ours [b, h, s, d] (same layout as SDPA's inputs) vs SDPA"
+    python3 scripts/compare_bench.py "$out/fa_bench_hm.csv" "$out"/sdpa_*.csv | tee "$out/compare_hm.txt"
 fi
 if [[ $what == all || $what == sanitize ]]; then
     for tool in memcheck racecheck; do

@@ -43,6 +43,11 @@ enum Command {
         /// (2k chunks over a 32k context) vs the dense forward kernel.
         #[arg(long)]
         decode: bool,
+        /// Forward benchmark with q, k, v, out as [batch, heads, seqlen, d]
+        /// (PyTorch's layout, as sdpa_anchor.py uses) instead of
+        /// [batch, seqlen, heads, d].
+        #[arg(long)]
+        head_major: bool,
     },
 }
 
@@ -63,8 +68,8 @@ fn main() -> ExitCode {
         Command::Render { spec } => render(&spec),
         Command::Compile { specs } => compile(&specs),
         Command::Cache { action } => cache(action),
-        Command::Bench { quick, decode: true } => bench_decode(quick),
-        Command::Bench { quick, decode: false } => bench(quick),
+        Command::Bench { quick, decode: true, .. } => bench_decode(quick),
+        Command::Bench { quick, decode: false, head_major } => bench(quick, head_major),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -162,7 +167,7 @@ fn cache(action: CacheAction) -> Result<(), String> {
     Ok(())
 }
 
-fn bench(quick: bool) -> Result<(), String> {
+fn bench(quick: bool, head_major: bool) -> Result<(), String> {
     use fa_runtime::bench::{arch_for, bench_compile, bench_forward, bench_launch_overhead, to_csv, BenchGrid};
     let run = || -> Result<(), fa_runtime::FaError> {
         let dev = fa_runtime::Device::new(0)?;
@@ -178,7 +183,11 @@ fn bench(quick: bool) -> Result<(), String> {
             c.cubin_bytes
         );
         eprintln!("host launch overhead: {:.2} us/call", bench_launch_overhead(&dev, 2000)?);
-        let grid = if quick { BenchGrid::quick(arch) } else { BenchGrid::paper(arch) };
+        let mut grid = if quick { BenchGrid::quick(arch) } else { BenchGrid::paper(arch) };
+        if head_major {
+            grid.layout = fa_runtime::QkvLayout::HeadMajor;
+        }
+        eprintln!("forward grid: q, k, v, out as {:?}", grid.layout);
         print!("{}", to_csv(&bench_forward(&dev, &grid)?));
         Ok(())
     };

@@ -8,6 +8,7 @@ use crate::device::Device;
 use crate::error::{FaError, Result};
 use crate::launch::{compile_source_with, ForwardArgs, Kernel};
 use crate::tensor::{Element, Tensor};
+use crate::validate::{FwdOptions, QkvLayout};
 use fa_spec::{Arch, Dtype, KernelSpec};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,9 @@ pub struct BenchGrid {
     pub hidden: usize,
     pub warmup: usize,
     pub iters: usize,
+    /// q, k, v, out as `[b, s, h, d]` (FlashAttention's) or `[b, h, s, d]`
+    /// (what PyTorch's SDPA, and so `sdpa_anchor.py`, is handed).
+    pub layout: QkvLayout,
 }
 
 impl BenchGrid {
@@ -41,6 +45,7 @@ impl BenchGrid {
             hidden: 2048,
             warmup: 5,
             iters: 30,
+            layout: QkvLayout::SeqMajor,
         }
     }
 
@@ -149,15 +154,20 @@ fn time_one<E: Element>(
     d: usize,
     grid: &BenchGrid,
 ) -> Result<(f64, f64)> {
-    let shape = [b, s, h, d];
+    let shape = match grid.layout {
+        QkvLayout::SeqMajor => [b, s, h, d],
+        QkvLayout::HeadMajor => [b, h, s, d],
+    };
     let n = b * s * h * d;
     let q: Tensor<E> = dev.from_host(&pattern::<E>(n, 1), &shape)?;
     let k: Tensor<E> = dev.from_host(&pattern::<E>(n, 2), &shape)?;
     let v: Tensor<E> = dev.from_host(&pattern::<E>(n, 3), &shape)?;
     let mut o: Tensor<E> = dev.alloc_zeros(&shape)?;
     let mut lse: Tensor<f32> = dev.alloc_zeros(&[b, h, s])?;
-    let mut run =
-        || kernel.forward(dev, ForwardArgs::new(q.as_ref(), k.as_ref(), v.as_ref(), o.as_mut(), lse.as_mut()));
+    let opts = FwdOptions::new().layout(grid.layout);
+    let mut run = || {
+        kernel.forward(dev, ForwardArgs::new(q.as_ref(), k.as_ref(), v.as_ref(), o.as_mut(), lse.as_mut()).options(opts))
+    };
     for _ in 0..grid.warmup {
         run()?;
     }

@@ -34,7 +34,7 @@ pub use fa_spec::KernelSpec;
 pub use launch::{cache_key, compile, compile_source_with, get_or_compile, CompiledKernel, ForwardArgs, Kernel};
 pub use params::FwdParams;
 pub use tensor::{ElemType, Element, Tensor, TensorMut, TensorRef};
-pub use validate::FwdOptions;
+pub use validate::{FwdOptions, QkvLayout};
 
 /// Paths the `#[flash_attention]` expansion names; not a public API.
 #[doc(hidden)]

@@ -21,6 +21,20 @@ pub struct FwdOptions {
     pub max_seqlen_q: Option<usize>,
     /// Longest key sequence (varlen cells).
     pub max_seqlen_k: Option<usize>,
+    /// How q, k, v and out are laid out (fixed-length, non-paged cells).
+    pub layout: QkvLayout,
+}
+
+/// Memory layout of q, k, v and out for fixed-length, non-paged cells (varlen
+/// cells pack tokens as `[total, heads, d]`; paged caches have their own).
+/// Both are dense row-major; the kernel reads either through its strides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QkvLayout {
+    /// `[batch, seqlen, heads, head_dim]` (FlashAttention's own).
+    #[default]
+    SeqMajor,
+    /// `[batch, heads, seqlen, head_dim]` (PyTorch's `scaled_dot_product_attention`).
+    HeadMajor,
 }
 
 impl FwdOptions {
@@ -29,6 +43,10 @@ impl FwdOptions {
     }
     pub fn softmax_scale(mut self, s: f32) -> Self {
         self.softmax_scale = Some(s);
+        self
+    }
+    pub fn layout(mut self, layout: QkvLayout) -> Self {
+        self.layout = layout;
         self
     }
     pub fn max_seqlens(mut self, q: usize, k: usize) -> Self {
@@ -175,6 +193,14 @@ pub fn validate_forward(
     let page_size = spec.page_size().map(|p| p as usize);
     let fp8 = spec.dtype().is_fp8();
 
+    let head_major = options.layout == QkvLayout::HeadMajor;
+    if head_major && (varlen || page_size.is_some()) {
+        return Err(FaError::Argument {
+            arg: "options.layout",
+            message: "QkvLayout::HeadMajor is for fixed-length, non-paged cells (varlen packs [total, heads, d]; paged caches have their own layout)".into(),
+        });
+    }
+
     // Presence of the cell-specific arguments.
     let cu_q = presence("cu_seqlens_q", varlen, a.cu_seqlens_q, "varlen")?;
     let cu_k = presence("cu_seqlens_k", varlen, a.cu_seqlens_k, "varlen")?;
@@ -211,7 +237,7 @@ pub fn validate_forward(
         }
     }
 
-    // q: [b, s_q, h, d] or [total_q, h, d].
+    // q: [b, s_q, h, d] (head-major: [b, h, s_q, d]) or [total_q, h, d].
     let q = a.q.shape;
     let (batch, s_q, h) = if varlen {
         if q.len() != 3 {
@@ -223,14 +249,19 @@ pub fn validate_forward(
         }
         (cu.shape[0] - 1, q[0], q[1])
     } else {
+        let names = if head_major { ["batch", "num_heads", "seqlen_q"] } else { ["batch", "seqlen_q", "num_heads"] };
         if q.len() != 4 {
             return Err(FaError::shape(
                 "q",
-                format!("rank 4 {}", dims(&["batch", "seqlen_q", "num_heads", &d.to_string()])),
+                format!("rank 4 {}", dims(&[names[0], names[1], names[2], &d.to_string()])),
                 q,
             ));
         }
-        (q[0], q[1], q[2])
+        if head_major {
+            (q[0], q[2], q[1])
+        } else {
+            (q[0], q[1], q[2])
+        }
     };
     if q[q.len() - 1] != d {
         return Err(FaError::shape("q", format!("last dimension = head_dim = {d} (the cell's)"), q));
@@ -283,13 +314,18 @@ pub fn validate_forward(
     } else {
         let k = a.k.shape;
         if k.len() != 4 {
-            return Err(FaError::shape(
-                "k",
-                format!("rank 4 [batch={batch}, seqlen_k, num_kv_heads={h_k}, head_dim={d}]"),
-                k,
-            ));
+            let want = if head_major {
+                format!("rank 4 [batch={batch}, num_kv_heads={h_k}, seqlen_k, head_dim={d}]")
+            } else {
+                format!("rank 4 [batch={batch}, seqlen_k, num_kv_heads={h_k}, head_dim={d}]")
+            };
+            return Err(FaError::shape("k", want, k));
         }
-        (k[1], 0, [batch, k[1], h_k, d], ["batch", "seqlen_k", "num_kv_heads", "head_dim"], 4)
+        if head_major {
+            (k[2], 0, [batch, h_k, k[2], d], ["batch", "num_kv_heads", "seqlen_k", "head_dim"], 4)
+        } else {
+            (k[1], 0, [batch, k[1], h_k, d], ["batch", "seqlen_k", "num_kv_heads", "head_dim"], 4)
+        }
     };
     check_shape("k", &a.k, &k_want[..rank], &k_names[..rank])?;
     check_shape("v", &a.v, &k_want[..rank], &k_names[..rank])?;
@@ -364,10 +400,18 @@ pub fn validate_forward(
         });
     }
 
-    // Strides (elements), contiguous row-major.
+    // Strides (elements, (batch, row, head)), contiguous row-major.
     let i = |x: usize| x as i64;
-    let q_strides = if varlen { [0, i(h * d), i(d)] } else { [i(s_q * h * d), i(h * d), i(d)] };
-    let k_strides = if page_size.is_some() || !varlen {
+    let q_strides = if varlen {
+        [0, i(h * d), i(d)]
+    } else if head_major {
+        [i(h * s_q * d), i(d), i(s_q * d)]
+    } else {
+        [i(s_q * h * d), i(h * d), i(d)]
+    };
+    let k_strides = if head_major {
+        [i(h_k * s_k * d), i(d), i(s_k * d)]
+    } else if page_size.is_some() || !varlen {
         // Paged: the "batch" stride is the stride between pages.
         [i(a.k.shape[1] * h_k * d), i(h_k * d), i(d)]
     } else {

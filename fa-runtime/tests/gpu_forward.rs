@@ -28,6 +28,20 @@ fn every_head_dim_f16_and_bf16() {
 }
 
 #[test]
+fn head_major_layout() {
+    // [b, h, s, d] tensors (PyTorch's convention) through QkvLayout::HeadMajor,
+    // with GQA so that q and k/v head strides differ, both ways round s_q/s_k.
+    for (dtype, hd, causal) in [(Dtype::Bf16, 128, true), (Dtype::F16, 64, false), (Dtype::Bf16, 256, false)] {
+        let spec = cell(dtype, hd, |b| if causal { b.causal().gqa(2) } else { b.gqa(2) });
+        for (s_q, s_k) in [(113, 300), (300, 113)] {
+            let mut c = Case::new(format!("head-major-hd{hd}-{dtype}-sq{s_q}-sk{s_k}"), spec, 4, dense(2, s_q, s_k));
+            c.head_major = true;
+            run(&c);
+        }
+    }
+}
+
+#[test]
 fn sequence_lengths_both_ways() {
     let shapes = [
         (1, 1),

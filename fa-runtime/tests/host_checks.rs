@@ -3,7 +3,7 @@
 
 use fa_runtime::libs::{probe_nvrtc_in, Candidate, SearchPaths};
 use fa_runtime::validate::{validate_forward, ArgMeta, FwdOptions, FwdShapes};
-use fa_runtime::{ElemType, FaError, FwdParams, KernelSpec};
+use fa_runtime::{ElemType, FaError, FwdParams, KernelSpec, QkvLayout};
 use fa_spec::{Arch, Dtype};
 use std::mem::offset_of;
 
@@ -81,6 +81,40 @@ fn dense_plan_has_grid_strides_and_scale() {
     assert!((p.softmax_scale - 1.0 / 128f32.sqrt()).abs() < 1e-7);
     let p2 = validate_forward(&sp, &shapes(&s, ElemType::Bf16), &FwdOptions::new().softmax_scale(0.5), DEV).unwrap();
     assert_eq!(p2.softmax_scale, 0.5);
+}
+
+#[test]
+fn head_major_layout_reads_b_h_s_d_through_strides() {
+    let sp = spec(|b| b.gqa(4));
+    let hm = FwdOptions::new().layout(QkvLayout::HeadMajor);
+    let s = Shapes {
+        q: vec![2, 8, 300, 128],
+        k: vec![2, 2, 500, 128],
+        v: vec![2, 2, 500, 128],
+        out: vec![2, 8, 300, 128],
+        lse: vec![2, 8, 300],
+    };
+    let p = validate_forward(&sp, &shapes(&s, ElemType::Bf16), &hm, DEV).unwrap();
+    assert_eq!((p.batch, p.num_heads, p.num_kv_heads, p.seqlen_q, p.seqlen_k), (2, 8, 2, 300, 500));
+    // (batch, row, head) strides of [b, h, s, d]
+    assert_eq!(p.q_strides, [8 * 300 * 128, 128, 300 * 128]);
+    assert_eq!(p.k_strides, [2 * 500 * 128, 128, 500 * 128]);
+    assert_eq!(p.o_strides, p.q_strides);
+    assert_eq!(p.grid.1, 8);
+    // Read as sequence-major, q would be 300 heads and k then does not fit.
+    assert_eq!(shape_err(validate_forward(&sp, &shapes(&s, ElemType::Bf16), &FwdOptions::default(), DEV)), "k");
+    // k in the other layout is named in the error.
+    let mut bad = Shapes { k: vec![2, 500, 2, 128], ..s };
+    bad.v = bad.k.clone();
+    assert_eq!(shape_err(validate_forward(&sp, &shapes(&bad, ElemType::Bf16), &hm, DEV)), "k");
+    // varlen and paged cells have their own layouts.
+    for cell in [spec(|b| b.varlen()), spec(|b| b.paged())] {
+        let s = dense(1, 4, 4, 1, 1, 128);
+        match validate_forward(&cell, &shapes(&s, ElemType::Bf16), &hm, DEV) {
+            Err(FaError::Argument { arg: "options.layout", .. }) => {}
+            other => panic!("{}: expected an options.layout error, got {other:?}", cell.kernel_name()),
+        }
+    }
 }
 
 #[test]

@@ -91,11 +91,14 @@ pub struct Case {
     /// Input amplitude (larger makes softcap bite).
     pub amp: f32,
     pub softmax_scale: Option<f32>,
+    /// Dense cases: hand q, k, v, out to the kernel as `[b, h, s, d]`
+    /// (`QkvLayout::HeadMajor`); the check still runs in `[b, s, h, d]`.
+    pub head_major: bool,
 }
 
 impl Case {
     pub fn new(name: impl Into<String>, spec: KernelSpec, num_heads: usize, layout: Layout) -> Case {
-        Case { name: name.into(), spec, num_heads, layout, amp: 1.0, softmax_scale: None }
+        Case { name: name.into(), spec, num_heads, layout, amp: 1.0, softmax_scale: None, head_major: false }
     }
 }
 
@@ -105,9 +108,31 @@ pub fn cell(dtype: Dtype, hd: u32, f: impl FnOnce(fa_spec::SpecBuilder) -> fa_sp
 }
 
 fn upload<E: Element>(dev: &Device, vals: &[f32], shape: &[usize]) -> (Tensor<E>, Vec<f32>) {
+    let (low, up) = upload_host::<E>(vals);
+    (dev.from_host(&low, shape).unwrap(), up)
+}
+
+/// `vals` rounded to `E`, and back to f32.
+fn upload_host<E: Element>(vals: &[f32]) -> (Vec<E>, Vec<f32>) {
     let low: Vec<E> = vals.iter().map(|&x| E::from_f32(x)).collect();
     let up: Vec<f32> = low.iter().map(|x| x.to_f32()).collect();
-    (dev.from_host(&low, shape).unwrap(), up)
+    (low, up)
+}
+
+/// `[b, s, h, d]` <-> `[b, h, s, d]` (`to_head_major` false: the inverse).
+fn swap_s_h(x: &[f32], b: usize, s: usize, h: usize, d: usize, to_head_major: bool) -> Vec<f32> {
+    let mut y = vec![0.0f32; x.len()];
+    for bi in 0..b {
+        for si in 0..s {
+            for hi in 0..h {
+                let sm = ((bi * s + si) * h + hi) * d;
+                let hm = ((bi * h + hi) * s + si) * d;
+                let (from, to) = if to_head_major { (sm, hm) } else { (hm, sm) };
+                y[to..to + d].copy_from_slice(&x[from..from + d]);
+            }
+        }
+    }
+    y
 }
 
 fn rand_vec(rng: &mut Rng, n: usize, amp: f32) -> Vec<f32> {
@@ -214,10 +239,34 @@ fn run_typed<E: Element, O: Element>(case: &Case) {
         }
     }
 
-    // Inputs.
-    let (q, qf) = upload::<E>(dev, &rand_vec(&mut rng, total_q * h * d, case.amp), &q_shape);
-    let (k, kf) = upload::<E>(dev, &rand_vec(&mut rng, kv_rows * h_k * d, case.amp), &kv_shape);
-    let (v, vf) = upload::<E>(dev, &rand_vec(&mut rng, kv_rows * h_k * d, 1.0), &kv_shape);
+    // Inputs (drawn and checked in [b, s, h, d]; head-major cases upload the
+    // transpose, rounding is elementwise so the reference sees the same values).
+    let hm = match &case.layout {
+        Layout::Dense { batch, s_q, s_k } if case.head_major => {
+            opts.layout = fa_runtime::QkvLayout::HeadMajor;
+            Some((*batch, *s_q, *s_k))
+        }
+        _ => {
+            assert!(!case.head_major, "{ctx}: head_major is for dense layouts");
+            None
+        }
+    };
+    let dev_shape = |shape: &[usize]| match hm {
+        Some(_) => vec![shape[0], shape[2], shape[1], shape[3]],
+        None => shape.to_vec(),
+    };
+    let upload_case = |vals: Vec<f32>, shape: &[usize]| {
+        let t = match hm {
+            Some(_) => swap_s_h(&vals, shape[0], shape[1], shape[2], shape[3], true),
+            None => vals.clone(),
+        };
+        let (tensor, _) = upload::<E>(dev, &t, &dev_shape(shape));
+        let (_, rounded) = upload_host::<E>(&vals);
+        (tensor, rounded)
+    };
+    let (q, qf) = upload_case(rand_vec(&mut rng, total_q * h * d, case.amp), &q_shape);
+    let (k, kf) = upload_case(rand_vec(&mut rng, kv_rows * h_k * d, case.amp), &kv_shape);
+    let (v, vf) = upload_case(rand_vec(&mut rng, kv_rows * h_k * d, 1.0), &kv_shape);
     let slopes: Vec<f32> = (0..h).map(|i| 2f32.powf(-8.0 * (i + 1) as f32 / h as f32)).collect();
     let alibi = spec.alibi().then(|| dev.from_host(&slopes, &[h]).unwrap());
     let descales: Vec<Vec<f32>> =
@@ -231,7 +280,7 @@ fn run_typed<E: Element, O: Element>(case: &Case) {
     let cl_t = spec.paged().then(|| dev.from_host(&ctx_lens, &[batch]).unwrap());
 
     // Poisoned outputs.
-    let mut out: Tensor<O> = dev.alloc_zeros(&q_shape).unwrap();
+    let mut out: Tensor<O> = dev.alloc_zeros(&dev_shape(&q_shape)).unwrap();
     let mut lse: Tensor<f32> = dev.alloc_zeros(&lse_shape).unwrap();
     dev.fill_bytes(&mut out, 0xFF).unwrap();
     dev.fill_bytes(&mut lse, 0xFF).unwrap();
@@ -251,7 +300,10 @@ fn run_typed<E: Element, O: Element>(case: &Case) {
         args = args.descale(Some(desc_t[0].as_ref()), Some(desc_t[1].as_ref()), Some(desc_t[2].as_ref()));
     }
     kernel.forward(dev, args).unwrap_or_else(|e| panic!("{ctx}: launch failed: {e}"));
-    let out_h: Vec<f32> = out.to_host(dev).unwrap().iter().map(|x| x.to_f32()).collect();
+    let mut out_h: Vec<f32> = out.to_host(dev).unwrap().iter().map(|x| x.to_f32()).collect();
+    if let Some((b, s_q, _)) = hm {
+        out_h = swap_s_h(&out_h, b, s_q, h, d, false);
+    }
     let lse_h: Vec<f32> = lse.to_host(dev).unwrap();
     dev.synchronize().unwrap();
 
