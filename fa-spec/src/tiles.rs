@@ -43,7 +43,13 @@
 //!   f16  causal 246/252 258/254 273/274 279/283  [226 243 258 283]
 //! hd128 128x64x4x1 (same call, bf16): dense 344 348 337 340 (torch 336 330
 //! 330 342; 128x32x4x2 302 310 318 317), 0 spill; causal 269 297 316 323 but
-//! spills 80 B (sm_90a) -> not taken; dense-only tile choice is future work.
+//! spilled 80 B on sm_90a. The mask is now one compare of a per-tile value
+//! against compile-time offsets (mask.cuh), so the causal 128x64 cell no
+//! longer spills on sm_90a and takes that tile: `fa bench`, H200, same call as
+//! torch SDPA flash, bf16 causal s = 2k/4k/8k/16k: 289 312 330 337 TF vs torch
+//! 274 293 304 306 (1.05-1.10); f16 1.07-1.10.
+//! Tried for hd64/128/256 (same call): the cp.async L2 prefetch-size hints
+//! (.L2::128B / .L2::256B): no gain, up to -16% (hd256 causal 2k).
 //!
 //! Re-measured (H200, NVRTC 13.x, sm_90a, same call as torch SDPA FLASH,
 //! TF ours / torch at s = 2k, 4k, 8k, 16k; bf16):
@@ -65,8 +71,9 @@
 //! causal 199 / 241 (0 spill). hd192 128x32x8 and hd256 64x64x4 are the
 //! zero-spill shapes (128x64x8 spills 16 / 252 B); their speed is unmeasured.
 
-//! Zero spills (NVRTC -Xptxas -v, sm_80 and sm_90a) for every f16/bf16 cell
-//! with head_dim <= 128 at these shapes.
+//! Zero spills (NVRTC 13.5 -Xptxas -v) for every f16/bf16 cell of the
+//! compile matrix (tests/tests/compile_matrix.rs), every arch: the hd128 tile
+//! choice below follows what compiles without spills.
 
 use crate::model::{Arch, KernelSpec};
 

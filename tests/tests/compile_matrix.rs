@@ -1,7 +1,8 @@
 //! A representative matrix of valid cells compiled to CUBIN with NVRTC for
 //! sm_80, sm_89, sm_90a and sm_100a — no GPU needed, so CI runs it. The
-//! portable f16/bf16 kernels at head_dim <= 128 must not spill on sm_80 and
-//! sm_90a (the launch-critical archs): a spill there is a performance bug.
+//! portable f16/bf16 kernels must not spill on any arch (the issue asks it of
+//! head_dim <= 128 on sm_80 and sm_90a): a spill there is a performance bug.
+//! fp8 cells are compiled but may spill (mma.sync fp8, see fa_spec::tiles).
 
 use fa_runtime::{compile_source_with, Cache, KernelSpec};
 use fa_spec::{Arch, Dtype, SpecBuilder, HEAD_DIMS};
@@ -67,9 +68,10 @@ fn representative_cells_compile_for_every_arch_and_hot_ones_do_not_spill() {
                 let source = fa_spec::render(spec).unwrap_or_else(|e| panic!("{e}"));
                 match compile_source_with(&cache, spec, &source) {
                     Ok(k) => {
-                        let hot = matches!(spec.arch(), Arch::Sm80 | Arch::Sm90a)
-                            && !spec.dtype().is_fp8()
-                            && spec.head_dim() <= 128;
+                        // Every f16/bf16 cell, every arch and head dim (the
+                        // issue asks for hd <= 128 on sm_80 / sm_90a; all of
+                        // them hold, so the test keeps them all).
+                        let hot = !spec.dtype().is_fp8();
                         if hot && k.spill_bytes() > 0 {
                             failures.lock().unwrap().push(format!(
                                 "{} spills {} bytes",
