@@ -28,12 +28,14 @@
 //     vs in order): <= 1.5%;
 //   * one bulk copy per token of hc = 2 / 4 heads (1 KB) instead of per row:
 //     274-278 us, no gain; warp-vote skip of the O rescale: no gain;
-//   * the load pipeline alone (math removed): 260 us (2 stages), 259 us (3
+//   * the load pipeline alone (-DPD_LOAD_ONLY): 260 us (2 stages), 259 us (3
 //     stages, 1 split), 268 us (cp.async, 3 stages), 135 us at 1 x 131072:
 //     the gap to cuDNN is in fetching K/V, not in the math. ncu: 82% DRAM at
 //     91% L2 throughput with a 19.6% L2 hit rate here, against 92% DRAM, 92%
 //     L2 and 1% hits for cuDNN's kernel (sm80 "flash_fprop_wmma" 16x128x128,
-//     4 warps, 2 CTAs/SM, grid 1 x 8 x 64, no split).
+//     4 warps, 2 CTAs/SM, grid 1 x 8 x 64, no split);
+//   * L2 prefetch (cp.async.bulk.prefetch.L2) 1-4 tiles ahead: 314-444 us.
+// kernels-dev/paged/layout_exp.py reproduces these (variants as -D flags).
 // ---------------------------------------------------------------------------
 constexpr int kPdWarps     = 4;
 constexpr int kPdThreads   = kPdWarps * 32;
@@ -346,6 +348,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         }
 
         const int stage = it % kPdStages;
+#ifndef PD_LOAD_ONLY   // measurement aid (-DPD_LOAD_ONLY): the K/V pipeline without the math; wrong results
         const int key0 = (rg.tile(v0 + it) << tshift) + kb * 16;   // first key of this warp
         const u32 ks = pipe_base + stage * (2 * kPdKVBytes);
         const u32 vs = ks + kPdKVBytes;
@@ -439,6 +442,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 mma_16816<kIsBF16>(o[mt][2 * dn + 1], pa[mt], vb[2], vb[3]);
             }
         }
+#endif
         if constexpr (kPdTma) {
             __syncthreads();   // stage of tile it consumed by every warp (also publishes flags / zero rows of tile it + 1)
             if (it + kPdStages < n_tiles) load_tile(it + kPdStages, it % kPdStages);
