@@ -104,7 +104,7 @@ fn check(paths: &[PathBuf]) -> Result<(), String> {
     Ok(())
 }
 
-fn render(path: &PathBuf) -> Result<(), String> {
+fn render(path: &std::path::Path) -> Result<(), String> {
     let spec = fa_spec::load_spec(path).map_err(|e| e.to_string())?;
     let src = fa_spec::render(&spec).map_err(|e| e.to_string())?;
     print!("{src}");

@@ -173,7 +173,7 @@ fn every_valid_head_dim_has_a_tile_that_fits_shared_memory() {
                 let Ok(s) = KernelSpec::builder().arch(arch).dtype(dtype).head_dim(d).build() else { continue };
                 let t = tile_config(&s);
                 assert!(t.smem_bytes(&s) <= arch.max_smem_per_block(), "{}: {} bytes", s.kernel_name(), t.smem_bytes(&s));
-                assert!(t.threads() <= 1024 && t.block_m % 16 == 0 && t.block_n % 16 == 0);
+                assert!(t.threads() <= 1024 && t.block_m.is_multiple_of(16) && t.block_n.is_multiple_of(16));
             }
         }
     }
