@@ -214,6 +214,17 @@ fn bench_decode(quick: bool) -> Result<(), String> {
             let r = bench_decode(&dev, b, ctx, 32, 8, 128, 16)?;
             println!("{},{:.1}", r.to_csv(), 100.0 * r.gbps / copy);
         }
+        // Block tables sized for 32k tokens, contexts of 1k: the split
+        // heuristic without and with the max_context hint.
+        for hint in [None, Some(1024)] {
+            let r = fa_runtime::bench::bench_decode_table(&dev, 32, 1024, 32768, hint, 32, 8, 128, 16)?;
+            eprintln!(
+                "decode 32 x 1024 tokens, tables 32768 tokens wide, max_context hint {hint:?}: {:.4} ms, {:.0} GB/s ({:.1}% of copy)",
+                r.ms,
+                r.gbps,
+                100.0 * r.gbps / copy
+            );
+        }
         let (ctx, chunk) = if quick { (8192, 2048) } else { (32768, 2048) };
         let p = bench_chunked_prefill(&dev, ctx, chunk, 32, 8, 128, 16)?;
         eprintln!(

@@ -353,6 +353,24 @@ pub fn bench_decode(
     hd: usize,
     page: usize,
 ) -> Result<DecodeRow> {
+    bench_decode_table(dev, batch, ctx, ctx, None, heads, kv_heads, hd, page)
+}
+
+/// [`bench_decode`] with block tables `table_tokens` wide (≥ `ctx`; pages
+/// past the context are allocated but never read) and an optional
+/// `max_context` hint (`ForwardArgs::max_context`).
+#[allow(clippy::too_many_arguments)]
+pub fn bench_decode_table(
+    dev: &Device,
+    batch: usize,
+    ctx: usize,
+    table_tokens: usize,
+    max_context: Option<usize>,
+    heads: usize,
+    kv_heads: usize,
+    hd: usize,
+    page: usize,
+) -> Result<DecodeRow> {
     type E = half::bf16;
     let spec = KernelSpec::builder()
         .arch(arch_for(dev))
@@ -365,7 +383,7 @@ pub fn bench_decode(
         .build()
         .map_err(|e| FaError::Argument { arg: "bench_decode", message: e.to_string() })?;
     let kernel = Kernel::new(spec)?;
-    let width = ctx.div_ceil(page).max(1);
+    let width = ctx.max(table_tokens).div_ceil(page).max(1);
     let num_blocks = batch * width;
     let mut k: Tensor<E> = dev.alloc_zeros(&[num_blocks, page, kv_heads, hd])?;
     let mut v: Tensor<E> = dev.alloc_zeros(&[num_blocks, page, kv_heads, hd])?;
@@ -377,11 +395,12 @@ pub fn bench_decode(
     let mut o: Tensor<E> = dev.alloc_zeros(&[batch, 1, heads, hd])?;
     let mut lse: Tensor<f32> = dev.alloc_zeros(&[batch, heads, 1])?;
     let ms = median_of(dev, 5, 30, || {
-        kernel.forward(
-            dev,
-            ForwardArgs::new(q.as_ref(), k.as_ref(), v.as_ref(), o.as_mut(), lse.as_mut())
-                .paged(bt.as_ref(), cl.as_ref()),
-        )
+        let mut args = ForwardArgs::new(q.as_ref(), k.as_ref(), v.as_ref(), o.as_mut(), lse.as_mut())
+            .paged(bt.as_ref(), cl.as_ref());
+        if let Some(n) = max_context {
+            args = args.max_context(n);
+        }
+        kernel.forward(dev, args)
     })?;
     let bytes = (2 * batch * ctx * kv_heads * hd + 2 * batch * heads * hd) * 2;
     Ok(DecodeRow {

@@ -118,6 +118,13 @@ impl<'a> ForwardArgs<'a> {
         self.context_lens = Some(context_lens);
         self
     }
+    /// paged cells: the longest context in the batch, a hint for the decode
+    /// split heuristic when the block table is much wider than the contexts
+    /// (sets `options.max_seqlen_k`; see [`FwdOptions`]).
+    pub fn max_context(mut self, tokens: usize) -> Self {
+        self.options.max_seqlen_k = Some(tokens);
+        self
+    }
     /// alibi cells: one slope per query head.
     pub fn alibi(mut self, slopes: TensorRef<'a>) -> Self {
         self.alibi_slopes = Some(slopes);

@@ -167,7 +167,8 @@ pub fn uses_decode(spec: &KernelSpec, seqlen_q: usize) -> bool {
 ///
 /// The host does not know the context lengths (they live on the device), so
 /// launchers pass the cell's bound for `max_context`: block-table width ×
-/// page size. A batch of much shorter contexts then gets more splits than it
+/// page size, or the caller's hint `FwdOptions::max_seqlen_k` when smaller.
+/// Without a hint, a batch of much shorter contexts gets more splits than it
 /// needs; the extra splits see no tiles and cost only their launch slots.
 pub fn num_splits(
     batch: usize,
@@ -499,7 +500,7 @@ pub(crate) fn launch_decode(
     let splits = num_splits(
         plan.batch,
         plan.num_kv_heads,
-        plan.seqlen_k,
+        plan.decode_context,
         spec.window().unwrap_or(0) as usize,
         spec.sink().unwrap_or(0) as usize,
         dev.sm_count() as usize,

@@ -12,7 +12,11 @@ use fa_spec::{tile_config, KernelSpec};
 /// cannot read `cu_seqlens` without a device sync, so like FlashAttention the
 /// caller passes the longest sequence): they size the grid and bound the
 /// kernel's loops. For a `paged` cell the key bound is the block-table width
-/// × page size, and `max_seqlen_k` is ignored.
+/// × page size; `max_seqlen_k` is then optional, a hint of the longest context
+/// in the batch for the decode kernel's split heuristic (a server whose block
+/// tables are much wider than its contexts gets fewer, fuller splits). The
+/// kernels read the real lengths from `context_lens`, so a hint that is too
+/// small costs speed, never correctness.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FwdOptions {
     /// Scale of `q·k`; `None` = `1/sqrt(head_dim)`.
@@ -105,6 +109,9 @@ pub struct FwdPlan {
     pub seqlen_q: usize,
     /// s_k; max_seqlen_k for varlen; block-table width × page size for paged.
     pub seqlen_k: usize,
+    /// Longest context the decode split heuristic plans for: `seqlen_k`, or
+    /// for paged cells `min(max_seqlen_k, seqlen_k)` when the hint is given.
+    pub decode_context: usize,
     pub block_table_stride: usize,
     /// (batch, row, head) strides in elements.
     pub q_strides: [i64; 3],
@@ -426,6 +433,10 @@ pub fn validate_forward(
         num_kv_heads: h_k,
         seqlen_q,
         seqlen_k: s_k,
+        decode_context: match (page_size, options.max_seqlen_k) {
+            (Some(_), Some(hint)) => hint.min(s_k),
+            _ => s_k,
+        },
         block_table_stride: bt_width,
         q_strides,
         k_strides,

@@ -174,15 +174,26 @@ fn slopes(h: usize) -> Vec<f32> {
 
 /// One decode step (q `[batch, 1, heads, d]`) over contexts `ctxs`.
 fn decode_case(name: &str, spec: KernelSpec, heads: usize, ctxs: &[usize]) {
+    decode_hinted(name, spec, heads, ctxs, None)
+}
+
+/// `max_context`: the split-heuristic hint (`ForwardArgs::max_context`).
+fn decode_hinted(name: &str, spec: KernelSpec, heads: usize, ctxs: &[usize], max_context: Option<usize>) {
     match spec.dtype() {
-        Dtype::F16 => decode_typed::<half::f16, half::f16>(name, spec, heads, ctxs),
-        Dtype::Bf16 => decode_typed::<half::bf16, half::bf16>(name, spec, heads, ctxs),
-        Dtype::E4m3 => decode_typed::<float8::F8E4M3, half::bf16>(name, spec, heads, ctxs),
-        Dtype::E5m2 => decode_typed::<float8::F8E5M2, half::bf16>(name, spec, heads, ctxs),
+        Dtype::F16 => decode_typed::<half::f16, half::f16>(name, spec, heads, ctxs, max_context),
+        Dtype::Bf16 => decode_typed::<half::bf16, half::bf16>(name, spec, heads, ctxs, max_context),
+        Dtype::E4m3 => decode_typed::<float8::F8E4M3, half::bf16>(name, spec, heads, ctxs, max_context),
+        Dtype::E5m2 => decode_typed::<float8::F8E5M2, half::bf16>(name, spec, heads, ctxs, max_context),
     }
 }
 
-fn decode_typed<E: Element, O: Element>(name: &str, spec: KernelSpec, heads: usize, ctxs: &[usize]) {
+fn decode_typed<E: Element, O: Element>(
+    name: &str,
+    spec: KernelSpec,
+    heads: usize,
+    ctxs: &[usize],
+    max_context: Option<usize>,
+) {
     let dev = device();
     let seed = seed(name);
     let ctx_msg = format!("case `{name}` ({}), seed {seed}", spec.kernel_name());
@@ -221,6 +232,9 @@ fn decode_typed<E: Element, O: Element>(name: &str, spec: KernelSpec, heads: usi
     if spec.alibi() {
         args = args.alibi(at.as_ref());
     }
+    if let Some(n) = max_context {
+        args = args.max_context(n);
+    }
     kernel.forward(dev, args).unwrap_or_else(|e| panic!("{ctx_msg}: {e}"));
     let oh: Vec<f32> = out.to_host(dev).unwrap().iter().map(|x| x.to_f32()).collect();
     let lh = lse.to_host(dev).unwrap();
@@ -254,6 +268,15 @@ fn decode_page_sizes_and_gqa() {
     decode_case("decode-hd256", cell(Dtype::Bf16, 256, |b| b.paged().page_size(16).gqa(2)), 4, &ragged(16));
     // One long sequence: many splits.
     decode_case("decode-long", cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(4)), 32, &[20000]);
+}
+
+#[test]
+fn decode_context_hint_changes_splits_not_results() {
+    let spec = cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(4));
+    // Exact, too small (one split for a 20000-token context), and zero.
+    for hint in [20000, 100, 0] {
+        decode_hinted(&format!("decode-hint{hint}"), spec, 32, &[20000, 7, 4097], Some(hint));
+    }
 }
 
 #[test]

@@ -263,7 +263,12 @@ fn paged_checks_pages_and_tables() {
     let o = FwdOptions::default();
     let p = validate_forward(&sp, &sh, &o, DEV).unwrap();
     assert_eq!((p.seqlen_k, p.block_table_stride), (8 * 16, 8));
+    assert_eq!(p.decode_context, 8 * 16, "no hint: the table's bound");
     assert_eq!(p.k_strides, [16 * 2 * 128, 2 * 128, 128]);
+    // max_seqlen_k is a hint for the decode splits, capped by the table.
+    let hinted = |n| validate_forward(&sp, &sh, &FwdOptions { max_seqlen_k: Some(n), ..o }, DEV).unwrap();
+    assert_eq!((hinted(40).decode_context, hinted(40).seqlen_k), (40, 8 * 16));
+    assert_eq!(hinted(1 << 20).decode_context, 8 * 16);
     let wrong_page = [64usize, 32, 2, 128];
     sh.k = m(&wrong_page, ElemType::Bf16);
     assert_eq!(shape_err(validate_forward(&sp, &sh, &o, DEV)), "k");
