@@ -49,7 +49,15 @@
 //! torch SDPA flash, bf16 causal s = 2k/4k/8k/16k: 289 312 330 337 TF vs torch
 //! 274 293 304 306 (1.05-1.10); f16 1.07-1.10.
 //! Tried for hd64/128/256 (same call): the cp.async L2 prefetch-size hints
-//! (.L2::128B / .L2::256B): no gain, up to -16% (hd256 causal 2k).
+//! (.L2::128B / .L2::256B): no gain, up to -16% (hd256 causal 2k); the
+//! plain (no src-size) cp.async form for in-range rows: -1..-5%.
+//! hd256 dense, the one cell family still below torch at 8k/16k (0.95-0.97):
+//! under ncu's locked clocks ours is the faster (s=4k 2.21 vs 2.25 ms, 16k
+//! 8.74 vs 8.92 ms), with the same LDGSTS / LDSM counts as FA2
+//! <256, 64, 64, 4>, but L2 sees 2.85x the read requests and 1.64x the read
+//! sectors (176M / 400M vs 62M / 244M at s=4k) and runs at 57% vs 35% of L2
+//! throughput; the free-running gap at long seqlens may be that extra L2
+//! traffic under the power limit. Not resolved.
 //!
 //! Re-measured (H200, NVRTC 13.x, sm_90a, same call as torch SDPA FLASH,
 //! TF ours / torch at s = 2k, 4k, 8k, 16k; bf16):
