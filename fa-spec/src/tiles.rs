@@ -57,7 +57,13 @@
 //! <256, 64, 64, 4>, but L2 sees 2.85x the read requests and 1.64x the read
 //! sectors (176M / 400M vs 62M / 244M at s=4k) and runs at 57% vs 35% of L2
 //! throughput; the free-running gap at long seqlens may be that extra L2
-//! traffic under the power limit. Not resolved.
+//! traffic under the power limit. Not resolved. A likely cause, not yet
+//! measured: the 16-byte row pad starts each shared-memory row 16 bytes off a
+//! 128-byte boundary, so a warp's cp.async of one 128-byte global line lands
+//! in two 128-byte blocks and is fetched in pieces; FA2 keeps rows unpadded
+//! with an XOR swizzle (chunk c of row r at c ^ (r % 8)). A swizzled hd256
+//! compiles without spills (255 registers, non-paged; paged spills 120 B) but
+//! was not run on a GPU for lack of device time, so it is not in the kernel.
 //!
 //! Re-measured (H200, NVRTC 13.x, sm_90a, same call as torch SDPA FLASH,
 //! TF ours / torch at s = 2k, 4k, 8k, 16k; bf16):
