@@ -93,7 +93,9 @@ FA_DEVICE void load_kv_async(u32 dst, const elem_t* src, long long row_stride, l
         }
         return;
     }
-#pragma unroll
+    // Paged: one block-table load per copy; unrolled, ptxas hoists them all
+    // (hd256: 8-16 B of spills), so the loop stays rolled for paged cells.
+#pragma unroll (kPaged && kHeadDim > 192 ? 1 : 64)
     for (int c0 = 0; c0 < kTotal; c0 += kNumThreads) {
         const int c = c0 + tid;
         if (kTotal % kNumThreads == 0 || c < kTotal) {

@@ -32,6 +32,7 @@ fn matrix() -> Vec<KernelSpec> {
             add(base().window(256));
             add(base().softcap(30.0).varlen());
             add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(64).window(256).gqa(32).paged().page_size(1));
+            add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(256).causal().gqa(2).paged().varlen());
         }
         if arch.supports_fp8() {
             for dtype in [Dtype::E4m3, Dtype::E5m2] {
