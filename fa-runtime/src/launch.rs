@@ -242,13 +242,13 @@ fn ptr(t: Option<TensorRef<'_>>) -> u64 {
 
 /// Shared body of every forward launch.
 #[allow(clippy::too_many_arguments)]
-fn forward_impl(dev: &Device, spec: &KernelSpec, hot: HotKey, source: &str, a: FwdRefs<'_, '_>) -> Result<()> {
+fn forward_impl(dev: &Device, spec: &KernelSpec, hot: HotKey, source: &str, a: &ForwardArgs<'_>) -> Result<()> {
     let shapes = FwdShapes {
         q: a.q.into(),
         k: a.k.into(),
         v: a.v.into(),
-        out: ArgMeta::from(a.out),
-        lse: ArgMeta::from(a.lse),
+        out: ArgMeta::from(&a.out),
+        lse: ArgMeta::from(&a.lse),
         cu_seqlens_q: a.cu_seqlens_q.map(Into::into),
         cu_seqlens_k: a.cu_seqlens_k.map(Into::into),
         block_table: a.block_table.map(Into::into),
@@ -258,7 +258,7 @@ fn forward_impl(dev: &Device, spec: &KernelSpec, hot: HotKey, source: &str, a: F
         k_descale: a.k_descale.map(Into::into),
         v_descale: a.v_descale.map(Into::into),
     };
-    let plan = validate_forward(spec, &shapes, a.options, (dev.id(), dev.ordinal()))?;
+    let plan = validate_forward(spec, &shapes, &a.options, (dev.id(), dev.ordinal()))?;
     check_arch(spec, dev)?;
     if plan.is_empty() {
         return Ok(());
@@ -269,7 +269,7 @@ fn forward_impl(dev: &Device, spec: &KernelSpec, hot: HotKey, source: &str, a: F
         return crate::paged::launch_decode(dev, spec, &hot, &load, &plan, a.k.shape[0], ptrs, ptr(a.alibi_slopes));
     }
     let k = dev.kernel(&hot, &spec.forward_entry(), || load_artifact(dev, spec, source), plan.smem_bytes)?;
-    let params = fwd_params(&a, &plan);
+    let params = fwd_params(a, &plan);
     dev.launch(&k, plan.grid, plan.block, plan.smem_bytes, &params)
 }
 
@@ -324,25 +324,8 @@ pub fn append(dev: &Device, call: AppendCall<'_>) -> Result<()> {
     append_impl(dev, call.spec, hot, call.source, &refs)
 }
 
-/// The forward arguments, borrowed from either front end.
-struct FwdRefs<'a, 'b> {
-    q: TensorRef<'a>,
-    k: TensorRef<'a>,
-    v: TensorRef<'a>,
-    out: &'b TensorMut<'a>,
-    lse: &'b TensorMut<'a>,
-    cu_seqlens_q: Option<TensorRef<'a>>,
-    cu_seqlens_k: Option<TensorRef<'a>>,
-    block_table: Option<TensorRef<'a>>,
-    context_lens: Option<TensorRef<'a>>,
-    alibi_slopes: Option<TensorRef<'a>>,
-    q_descale: Option<TensorRef<'a>>,
-    k_descale: Option<TensorRef<'a>>,
-    v_descale: Option<TensorRef<'a>>,
-    options: &'b FwdOptions,
-}
-
-fn fwd_params(a: &FwdRefs<'_, '_>, p: &FwdPlan) -> FwdParams {
+/// The kernel parameters of a validated forward launch.
+fn fwd_params(a: &ForwardArgs<'_>, p: &FwdPlan) -> FwdParams {
     FwdParams {
         q: a.q.ptr,
         k: a.k.ptr,
@@ -383,12 +366,12 @@ fn fwd_params(a: &FwdRefs<'_, '_>, p: &FwdPlan) -> FwdParams {
 /// Entry point of the generated `forward` launchers.
 pub fn forward(dev: &Device, call: ForwardCall<'_>) -> Result<()> {
     let hot = HotKey::Static(call.source.as_ptr() as usize, call.source.len());
-    let refs = FwdRefs {
+    let args = ForwardArgs {
         q: call.q,
         k: call.k,
         v: call.v,
-        out: &call.out,
-        lse: &call.lse,
+        out: call.out,
+        lse: call.lse,
         cu_seqlens_q: call.cu_seqlens_q,
         cu_seqlens_k: call.cu_seqlens_k,
         block_table: call.block_table,
@@ -397,9 +380,9 @@ pub fn forward(dev: &Device, call: ForwardCall<'_>) -> Result<()> {
         q_descale: call.q_descale,
         k_descale: call.k_descale,
         v_descale: call.v_descale,
-        options: call.options,
+        options: *call.options,
     };
-    forward_impl(dev, call.spec, hot, call.source, refs)
+    forward_impl(dev, call.spec, hot, call.source, &args)
 }
 
 fn backward_shapes<'a>(call: &'a BackwardCall<'a>) -> BwdShapes<'a> {
@@ -471,23 +454,7 @@ impl Kernel {
 
     /// Forward attention with the same checks as the generated launchers.
     pub fn forward(&self, dev: &Device, args: ForwardArgs<'_>) -> Result<()> {
-        let refs = FwdRefs {
-            q: args.q,
-            k: args.k,
-            v: args.v,
-            out: &args.out,
-            lse: &args.lse,
-            cu_seqlens_q: args.cu_seqlens_q,
-            cu_seqlens_k: args.cu_seqlens_k,
-            block_table: args.block_table,
-            context_lens: args.context_lens,
-            alibi_slopes: args.alibi_slopes,
-            q_descale: args.q_descale,
-            k_descale: args.k_descale,
-            v_descale: args.v_descale,
-            options: &args.options,
-        };
-        forward_impl(dev, &self.spec, HotKey::Digest(self.digest), &self.source, refs)
+        forward_impl(dev, &self.spec, HotKey::Digest(self.digest), &self.source, &args)
     }
 
     /// Paged cells: writes `k_new` / `v_new` `[num_tokens, num_kv_heads,
