@@ -108,15 +108,9 @@ pub fn cell(dtype: Dtype, hd: u32, f: impl FnOnce(fa_spec::SpecBuilder) -> fa_sp
 }
 
 fn upload<E: Element>(dev: &Device, vals: &[f32], shape: &[usize]) -> (Tensor<E>, Vec<f32>) {
-    let (low, up) = upload_host::<E>(vals);
-    (dev.from_host(&low, shape).unwrap(), up)
-}
-
-/// `vals` rounded to `E`, and back to f32.
-fn upload_host<E: Element>(vals: &[f32]) -> (Vec<E>, Vec<f32>) {
     let low: Vec<E> = vals.iter().map(|&x| E::from_f32(x)).collect();
     let up: Vec<f32> = low.iter().map(|x| x.to_f32()).collect();
-    (low, up)
+    (dev.from_host(&low, shape).unwrap(), up)
 }
 
 /// `[b, s, h, d]` <-> `[b, h, s, d]` (`to_head_major` false: the inverse).
@@ -240,7 +234,7 @@ fn run_typed<E: Element, O: Element>(case: &Case) {
     }
 
     // Inputs (drawn and checked in [b, s, h, d]; head-major cases upload the
-    // transpose, rounding is elementwise so the reference sees the same values).
+    // transpose and transpose its rounded values back for the reference).
     let hm = match &case.layout {
         Layout::Dense { batch, s_q, s_k } if case.head_major => {
             opts.layout = fa_runtime::QkvLayout::HeadMajor;
@@ -255,14 +249,13 @@ fn run_typed<E: Element, O: Element>(case: &Case) {
         Some(_) => vec![shape[0], shape[2], shape[1], shape[3]],
         None => shape.to_vec(),
     };
-    let upload_case = |vals: Vec<f32>, shape: &[usize]| {
-        let t = match hm {
-            Some(_) => swap_s_h(&vals, shape[0], shape[1], shape[2], shape[3], true),
-            None => vals.clone(),
-        };
-        let (tensor, _) = upload::<E>(dev, &t, &dev_shape(shape));
-        let (_, rounded) = upload_host::<E>(&vals);
-        (tensor, rounded)
+    let upload_case = |vals: Vec<f32>, shape: &[usize]| match hm {
+        Some(_) => {
+            let [b, s, h, d] = [shape[0], shape[1], shape[2], shape[3]];
+            let (tensor, rounded) = upload::<E>(dev, &swap_s_h(&vals, b, s, h, d, true), &dev_shape(shape));
+            (tensor, swap_s_h(&rounded, b, s, h, d, false))
+        }
+        None => upload::<E>(dev, &vals, shape),
     };
     let (q, qf) = upload_case(rand_vec(&mut rng, total_q * h * d, case.amp), &q_shape);
     let (k, kf) = upload_case(rand_vec(&mut rng, kv_rows * h_k * d, case.amp), &kv_shape);
