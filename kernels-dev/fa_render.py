@@ -36,6 +36,19 @@ def tile_config(c):
     return dict(block_m=64, block_n=64, num_warps=4, stages=1)
 
 
+def swizzle(c, t):
+    """Mirror of tiles.rs `swizzled`."""
+    d = c["head_dim"]
+    if c["dtype"] in ("e4m3", "e5m2"):
+        return False
+    if d == 64:
+        masked = bool(c.get("causal") or c.get("window"))
+        return not c.get("window") and not (c["arch"] == "sm100" and masked)
+    if d == 192:
+        return not c.get("alibi") or c["arch"] == "sm90a"
+    return d == 256
+
+
 def smem_bytes(c, t):
     """Mirror of TileConfig::smem_bytes: Q tile + stages x (K tile + V tile).
     16-bit: rows padded by 8 elements (16 bytes). fp8: rows of head_dim bytes
@@ -45,7 +58,8 @@ def smem_bytes(c, t):
     if c["dtype"] in ("e4m3", "e5m2"):
         row = d + 16 if ((d + 16) // 16) % 2 == 1 else d + 32
         return max((t["block_m"] + 2 * t["stages"] * t["block_n"]) * row, t["block_m"] * (d + 8) * 2)
-    return (t["block_m"] + 2 * t["stages"] * t["block_n"]) * (d + 8) * 2
+    row = d if t.get("swizzle") else d + 8
+    return (t["block_m"] + 2 * t["stages"] * t["block_n"]) * row * 2
 
 
 def make_cell(**kw):
@@ -60,6 +74,7 @@ def make_cell(**kw):
     for k in ("block_m", "block_n", "num_warps", "stages"):
         if k in kw:
             t[k] = kw[k]
+    t["swizzle"] = kw["swizzle"] if "swizzle" in kw else swizzle(c, t)
     c.update(t)
     if "kernel_name" not in kw:
         parts = [f"fa_{c['arch']}_{c['dtype']}_hd{c['head_dim']}"]
@@ -72,6 +87,7 @@ def make_cell(**kw):
         if c["varlen"]: parts.append("varlen")
         if c["paged"]: parts.append(f"paged{c['page_size']}")
         parts.append(f"m{c['block_m']}n{c['block_n']}w{c['num_warps']}s{c['stages']}")
+        if c["swizzle"]: parts.append("swz")
         for d in c.get("defines", ()):  # scratch tuning switches (-DNAME=VAL)
             parts.append(d.replace("FA_", "").replace("=", "").lower())
         c["kernel_name"] = "_".join(parts)

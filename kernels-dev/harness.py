@@ -421,6 +421,9 @@ def main():
     ap.add_argument("--tiles", default="", help="json list of [hd, bm, bn, warps, stages] to sweep")
     ap.add_argument("--out", default=os.environ.get("OUT", "/tmp"))
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--tile-sdpa", dest="tile_sdpa", action="store_true", help="time torch SDPA flash beside each tile cell")
+    ap.add_argument("--tile-check", dest="tile_check", action="store_true", help="check each tile cell against the reference first")
+    ap.add_argument("--tile-note", dest="tile_note", default="", help="(perf of gqa > 1 tile cells: K/V keep all heads, so only the speed is meaningful)")
     ap.add_argument("--tile-seqlens", dest="tile_seqlens", default="4096,16384")
     ap.add_argument("--perf-dtypes", dest="perf_dtypes", default="bf16,f16")
     ap.add_argument("--fp8-perf", dest="fp8_perf", action="store_true", help="e4m3 hd128 s=4k/16k vs torch flash (bf16)")
@@ -454,8 +457,9 @@ def main():
             hd, bm, bn, w, st = ent[:5]
             dtype = ent[5] if len(ent) > 5 else "bf16"
             defs = ent[6] if len(ent) > 6 else []
+            extra = ent[7] if len(ent) > 7 else {}  # further cell fields, e.g. {"swizzle": true}
             for causal in [False, True]:
-                c = fa_render.make_cell(dtype=dtype, head_dim=hd, causal=causal, block_m=bm, block_n=bn, num_warps=w, stages=st, defines=defs)
+                c = fa_render.make_cell(dtype=dtype, head_dim=hd, causal=causal, block_m=bm, block_n=bn, num_warps=w, stages=st, defines=defs, **extra)
                 cells[c["kernel_name"]] = c; tile_cells.append(c)
     t0 = time.time()
     comp = compile_all(list(cells.values()))
@@ -500,10 +504,18 @@ def main():
         for c in tile_cells:
             n = c["kernel_name"]
             if n not in kern: continue
+            if a.tile_check:
+                g = c["gqa"]
+                for case in [dict(B=2, H=4 * g, sq=1023, sk=1023), dict(B=1, H=4 * g, sq=113, sk=4097), dict(B=1, H=2 * g, sq=4097, sk=17)]:
+                    ok, err, tol, lerr, note = run_case(torch, kern[n], c, **case)
+                    line = f"{'PASS' if ok else 'FAIL'} {n} {case} err={err:.2e} tol={tol:.2e} lse={lerr:.1e} {note}"
+                    log(line)
+                    if not ok: summary.append(line)
             for s in a.tile_seqlens:
                 B, H = 16384 // s, 2048 // c["head_dim"]
-                r = perf_case(torch, kern[n], c, B, H, s, c["head_dim"], sdpa=False)
-                log(f"TILE {n:64s} s={s:5d} {r['ours_ms']:8.3f} ms {r['ours_tf']:6.1f} TF regs={comp[n]['regs']} spill={comp[n]['spill']} diff={r['maxdiff_vs_sdpa']:.1e}")
+                r = perf_case(torch, kern[n], c, B, H, s, c["head_dim"], sdpa=a.tile_sdpa)
+                sd = f" sdpa {r['sdpa_tf']:6.1f} TF ratio {r['ours_tf'] / r['sdpa_tf']:.3f}" if a.tile_sdpa else ""
+                log(f"TILE {n:64s} s={s:5d} {r['ours_ms']:8.3f} ms {r['ours_tf']:6.1f} TF{sd} regs={comp[n]['regs']} spill={comp[n]['spill']} diff={r['maxdiff_vs_sdpa']:.1e}")
                 summary.append(f"TILE {n} s={s} {r['ours_tf']:.1f} TF")
 
     # ---------------- perf grid vs SDPA flash

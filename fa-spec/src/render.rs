@@ -68,6 +68,7 @@ pub fn context(spec: &KernelSpec) -> tera::Context {
     c.insert("block_n", &tile.block_n);
     c.insert("num_warps", &tile.num_warps);
     c.insert("stages", &tile.stages);
+    c.insert("swizzle", &tile.swizzle);
     c.insert("attribute", &spec.to_attribute_args());
     c
 }

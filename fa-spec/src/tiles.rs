@@ -5,7 +5,9 @@
 //! (kept in registers when Q+O+S fragments fit), K/V tiles of `block_n` keys
 //! are double-buffered with cp.async (stages = 1: one K and one V buffer,
 //! FA2 order, for hd > 192); shared-memory rows are padded by 16
-//! bytes (conflict-free ldmatrix for every supported head_dim).
+//! bytes (conflict-free ldmatrix for every supported head_dim), or, for hd64
+//! / hd192 / hd256 where it compiles without spills, unpadded with an XOR
+//! swizzle (`swizzled` below: +3..10%).
 //!
 //! Measured on one H200 (2026-11, NVRTC 13.0, sm_90a, bf16, batch*seqlen =
 //! 16384 tokens, hidden 2048, TFLOP/s at seqlen 4096 / 16384, dense):
@@ -57,13 +59,13 @@
 //! <256, 64, 64, 4>, but L2 sees 2.85x the read requests and 1.64x the read
 //! sectors (176M / 400M vs 62M / 244M at s=4k) and runs at 57% vs 35% of L2
 //! throughput; the free-running gap at long seqlens may be that extra L2
-//! traffic under the power limit. Not resolved. A likely cause, not yet
-//! measured: the 16-byte row pad starts each shared-memory row 16 bytes off a
-//! 128-byte boundary, so a warp's cp.async of one 128-byte global line lands
-//! in two 128-byte blocks and is fetched in pieces; FA2 keeps rows unpadded
-//! with an XOR swizzle (chunk c of row r at c ^ (r % 8)). A swizzled hd256
-//! compiles without spills (255 registers, non-paged; paged spills 120 B) but
-//! was not run on a GPU for lack of device time, so it is not in the kernel.
+//! traffic under the power limit. The cause was the 16-byte row pad: it
+//! starts each shared-memory row 16 bytes off a 128-byte boundary, so a
+//! warp's cp.async of one 128-byte global line lands in two 128-byte blocks.
+//! FA2 keeps rows unpadded with an XOR swizzle (chunk c of row r at
+//! c ^ (r % 8)); so does this kernel now at hd256 (and hd64 / hd192), which
+//! took hd256 dense from 297-318 to 322-327 TF (s = 2k..16k, 1.03-1.10x
+//! torch in the same call); see `swizzled`.
 //!
 //! Re-measured (H200, NVRTC 13.x, sm_90a, same call as torch SDPA FLASH,
 //! TF ours / torch at s = 2k, 4k, 8k, 16k; bf16):
@@ -102,6 +104,10 @@ pub struct TileConfig {
     /// K/V shared-memory stages in the cp.async pipeline (>= 1; 1 = one K
     /// and one V buffer loaded in FA2 order, see fwd_mainloop.cuh).
     pub stages: u32,
+    /// 16-bit cells: shared-memory rows unpadded, 16-byte chunk c of row r
+    /// stored at c ^ (r % 8) (`kSwizzle` in fwd_mainloop.cuh) instead of
+    /// rows padded by 16 bytes. Needs head_dim % 64 == 0.
+    pub swizzle: bool,
 }
 
 impl TileConfig {
@@ -125,7 +131,7 @@ impl TileConfig {
             return tiles.max(o_stage);
         }
         const ELEM_BYTES: u32 = 2; // f16 / bf16
-        let row_bytes = (d + 8) * ELEM_BYTES;
+        let row_bytes = if self.swizzle { d } else { d + 8 } * ELEM_BYTES;
         (self.block_m + 2 * self.stages * self.block_n) * row_bytes
     }
 }
@@ -142,6 +148,36 @@ fn wide_hd128_tile(spec: &KernelSpec) -> bool {
         && spec.sink().is_none()
         && !spec.varlen();
     plain || sm90a
+}
+
+/// Whether the 16-bit forward kernel of `spec` keeps its shared-memory rows
+/// unpadded and XOR-swizzled (`TileConfig::swizzle`).
+fn swizzled(spec: &KernelSpec) -> bool {
+    if spec.dtype().is_fp8() {
+        return false;
+    }
+    // Measured (H200, bf16, same call as torch SDPA FLASH, TF/s at s = 2k /
+    // 4k / 8k / 16k, padded -> swizzled):
+    //   hd64  128x64x4x2 dense 299 301 299 300 -> 307 316 308 314,
+    //                    causal 255 282 293 294 -> 266 291 300 297;
+    //   hd192 128x64x8x2 dense 288 / 293 (s = 4k / 16k) -> 319 / 328;
+    //   hd256 64x64x4x1  dense 318 297 297 299 -> 327 323 325 322,
+    //                    causal 255 278 280 294 -> 270 295 304 321.
+    // The swizzled ldmatrix offsets take a few registers more, and at 255
+    // registers that decides (NVRTC 13.5, -Xptxas -v, every arch):
+    //   hd256: no spill with any feature tried;
+    //   hd192: ALiBi spills 8-20 B off sm_90a -> padded there;
+    //   hd64: window cells (sm_90a 4-16 B) and sm_100a masked cells (20 B)
+    //     spill -> padded;
+    //   hd128 128x64: 40-64 B on sm_80 / sm_89 / sm_100a, 44 B sm_90a causal
+    //     -> padded (it was +2..6% where it compiled clean).
+    let arch = spec.arch();
+    match spec.head_dim() {
+        64 => spec.window().is_none() && !(arch == Arch::Sm100 && spec.is_causal_masked()),
+        192 => !spec.alibi() || arch == Arch::Sm90a,
+        256 => true,
+        _ => false,
+    }
 }
 
 /// The tile shape the forward kernel of `spec` is rendered and launched with:
@@ -172,7 +208,8 @@ pub fn tile_config(spec: &KernelSpec) -> TileConfig {
         (false, _) => &[(64, 64, 4, 1), (128, 32, 8, 2), (64, 32, 4, 2)],
     };
     let max = spec.arch().max_smem_per_block();
-    let tile = |&(block_m, block_n, num_warps, stages): &(u32, u32, u32, u32)| TileConfig { block_m, block_n, num_warps, stages };
+    let swizzle = swizzled(spec);
+    let tile = |&(block_m, block_n, num_warps, stages): &(u32, u32, u32, u32)| TileConfig { block_m, block_n, num_warps, stages, swizzle };
     candidates
         .iter()
         .map(tile)

@@ -198,3 +198,32 @@ fn hd128_takes_the_wide_tile_only_where_it_compiles_without_spills() {
     assert!(!wide(hd128(Arch::Sm100).causal()), "sm_100a causal spills at 128x64");
     assert!(!wide(hd128(Arch::Sm90a).causal().window(1024).sink(4)));
 }
+
+#[test]
+fn swizzled_rows_are_unpadded_and_taken_only_where_they_compile_without_spills() {
+    let cell = |arch, d| KernelSpec::builder().arch(arch).dtype(Dtype::Bf16).head_dim(d);
+    let swz = |b: fa_spec::SpecBuilder| tile_config(&b.build().unwrap()).swizzle;
+    for arch in Arch::ALL {
+        assert!(swz(cell(arch, 256)), "{arch:?}: hd256");
+        assert!(swz(cell(arch, 256).causal().window(64).sink(4).alibi().gqa(4).varlen()), "{arch:?}: hd256 masked");
+        assert!(swz(cell(arch, 64)) && swz(cell(arch, 64).alibi().softcap(30.0).varlen()), "{arch:?}: hd64");
+        assert!(!swz(cell(arch, 64).window(128)), "{arch:?}: hd64 window spills swizzled");
+        assert!(swz(cell(arch, 192)), "{arch:?}: hd192");
+        for d in [80, 96, 128] {
+            assert!(!swz(cell(arch, d)), "{arch:?}: hd{d} (spills, or not a multiple of 64)");
+        }
+        let fp8 = KernelSpec::builder().arch(arch).dtype(Dtype::E4m3).head_dim(256).build();
+        if let Ok(fp8) = fp8 {
+            assert!(!tile_config(&fp8).swizzle, "{arch:?}: fp8 rows stay padded");
+        }
+    }
+    assert!(swz(cell(Arch::Sm90a, 64).causal()) && !swz(cell(Arch::Sm100, 64).causal()), "sm_100a hd64 masked spills");
+    assert!(swz(cell(Arch::Sm90a, 192).alibi()) && !swz(cell(Arch::Sm80, 192).alibi()), "hd192 ALiBi spills off sm_90a");
+
+    // Swizzled rows carry no 16-byte pad: (64 + 2 * 64) rows of 512 bytes.
+    let s = cell(Arch::Sm90a, 256).build().unwrap();
+    let t = tile_config(&s);
+    assert_eq!(t.smem_bytes(&s), (64 + 2 * 64) * 256 * 2);
+    let padded = fa_spec::TileConfig { swizzle: false, ..t };
+    assert_eq!(padded.smem_bytes(&s), (64 + 2 * 64) * (256 + 8) * 2);
+}

@@ -6,7 +6,8 @@ access pattern? Same kernel, same data, four layouts: pages shuffled or in
 order, token-major pages ([NB, page, KVH, d], vLLM / FA2) or head-major pages
 ([NB, KVH, page, d], FlashInfer HND: 4 KB contiguous per head and page).
 Each argument is one more kernel variant (several -D flags in one quoted
-argument); HC=1,2,4 picks heads per CTA, LAYOUTS the layouts timed. SDPA
+argument); HC=1,2,4 picks heads per CTA, LAYOUTS the layouts timed,
+SHAPES (default "64x4096,1x131072") the batch x context cases. SDPA
 flash and cuDNN on the contiguous cache run in the same process.
   python3 kernels-dev/paged/render.py        # on the dev box (rendered/ is carried)
   HC=1 LAYOUTS="shuffled NHD" python3 kernels-dev/paged/layout_exp.py "-DPD_LOAD_ONLY" "-DPD_STAGES=3"
@@ -38,7 +39,8 @@ def main():
     copy_bw = 2 * x.numel() * 2 / tc
     del x, y
     print(f"copy {copy_bw / 1e9:.0f} GB/s", flush=True)
-    for B, ctx in ((64, 4096), (1, 131072)):
+    shapes = [tuple(int(v) for v in x.split("x")) for x in os.environ.get("SHAPES", "64x4096,1x131072").split(",")]
+    for B, ctx in shapes:
         KVH, Hq, d, ps = 8, 32, 128, 16
         prob = H.Problem(torch, c, [ctx] * B, KVH, fill_nan=False, seed=3, bt_pad=0)
         npg = ctx // ps

@@ -4,9 +4,17 @@
 // row. O is always 16-bit (bf16 for fp8 cells).
 // ---------------------------------------------------------------------------
 
+// Element offset of 16-byte chunk `ch` of staged row `row`. kSwizzle: rows
+// are unpadded and chunk c of row r sits at c ^ (r % 8) within its group of
+// eight (the main loop's shared-memory layout, fwd_mainloop.cuh).
+template <int kStride, bool kSwizzle>
+FA_DEVICE int stage_elem(int row, int ch) {
+    return row * kStride + (kSwizzle ? (ch ^ (row & 7)) : ch) * 8;
+}
+
 // Copies the warp's staged rows (MT*16 rows of DT*8 16-bit elements) to
 // global memory with 16-byte stores; rows >= rows_valid are skipped.
-template <int MT, int DT, int kStride>
+template <int MT, int DT, int kStride, bool kSwizzle = false>
 FA_DEVICE void epilogue_copy_rows(const u16* stage, u16* dst, long long row_stride, int rows_valid, int lane) {
     __syncwarp();
     constexpr int kChunksPerRow = DT;  // 8 elements (16 bytes) per chunk
@@ -17,7 +25,7 @@ FA_DEVICE void epilogue_copy_rows(const u16* stage, u16* dst, long long row_stri
         if (kTotal % 32 == 0 || c < kTotal) {
             const int row = c / kChunksPerRow, ch = c % kChunksPerRow;
             if (row < rows_valid) {
-                const U32x4 v = *reinterpret_cast<const U32x4*>(stage + row * kStride + ch * 8);
+                const U32x4 v = *reinterpret_cast<const U32x4*>(stage + stage_elem<kStride, kSwizzle>(row, ch));
                 *reinterpret_cast<U32x4*>(dst + row * row_stride + ch * 8) = v;
             }
         }
@@ -26,9 +34,10 @@ FA_DEVICE void epilogue_copy_rows(const u16* stage, u16* dst, long long row_stri
 
 // o[mt][dt][2*r + e] holds row (mt*16 + g + 8r), column (dt*8 + 2t + e) of the
 // warp's rows. `stage` points at the warp's first row in shared memory (row
-// stride kStride elements, 16-byte aligned rows); `dst` at its first row in
-// global memory. Rows >= rows_valid are not written.
-template <bool kOutBF16, int MT, int DT, int kStride>
+// stride kStride elements, 16-byte aligned rows, swizzled as stage_elem);
+// `dst` at its first row in global memory. Rows >= rows_valid are not
+// written.
+template <bool kOutBF16, int MT, int DT, int kStride, bool kSwizzle = false>
 FA_DEVICE void epilogue_store_o(const float (&o)[MT][DT][4], const float (&inv)[MT][2],
                                 u16* stage, u16* dst, long long row_stride,
                                 int rows_valid, int lane) {
@@ -42,11 +51,11 @@ FA_DEVICE void epilogue_store_o(const float (&o)[MT][DT][4], const float (&inv)[
                 const int row = mt * 16 + g + 8 * r;
                 const u32 packed = pack_x2<kOutBF16>(o[mt][dt][2 * r] * inv[mt][r],
                                                      o[mt][dt][2 * r + 1] * inv[mt][r]);
-                *reinterpret_cast<u32*>(stage + row * kStride + dt * 8 + 2 * t) = packed;
+                *reinterpret_cast<u32*>(stage + stage_elem<kStride, kSwizzle>(row, dt) + 2 * t) = packed;
             }
         }
     }
-    epilogue_copy_rows<MT, DT, kStride>(stage, dst, row_stride, rows_valid, lane);
+    epilogue_copy_rows<MT, DT, kStride, kSwizzle>(stage, dst, row_stride, rows_valid, lane);
 }
 
 // fp8 P.V layout (fwd_mainloop_fp8.cuh): per 16 columns, o[mt][2*dp] holds

@@ -3,9 +3,12 @@
 // forward with mma.sync m16n8k16, ldmatrix and a kStages-deep cp.async
 // pipeline over K/V tiles.
 //   * each warp owns kWarpM = kBlockM / kNumWarps query rows (1 or 2 m16 tiles)
-//   * shared memory rows are padded by 8 elements (16 bytes): the 8 row
-//     addresses of every ldmatrix phase then fall in distinct 16-byte bank
-//     groups for all supported head dims (64..256, incl. 80/96/192)
+//   * shared-memory rows are either padded by 8 elements (16 bytes): the 8
+//     row addresses of every ldmatrix phase then fall in distinct 16-byte
+//     bank groups for all supported head dims (64..256, incl. 80/96/192);
+//     or (kSwizzle, head_dim % 64 == 0) unpadded with 16-byte chunk c of row
+//     r stored at c ^ (r % 8) within its group of eight: also conflict-free,
+//     and every 128-byte global line lands in one 128-byte shared block
 //   * Q lives in registers when Q+O+S fragments fit the register budget,
 //     otherwise it is re-read from shared memory each k-step (large tiles)
 // smem: [Q: kBlockM rows][stage 0: K kBlockN rows, V kBlockN rows][stage 1]...
@@ -30,7 +33,11 @@ constexpr int kNT = kBlockN / 8;           // n8 tiles of S
 constexpr int kKD = kHeadDim / 16;         // k16 steps over the head dim
 constexpr int kDT = kHeadDim / 8;          // n8 tiles of O
 constexpr int kChunks = kHeadDim / 8;      // 16-byte chunks per row
-constexpr int kSmemStride = kHeadDim + 8;  // elements per shared-memory row
+#ifndef FA_SWIZZLE
+#define FA_SWIZZLE kSwizzleTile
+#endif
+constexpr bool kSwizzle = FA_SWIZZLE;
+constexpr int kSmemStride = kSwizzle ? kHeadDim : kHeadDim + 8;  // elements per shared-memory row
 constexpr int kQFragRegs = kMT * kKD * 4;
 constexpr int kOFragRegs = kMT * kDT * 4;
 constexpr int kSFragRegs = kMT * kNT * 4;
@@ -41,6 +48,7 @@ constexpr bool kQInRegs = kQFragRegs + kOFragRegs + kSFragRegs <= FA_QREG_BUDGET
 static_assert(kWarpM == 16 || kWarpM == 32, "a warp owns 16 or 32 query rows");
 static_assert(kBlockN % 16 == 0 && kHeadDim % 16 == 0, "tile shape");
 static_assert(kStages >= 1, "cp.async pipeline needs >= 1 stage");
+static_assert(!kSwizzle || kChunks % 8 == 0, "the swizzle permutes groups of eight 16-byte chunks");
 // kStages == 1 (FA2 order, one K and one V buffer): K(it) is waited for before
 // S = QK^T while V(it) is loading; V(it) before P.V while K(it+1) is loading.
 // Two barriers per tile, but half the K/V shared memory: hd256 64x64x4 then
@@ -50,6 +58,18 @@ static_assert(kSm >= 80, "mma.sync m16n8k16 / cp.async / ldmatrix need sm80+");
 static_assert(!kCausal || kMaskCausal, "causal implies mask_causal");
 
 using elem_t = u16;
+
+// Element offset of 16-byte chunk `ch` of shared-memory row `r`.
+FA_DEVICE int smem_elem(int r, int ch) { return stage_elem<kSmemStride, kSwizzle>(r, ch); }
+
+// Byte offset, within its row, of the 16-byte chunk c0 + 2k (c0 < 2) that an
+// ldmatrix lane reads at k16 step k; lx = lane % 8 is the lane's row index
+// (mod 8), so that is the swizzle. The XOR stays inside the group of eight
+// chunks, which keeps (k / 4) * 128 bytes an immediate offset. Unswizzled,
+// the lane's c0 is in its row offset.
+FA_DEVICE u32 lane_chunk(int c0, int k, int lx) {
+    return (u32)((kSwizzle ? ((c0 + 2 * (k & 3)) ^ lx) + 8 * (k >> 2) : 2 * k) * 16);
+}
 
 // rows [0, kRows) of a Q tile; rows >= rows_valid are zero-filled.
 template <int kRows>
@@ -62,7 +82,7 @@ FA_DEVICE void load_q_async(u32 dst, const elem_t* src, long long row_stride, in
             const int r = c / kChunks, ch = c % kChunks;
             const bool ok = r < rows_valid;
             const elem_t* g = src + (ok ? (long long)r * row_stride + ch * 8 : 0);
-            cp_async_16(dst + (u32)(r * kSmemStride + ch * 8) * 2u, g, ok);
+            cp_async_16(dst + (u32)smem_elem(r, ch) * 2u, g, ok);
         }
     }
 }
@@ -84,11 +104,13 @@ FA_DEVICE void load_kv_async(u32 dst, const elem_t* src, long long row_stride, l
         const int r0 = tid / kChunks, ch = tid % kChunks;
         const elem_t* g = src + (long long)(n0 + r0) * row_stride + ch * 8;
         const long long step = (long long)kRowsPerPass * row_stride;
-        const u32 d = dst + (u32)(r0 * kSmemStride + ch * 8) * 2u;
+        const u32 d = dst + (u32)(r0 * kSmemStride + ch * 8) * 2u;  // unswizzled
 #pragma unroll
         for (int ps = 0; ps < kTotal / kNumThreads; ++ps) {
             const bool ok = n0 + r0 + ps * kRowsPerPass < s_k;
-            cp_async_16(d + (u32)(ps * kRowsPerPass * kSmemStride * 2), ok ? g : src, ok);
+            const u32 sd = kSwizzle ? dst + (u32)smem_elem(r0 + ps * kRowsPerPass, ch) * 2u
+                                    : d + (u32)(ps * kRowsPerPass * kSmemStride * 2);
+            cp_async_16(sd, ok ? g : src, ok);
             g += step;
         }
         return;
@@ -112,7 +134,7 @@ FA_DEVICE void load_kv_async(u32 dst, const elem_t* src, long long row_stride, l
                 }
                 off += ch * 8;
             }
-            cp_async_16(dst + (u32)(r * kSmemStride + ch * 8) * 2u, src + off, ok);
+            cp_async_16(dst + (u32)smem_elem(r, ch) * 2u, src + off, ok);
         }
     }
 }
@@ -156,12 +178,16 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
         cp_async_commit();
     }
 
-    // Per-lane ldmatrix offsets (bytes). A-operand / V^T pattern: row = l%8 +
-    // 8*((l/8)%2), col = 8*(l/16); K (B-operand, non-trans): row = l%8 +
-    // 8*(l/16), col = 8*((l/8)%2).
-    const u32 q_lane = sQ + (u32)(((warp * kWarpM + (lane & 7) + ((lane >> 3) & 1) * 8) * kSmemStride + (lane >> 4) * 8) * 2);
-    const u32 k_lane = (u32)((((lane & 7) + (lane >> 4) * 8) * kSmemStride + ((lane >> 3) & 1) * 8) * 2);
-    const u32 v_lane = (u32)((((lane & 7) + ((lane >> 3) & 1) * 8) * kSmemStride + (lane >> 4) * 8) * 2);
+    // Per-lane ldmatrix rows and first chunks c0; k16 step k reads chunk
+    // c0 + 2k (lane_chunk). A-operand / V^T pattern: row = l%8 + 8*((l/8)%2),
+    // c0 = l/16; K (B-operand, non-trans): row = l%8 + 8*(l/16), c0 =
+    // (l/8)%2. Byte offsets; unswizzled, c0 is folded in. (K in the A
+    // pattern too, pairing matrices 0+2 / 1+3, would share Q's and V's offset
+    // registers, but ran 5-7% slower at hd64 / hd128 / hd256, H200.)
+    const int q_c0 = lane >> 4, k_c0 = (lane >> 3) & 1, v_c0 = lane >> 4, lx = lane & 7;
+    const u32 q_lane = sQ + (u32)(((warp * kWarpM + (lane & 7) + ((lane >> 3) & 1) * 8) * kSmemStride + (kSwizzle ? 0 : q_c0 * 8)) * 2);
+    const u32 k_lane = (u32)((((lane & 7) + (lane >> 4) * 8) * kSmemStride + (kSwizzle ? 0 : k_c0 * 8)) * 2);
+    const u32 v_lane = (u32)((((lane & 7) + ((lane >> 3) & 1) * 8) * kSmemStride + (kSwizzle ? 0 : v_c0 * 8)) * 2);
 
     float o[kMT][kDT][4];
 #pragma unroll
@@ -220,7 +246,7 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
                 for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
                     for (int kd = 0; kd < kKD; ++kd)
-                        ldmatrix_x4(q_frag[mt][kd], q_lane + (u32)((mt * 16 * kSmemStride + kd * 16) * 2));
+                        ldmatrix_x4(q_frag[mt][kd], q_lane + (u32)(mt * 16 * kSmemStride * 2) + lane_chunk(q_c0, kd, lx));
             }
         }
         const u32 sK = sKV + (u32)(it % kStages) * kStageBytes;
@@ -244,13 +270,13 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
 #pragma unroll
                     for (int e = 0; e < 4; ++e) a[mt][e] = q_frag[mt][kd][e];
                 } else {
-                    ldmatrix_x4(a[mt], q_lane + (u32)((mt * 16 * kSmemStride + kd * 16) * 2));
+                    ldmatrix_x4(a[mt], q_lane + (u32)(mt * 16 * kSmemStride * 2) + lane_chunk(q_c0, kd, lx));
                 }
             }
 #pragma unroll
             for (int np = 0; np < kNT / 2; ++np) {
                 u32 bk[4];
-                ldmatrix_x4(bk, sK + k_lane + (u32)((np * 16 * kSmemStride + kd * 16) * 2));
+                ldmatrix_x4(bk, sK + k_lane + (u32)(np * 16 * kSmemStride * 2) + lane_chunk(k_c0, kd, lx));
 #pragma unroll
                 for (int mt = 0; mt < kMT; ++mt) {
                     mma_16816<kIsBF16>(s[mt][2 * np], a[mt], bk[0], bk[1]);
@@ -307,7 +333,7 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
 #pragma unroll
             for (int dp = 0; dp < kDT / 2; ++dp) {
                 u32 bv[4];
-                ldmatrix_x4_trans(bv, sV + v_lane + (u32)((kk * 16 * kSmemStride + dp * 16) * 2));
+                ldmatrix_x4_trans(bv, sV + v_lane + (u32)(kk * 16 * kSmemStride * 2) + lane_chunk(v_c0, dp, lx));
 #pragma unroll
                 for (int mt = 0; mt < kMT; ++mt) {
                     mma_16816<kIsBF16>(o[mt][2 * dp], pa[mt], bv[0], bv[1]);
@@ -333,5 +359,5 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
 
     u16* o_ptr = fwd_o_rows(p, blk, warp_row0);
     u16* stage = reinterpret_cast<u16*>(smem) + warp * kWarpM * kSmemStride;
-    epilogue_store_o<kOutBF16, kMT, kDT, kSmemStride>(o, inv, stage, o_ptr, p.o_row_stride, rows_valid, lane);
+    epilogue_store_o<kOutBF16, kMT, kDT, kSmemStride, kSwizzle>(o, inv, stage, o_ptr, p.o_row_stride, rows_valid, lane);
 }

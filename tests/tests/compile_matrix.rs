@@ -31,6 +31,16 @@ fn matrix() -> Vec<KernelSpec> {
             add(base().causal().varlen());
             add(base().window(256));
             add(base().softcap(30.0).varlen());
+            // Rows of hd64 / hd192 / hd256 are XOR-swizzled where that
+            // compiles without spills (fa_spec::tiles::swizzled); these are
+            // the cells at the edge of that rule.
+            let hd = |d| KernelSpec::builder().arch(arch).dtype(dtype).head_dim(d);
+            add(hd(64).window(64).alibi().gqa(4).varlen());
+            add(hd(64).causal().alibi().softcap(30.0));
+            add(hd(64).causal().gqa(8).varlen());
+            add(hd(192).alibi());
+            add(hd(192).causal().alibi().softcap(30.0));
+            add(hd(256).window(64).sink(4).alibi().gqa(4).varlen());
             add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(64).window(256).gqa(32).paged().page_size(1));
             add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(256).causal().gqa(2).paged().varlen());
         }
