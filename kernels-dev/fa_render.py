@@ -44,6 +44,9 @@ def swizzle(c, t):
     if d == 64:
         masked = bool(c.get("causal") or c.get("window"))
         return not c.get("window") and not (c["arch"] == "sm100" and masked)
+    if d == 128:
+        wide = t["block_n"] == 64 and t["stages"] == 1
+        return wide and c["arch"] in ("sm90a", "sm100") and not c.get("has_softcap")
     if d == 192:
         return not c.get("alibi") or c["arch"] == "sm90a"
     return d == 256

@@ -4,10 +4,10 @@
 //! `block_m / num_warps` query rows (16 or 32); Q is staged in shared memory
 //! (kept in registers when Q+O+S fragments fit), K/V tiles of `block_n` keys
 //! are double-buffered with cp.async (stages = 1: one K and one V buffer,
-//! FA2 order, for hd > 192); shared-memory rows are padded by 16
-//! bytes (conflict-free ldmatrix for every supported head_dim), or, for hd64
-//! / hd192 / hd256 where it compiles without spills, unpadded with an XOR
-//! swizzle (`swizzled` below: +3..10%).
+//! FA2 order, for hd > 192); shared-memory rows are padded by 16 bytes
+//! (conflict-free ldmatrix for every supported head_dim), or, for hd64, hd128
+//! (sm_90a, sm_100a), hd192 and hd256 where it compiles without spills,
+//! unpadded with an XOR swizzle (`swizzled` below: +2..10%).
 //!
 //! Measured on one H200 (2026-11, NVRTC 13.0, sm_90a, bf16, batch*seqlen =
 //! 16384 tokens, hidden 2048, TFLOP/s at seqlen 4096 / 16384, dense):
@@ -169,11 +169,14 @@ fn swizzled(spec: &KernelSpec) -> bool {
     //   hd192: ALiBi spills 8-20 B off sm_90a -> padded there;
     //   hd64: window cells (sm_90a 4-16 B) and sm_100a masked cells (20 B)
     //     spill -> padded;
-    //   hd128 128x64: 40-64 B on sm_80 / sm_89 / sm_100a, 44 B sm_90a causal
-    //     -> padded (it was +2..6% where it compiled clean).
+    //   hd128: the 128x64 tile on sm_90a / sm_100a, unless softcapped (8 B);
+    //     sm_80 / sm_89 spill 64 B; the 128x32 tile is unmeasured.
+    // (Unmasked GQA cells re-derive a few values per tile to stay clean,
+    // kRederive in fwd_mainloop.cuh.)
     let arch = spec.arch();
     match spec.head_dim() {
         64 => spec.window().is_none() && !(arch == Arch::Sm100 && spec.is_causal_masked()),
+        128 => wide_hd128_tile(spec) && matches!(arch, Arch::Sm90a | Arch::Sm100) && spec.softcap().is_none(),
         192 => !spec.alibi() || arch == Arch::Sm90a,
         256 => true,
         _ => false,

@@ -33,10 +33,9 @@ constexpr int kNT = kBlockN / 8;           // n8 tiles of S
 constexpr int kKD = kHeadDim / 16;         // k16 steps over the head dim
 constexpr int kDT = kHeadDim / 8;          // n8 tiles of O
 constexpr int kChunks = kHeadDim / 8;      // 16-byte chunks per row
-#ifndef FA_SWIZZLE
-#define FA_SWIZZLE kSwizzleTile
-#endif
-constexpr bool kSwizzle = FA_SWIZZLE;
+// From the tile (TileConfig::swizzle), never a -D switch: the launch's shared
+// memory size depends on it.
+constexpr bool kSwizzle = kSwizzleTile;
 constexpr int kSmemStride = kSwizzle ? kHeadDim : kHeadDim + 8;  // elements per shared-memory row
 constexpr int kQFragRegs = kMT * kKD * 4;
 constexpr int kOFragRegs = kMT * kDT * 4;
@@ -139,6 +138,29 @@ FA_DEVICE void load_kv_async(u32 dst, const elem_t* src, long long row_stride, l
     }
 }
 
+// Unmasked GQA cells on sm_80 .. sm_90a sit at the 255-register edge where
+// ptxas keeps loop invariants live and spills (hd128 128x64: 72 B, the K/V
+// base pointers and two softmax sums reloaded each tile; 80 B swizzled). In
+// them (kRederive) the K/V base pointers and the swizzle's lane index are
+// re-derived each tile, opaquely to ptxas, instead: 0 B. Elsewhere that is
+// what spills (sm_90a causal GQA 68 B, sm_100a 36 B), hence the narrow rule.
+#ifndef FA_REDERIVE
+#define FA_REDERIVE (kGqa > 1 && !kMaskCausal && !kAlibi && !kHasSoftcap && !kVarlen && !kPaged && kSm < 100)
+#endif
+constexpr bool kRederive = FA_REDERIVE;
+// The K or V rows of this block: `kept` (fwd_block_setup's pointer), or, when
+// re-derived, the same fixed-length rows from the grid index.
+FA_DEVICE const elem_t* kv_rows(const elem_t* kept, const void* base, long long head_stride, long long batch_stride) {
+    if constexpr (!kRederive) {
+        return kept;
+    } else {
+        u32 y, z;
+        asm volatile("mov.u32 %0, %%ctaid.y;" : "=r"(y));
+        asm volatile("mov.u32 %0, %%ctaid.z;" : "=r"(z));
+        return static_cast<const elem_t*>(base) + (long long)(y / kGqa) * head_stride + (long long)z * batch_stride;
+    }
+}
+
 FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
     const int tid = threadIdx.x;
     const int warp = tid >> 5, lane = tid & 31;
@@ -208,6 +230,9 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
     const int col_lane = (lane & 3) * 2;
     const int row_pos0 = row_base + s_k - s_q;               // key position of row_base
 
+    static_assert(!kRederive || (!kVarlen && !kPaged), "kv_rows re-derives dense batch-strided rows only");
+    const auto k_rows = [&] { return kv_rows(k_ptr, p.k, p.k_head_stride, p.k_batch_stride); };
+    const auto v_rows = [&] { return kv_rows(v_ptr, p.v, p.v_head_stride, p.v_batch_stride); };
     // ---- main loop over KV tiles
     // Split groups (FA_SPLIT_KV): commit order K0 V0 K1 V1 ...; K(it) is
     // waited for before S = QK^T and V(it) only before P.V, so V's copy
@@ -222,21 +247,21 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
             // buffer is free for V(it).
             cp_async_wait<0>();
             __syncthreads();
-            load_kv_async(sKV + kVOffset, v_ptr, p.v_row_stride, p.v_batch_stride, block_table_row, tiles.at(it) * kBlockN, s_k, tid);
+            load_kv_async(sKV + kVOffset, v_rows(), p.v_row_stride, p.v_batch_stride, block_table_row, tiles.at(it) * kBlockN, s_k, tid);
             cp_async_commit();
         } else if constexpr (FA_SPLIT_KV) {
             cp_async_wait<kSplitPending>();
             __syncthreads();
             if (nxt < n_iters)
-                load_kv_async(nxt_dst, k_ptr, p.k_row_stride, p.k_batch_stride, block_table_row, tiles.at(nxt) * kBlockN, s_k, tid);
+                load_kv_async(nxt_dst, k_rows(), p.k_row_stride, p.k_batch_stride, block_table_row, tiles.at(nxt) * kBlockN, s_k, tid);
             cp_async_commit();
         } else {
             cp_async_wait<(kStages >= 2 ? kStages - 2 : 0)>();
             __syncthreads();
             if (nxt < n_iters) {
                 const int n0 = tiles.at(nxt) * kBlockN;
-                load_kv_async(nxt_dst, k_ptr, p.k_row_stride, p.k_batch_stride, block_table_row, n0, s_k, tid);
-                load_kv_async(nxt_dst + kVOffset, v_ptr, p.v_row_stride, p.v_batch_stride, block_table_row, n0, s_k, tid);
+                load_kv_async(nxt_dst, k_rows(), p.k_row_stride, p.k_batch_stride, block_table_row, n0, s_k, tid);
+                load_kv_async(nxt_dst + kVOffset, v_rows(), p.v_row_stride, p.v_batch_stride, block_table_row, n0, s_k, tid);
             }
             cp_async_commit();
         }
@@ -252,6 +277,8 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
         const u32 sK = sKV + (u32)(it % kStages) * kStageBytes;
         const u32 sV = sK + kVOffset;
         const int n0 = tiles.at(it) * kBlockN;
+        int lxo = lx;  // the swizzle's lane index, re-derived per tile (kRederive)
+        if constexpr (kRederive && kSwizzle) asm volatile("" : "+r"(lxo));
 
         // S = Q K^T
         float s[kMT][kNT][4];
@@ -270,13 +297,13 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
 #pragma unroll
                     for (int e = 0; e < 4; ++e) a[mt][e] = q_frag[mt][kd][e];
                 } else {
-                    ldmatrix_x4(a[mt], q_lane + (u32)(mt * 16 * kSmemStride * 2) + lane_chunk(q_c0, kd, lx));
+                    ldmatrix_x4(a[mt], q_lane + (u32)(mt * 16 * kSmemStride * 2) + lane_chunk(q_c0, kd, lxo));
                 }
             }
 #pragma unroll
             for (int np = 0; np < kNT / 2; ++np) {
                 u32 bk[4];
-                ldmatrix_x4(bk, sK + k_lane + (u32)(np * 16 * kSmemStride * 2) + lane_chunk(k_c0, kd, lx));
+                ldmatrix_x4(bk, sK + k_lane + (u32)(np * 16 * kSmemStride * 2) + lane_chunk(k_c0, kd, lxo));
 #pragma unroll
                 for (int mt = 0; mt < kMT; ++mt) {
                     mma_16816<kIsBF16>(s[mt][2 * np], a[mt], bk[0], bk[1]);
@@ -309,13 +336,13 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
             cp_async_wait<0>();
             __syncthreads();
             if (nxt < n_iters)
-                load_kv_async(sKV, k_ptr, p.k_row_stride, p.k_batch_stride, block_table_row, tiles.at(nxt) * kBlockN, s_k, tid);
+                load_kv_async(sKV, k_rows(), p.k_row_stride, p.k_batch_stride, block_table_row, tiles.at(nxt) * kBlockN, s_k, tid);
             cp_async_commit();
         } else if constexpr (FA_SPLIT_KV) {
             cp_async_wait<kSplitPending>();
             __syncthreads();
             if (nxt < n_iters)
-                load_kv_async(nxt_dst + kVOffset, v_ptr, p.v_row_stride, p.v_batch_stride, block_table_row, tiles.at(nxt) * kBlockN, s_k, tid);
+                load_kv_async(nxt_dst + kVOffset, v_rows(), p.v_row_stride, p.v_batch_stride, block_table_row, tiles.at(nxt) * kBlockN, s_k, tid);
             cp_async_commit();
         }
 
@@ -333,7 +360,7 @@ FA_DEVICE void fwd_block(const FwdParams& p, u8* smem) {
 #pragma unroll
             for (int dp = 0; dp < kDT / 2; ++dp) {
                 u32 bv[4];
-                ldmatrix_x4_trans(bv, sV + v_lane + (u32)(kk * 16 * kSmemStride * 2) + lane_chunk(v_c0, dp, lx));
+                ldmatrix_x4_trans(bv, sV + v_lane + (u32)(kk * 16 * kSmemStride * 2) + lane_chunk(v_c0, dp, lxo));
 #pragma unroll
                 for (int mt = 0; mt < kMT; ++mt) {
                     mma_16816<kIsBF16>(o[mt][2 * dp], pa[mt], bv[0], bv[1]);

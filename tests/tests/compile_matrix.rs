@@ -31,6 +31,10 @@ fn matrix() -> Vec<KernelSpec> {
             add(base().causal().varlen());
             add(base().window(256));
             add(base().softcap(30.0).varlen());
+            // Unmasked GQA: spilled 72-80 B until a few values were
+            // re-derived per tile (kRederive in fwd_mainloop.cuh).
+            add(base().gqa(8));
+            add(base().gqa(3));
             // Rows of hd64 / hd192 / hd256 are XOR-swizzled where that
             // compiles without spills (fa_spec::tiles::swizzled); these are
             // the cells at the edge of that rule.
