@@ -23,7 +23,9 @@
 // first) is cut into num_splits contiguous chunks of ceil(T / num_splits).
 //
 // Measured (H200, bf16 hd128, 32/8 heads, page 16; batch 64 x 4096 and 1 x
-// 131072, same calls as SDPA cuDNN at 240 / 128 us): this kernel 271 / 154 us.
+// 131072, same calls as SDPA cuDNN at 240 / 128 us): this kernel 271 / 154 us;
+// with the evict-first policy (`fa bench --decode`, cuDNN 250 / 137 us in the
+// same call): 272.5 / 155.2 us.
 //   * cache layout (token-major vs head-major pages) and page order (shuffled
 //     vs in order): <= 1.5%;
 //   * one bulk copy per token of hc = 2 / 4 heads (1 KB) instead of per row:
@@ -37,10 +39,7 @@
 //   * L2 prefetch (cp.async.bulk.prefetch.L2) 1-4 tiles ahead: 314-444 us.
 // kernels-dev/paged/layout_exp.py reproduces these (variants as -D flags).
 // ---------------------------------------------------------------------------
-#ifndef PD_WARPS                                            // tuning override (-DPD_WARPS=n)
-#define PD_WARPS 4    // 8 (128-token tiles): not measured to the end, see below
-#endif
-constexpr int kPdWarps     = PD_WARPS;
+constexpr int kPdWarps     = 4;
 constexpr int kPdThreads   = kPdWarps * 32;
 constexpr int kPdBlockN    = 16 * kPdWarps;                 // tokens per pipeline tile
 #ifndef PD_STAGES                                           // tuning override (-DPD_STAGES=n)
