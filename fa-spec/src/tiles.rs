@@ -160,7 +160,8 @@ fn swizzled(spec: &KernelSpec) -> bool {
     // 4k / 8k / 16k, padded -> swizzled):
     //   hd64  128x64x4x2 dense 299 301 299 300 -> 307 316 308 314,
     //                    causal 255 282 293 294 -> 266 291 300 297;
-    //   hd192 128x64x8x2 dense 288 / 293 (s = 4k / 16k) -> 319 / 328;
+    //   hd192 128x64x8x2 dense 308 319 322 328 swizzled (padded, an earlier
+    //                    session: 288 / 293 at s = 4k / 16k);
     //   hd256 64x64x4x1  dense 318 297 297 299 -> 327 323 325 322,
     //                    causal 255 278 280 294 -> 270 295 304 321.
     // The swizzled ldmatrix offsets take a few registers more, and at 255
