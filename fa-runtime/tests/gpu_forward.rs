@@ -175,6 +175,14 @@ fn paged_kv_cache() {
             Layout::Paged { lens: vec![(17, 113), (17, 17), (17, 300)], num_blocks: 128 },
         ));
     }
+    // hd256: swizzled shared-memory rows filled through the block table.
+    let spec = cell(Dtype::Bf16, 256, |b| b.paged().page_size(16).causal().gqa(2));
+    run(&Case::new(
+        "paged16-prefill-hd256",
+        spec,
+        4,
+        Layout::Paged { lens: vec![(17, 113), (17, 300), (17, 17)], num_blocks: 128 },
+    ));
     let spec = cell(Dtype::Bf16, 128, |b| b.paged().varlen().causal().gqa(2));
     run(&Case::new(
         "paged-varlen",

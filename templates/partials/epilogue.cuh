@@ -41,6 +41,9 @@ template <bool kOutBF16, int MT, int DT, int kStride, bool kSwizzle = false>
 FA_DEVICE void epilogue_store_o(const float (&o)[MT][DT][4], const float (&inv)[MT][2],
                                 u16* stage, u16* dst, long long row_stride,
                                 int rows_valid, int lane) {
+    // The stage overlays the warp's Q rows, which other lanes may have read
+    // (ldmatrix) just before: order those reads before these writes.
+    __syncwarp();
     const int g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
@@ -65,6 +68,7 @@ template <int MT, int DP, int kStride>
 FA_DEVICE void epilogue_store_o_evenodd(const float (&o)[MT][2 * DP][4], const float (&inv)[MT][2],
                                         u16* stage, u16* dst, long long row_stride,
                                         int rows_valid, int lane) {
+    __syncwarp();  // as in epilogue_store_o
     const int g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
