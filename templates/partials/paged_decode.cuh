@@ -38,6 +38,9 @@
 //     4 warps, 2 CTAs/SM, grid 1 x 8 x 64, no split);
 //   * L2 prefetch (cp.async.bulk.prefetch.L2) 1-4 tiles ahead: 314-444 us.
 // kernels-dev/paged/layout_exp.py reproduces these (variants as -D flags).
+// Not tried yet: a tensor-map TMA copy of a whole page of one head (box 16
+// tokens x head_dim over the [blocks*page, heads, d] view: one 4 KB copy
+// instead of 16 row copies); needs cuTensorMapEncodeTiled on the host.
 // ---------------------------------------------------------------------------
 constexpr int kPdWarps     = 4;
 constexpr int kPdThreads   = kPdWarps * 32;
