@@ -423,7 +423,6 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--tile-sdpa", dest="tile_sdpa", action="store_true", help="time torch SDPA flash beside each tile cell")
     ap.add_argument("--tile-check", dest="tile_check", action="store_true", help="check each tile cell against the reference first")
-    ap.add_argument("--tile-note", dest="tile_note", default="", help="(perf of gqa > 1 tile cells: K/V keep all heads, so only the speed is meaningful)")
     ap.add_argument("--tile-seqlens", dest="tile_seqlens", default="4096,16384")
     ap.add_argument("--perf-dtypes", dest="perf_dtypes", default="bf16,f16")
     ap.add_argument("--fp8-perf", dest="fp8_perf", action="store_true", help="e4m3 hd128 s=4k/16k vs torch flash (bf16)")
@@ -457,7 +456,9 @@ def main():
             hd, bm, bn, w, st = ent[:5]
             dtype = ent[5] if len(ent) > 5 else "bf16"
             defs = ent[6] if len(ent) > 6 else []
-            extra = ent[7] if len(ent) > 7 else {}  # further cell fields, e.g. {"swizzle": true}
+            # further cell fields, e.g. {"swizzle": true} or {"gqa": 8} (timed with K/V
+            # of all heads, so a gqa > 1 cell's speed is meaningful, its diff is not)
+            extra = ent[7] if len(ent) > 7 else {}
             for causal in [False, True]:
                 c = fa_render.make_cell(dtype=dtype, head_dim=hd, causal=causal, block_m=bm, block_n=bn, num_warps=w, stages=st, defines=defs, **extra)
                 cells[c["kernel_name"]] = c; tile_cells.append(c)
