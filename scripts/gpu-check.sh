@@ -34,11 +34,18 @@ if [[ $what == all || $what == bench ]]; then
     python3 scripts/compare_bench.py "$out/fa_bench_hm.csv" "$out"/sdpa_*.csv | tee "$out/compare_hm.txt"
 fi
 if [[ $what == all || $what == sanitize ]]; then
+    # forward tests (FA_SANITIZE_FILTER) and the split-KV decode tests
+    # (FA_SANITIZE_PAGED_FILTER; "-" skips them)
     for tool in memcheck racecheck; do
-        echo "== compute-sanitizer $tool"
-        compute-sanitizer --tool $tool --error-exitcode 9 .gpu/bin/gpu_forward-test --test-threads=1 \
-            ${FA_SANITIZE_FILTER:-every_head_dim_f16_and_bf16} > "$out/sanitize_$tool.log" 2>&1
-        rc=$?; tail -3 "$out/sanitize_$tool.log"; echo "$tool exit $rc"; [[ $rc == 0 ]] || status=1
+        for bin in gpu_forward gpu_paged; do
+            if [[ $bin == gpu_forward ]]; then filter=${FA_SANITIZE_FILTER:-every_head_dim_f16_and_bf16}
+            else filter=${FA_SANITIZE_PAGED_FILTER:-decode_}; fi
+            [[ $filter == - ]] && continue
+            echo "== compute-sanitizer $tool $bin ($filter)"
+            compute-sanitizer --tool $tool --error-exitcode 9 .gpu/bin/$bin-test --test-threads=1 \
+                $filter > "$out/sanitize_${bin}_$tool.log" 2>&1
+            rc=$?; tail -3 "$out/sanitize_${bin}_$tool.log"; echo "$tool $bin exit $rc"; [[ $rc == 0 ]] || status=1
+        done
     done
 fi
 exit $status

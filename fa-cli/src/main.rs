@@ -206,9 +206,12 @@ fn bench_decode(quick: bool) -> Result<(), String> {
         let ctxs: &[usize] = if quick { &[4096] } else { &[1024, 4096, 16384, 32768] };
         let mut cases: Vec<(usize, usize)> = batches.iter().flat_map(|&b| ctxs.iter().map(move |&c| (b, c))).collect();
         // The two serving targets: a full batch, and one very long context
-        // (what split-KV is for).
-        cases.extend([(64, 4096), (1, 131072)]);
-        cases.dedup();
+        // (what split-KV is for); each measured once.
+        for target in [(64, 4096), (1, 131072)] {
+            if !cases.contains(&target) {
+                cases.push(target);
+            }
+        }
         for (b, ctx) in cases {
             // Llama-3-8B: 32 query heads, 8 KV heads, hd 128, 16-token pages.
             let r = bench_decode(&dev, b, ctx, 32, 8, 128, 16)?;

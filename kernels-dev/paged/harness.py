@@ -379,16 +379,20 @@ def time_fn(torch, fn, iters=30, warm=5):
     return ts[len(ts) // 2] * 1e-3
 
 
-def bench(torch, c, mods, results):
-    sm = torch.cuda.get_device_properties(0).multi_processor_count
-    # copy bandwidth
-    x = torch.empty(1 << 30, dtype=torch.int16, device="cuda").fill_(1)   # 2 GiB
+def copy_bandwidth(torch):
+    """The card's copy bandwidth (bytes read + written / s): median of a 2 GiB y.copy_(x)."""
+    x = torch.empty(1 << 30, dtype=torch.int16, device="cuda").fill_(1)
     y = torch.empty_like(x)
     tc = time_fn(torch, lambda: y.copy_(x), iters=20)
-    copy_bw = 2 * x.numel() * 2 / tc
     del x, y
     torch.cuda.empty_cache()
-    log(f"copy bandwidth: {copy_bw / 1e9:.0f} GB/s (2 GiB y.copy_(x), read+write, median {tc * 1e3:.3f} ms)")
+    return 2 * (1 << 30) * 2 / tc
+
+
+def bench(torch, c, mods, results):
+    sm = torch.cuda.get_device_properties(0).multi_processor_count
+    copy_bw = copy_bandwidth(torch)
+    log(f"copy bandwidth: {copy_bw / 1e9:.0f} GB/s (2 GiB y.copy_(x), read+write, median of 20)")
     results["copy_bw_GBs"] = copy_bw / 1e9
     import torch.nn.functional as F
     from torch.nn.attention import sdpa_kernel, SDPBackend

@@ -33,11 +33,7 @@ def main():
         ex = opt.split()
         mods[opt] = H.Module(c, H.compile_cells([c], extra=ex)[c["kernel_name"] + "".join(ex)], torch)
     sm = torch.cuda.get_device_properties(0).multi_processor_count
-    x = torch.empty(1 << 30, dtype=torch.int16, device="cuda").fill_(1)
-    y = torch.empty_like(x)
-    tc = H.time_fn(torch, lambda: y.copy_(x), iters=20)
-    copy_bw = 2 * x.numel() * 2 / tc
-    del x, y
+    copy_bw = H.copy_bandwidth(torch)
     print(f"copy {copy_bw / 1e9:.0f} GB/s", flush=True)
     shapes = [tuple(int(v) for v in x.split("x")) for x in os.environ.get("SHAPES", "64x4096,1x131072").split(",")]
     for B, ctx in shapes:

@@ -38,9 +38,29 @@
 //     4 warps, 2 CTAs/SM, grid 1 x 8 x 64, no split);
 //   * L2 prefetch (cp.async.bulk.prefetch.L2) 1-4 tiles ahead: 314-444 us.
 // kernels-dev/paged/layout_exp.py reproduces these (variants as -D flags).
-// Not tried yet: a tensor-map TMA copy of a whole page of one head (box 16
-// tokens x head_dim over the [blocks*page, heads, d] view: one 4 KB copy
-// instead of 16 row copies); needs cuTensorMapEncodeTiled on the host.
+// Tried since, none faster in a same-call A/B against this kernel (H200; cuDNN
+// 242-245 / 127-130 us in the same calls; kernels-dev/paged/variant_exp.py):
+//   * tensor-map TMA, one 2 KB copy per 16-token page run and 64 dims
+//     (128-byte swizzled rows): 266.7 against 270.3 us;
+//   * the same with warp specialisation (a producer warp, full / empty
+//     mbarriers, 160 threads, 3 CTAs/SM): 262-265 us in three calls where this
+//     kernel took 264-271, but 267.5 / 149.4 against 267.0 / 149.3 us in the
+//     last, with the maps as __grid_constant__ params; correct on every test.
+//     Kept on the branch exp/paged-decode-ws (runtime encoding included);
+//   * block-table lookups a tile ahead, releasing a stage once the warps hold
+//     it in registers, 3-4 stages: no change; a cp.async producer warp: 470 us,
+//     a cp.async producer warpgroup (setmaxnreg): 462 us; this kernel's
+//     cp.async path with 3 stages: 306-336 us.
+// What would close the gap: plain 16-byte loads with >= 128 KB in flight per
+// SM read the same 1.07 GB, in this kernel's page order, in 233-241 us, and
+// TMA rings of 2-3 x 32 KB stages at 2-3 CTAs/SM in 244-249 us
+// (kernels-dev/paged/stream_probe.py): the copy engine at this depth, not the
+// page layout, is the limit, and cuDNN's kernel reads at ~104% of copy
+// bandwidth. Untried: a persistent kernel whose producer runs on into the
+// next (split, head) while the math warps finish the last one, with the merge
+// folded in (the merge kernel alone takes 5.4 us at 64 x 4096, ncu; this
+// kernel's load pipeline alone, -DPD_LOAD_ONLY, 256-265 us against the
+// probe's 244-249).
 // ---------------------------------------------------------------------------
 constexpr int kPdWarps     = 4;
 constexpr int kPdThreads   = kPdWarps * 32;

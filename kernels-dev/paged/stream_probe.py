@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""How fast can the decode's K/V bytes be read at all, by access pattern? (GPU machine)
+
+Plain 16-byte loads (8 in flight per thread, 256 threads, results folded so the
+loads stay), over the 64 x 4096 bench case: 64 sequences x 512 pages of 32 KB
+(256 K pages + 256 V pages, [page 16, kv heads 8, d 128] bf16 = 1.07 GB):
+  rows      a CTA reads one kv head: 16 rows of 256 B at 2 KB stride per page
+  hnd4k     head-major pages: one 4 KB run per page and head
+  page      a CTA reads whole 32 KB pages (all kv heads)
+each with pages shuffled or in order; cuDNN SDPA on the contiguous cache and
+a device copy in the same process.
+"""
+import os, sys, json, ctypes
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness as H
+
+SRC = r"""
+extern "C" __global__ void __launch_bounds__(256)
+rd(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split, int nsub, int sub_off,
+   int lg_chunks_row, int lg_rows, int row_stride, int page_bytes, unsigned* out) {
+    const int sub = blockIdx.x % nsub, split = blockIdx.x / nsub, seq = blockIdx.y;
+    const int lg_page = lg_chunks_row + lg_rows;
+    const int total = pages_per_split << lg_page;
+    const int* tb = bt + seq * bt_stride + split * pages_per_split;
+    unsigned acc = 0;
+    for (int i0 = threadIdx.x; i0 < total; i0 += 256 * 8) {
+        unsigned v[8][4];
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+            const int i = i0 + u * 256;
+            v[u][0] = v[u][1] = v[u][2] = v[u][3] = 0u;
+            if (i < total) {
+                const int pg = i >> lg_page, rem = i & ((1 << lg_page) - 1);
+                const int row = rem >> lg_chunks_row, c = rem & ((1 << lg_chunks_row) - 1);
+                const unsigned char* p = base + (long long)tb[pg] * page_bytes + sub * sub_off + row * row_stride + c * 16;
+                asm volatile("ld.global.nc.L1::no_allocate.v4.b32 {%0, %1, %2, %3}, [%4];"
+                             : "=r"(v[u][0]), "=r"(v[u][1]), "=r"(v[u][2]), "=r"(v[u][3]) : "l"(p));
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < 8; ++u) acc ^= v[u][0] ^ v[u][1] ^ v[u][2] ^ v[u][3];
+    }
+    if (acc == 0x9e3779b9u) out[blockIdx.y] = acc;
+}
+
+// TMA bulk-copy streaming into a ring of `stages` x `stage_rows` rows of `rowb`
+// bytes (row r of a page at r * row_stride, sub-block sub * sub_off); nothing
+// reads the data: the ceiling of a bulk-copy pipeline of this depth. sync = 1
+// adds a __syncthreads per tile (as a consumer would).
+extern "C" __global__ void __launch_bounds__(128)
+tma(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split, int nsub, int sub_off,
+    int rowb, int rows_per_page, int row_stride, int page_bytes, int stages, int stage_rows, int sync) {
+    extern __shared__ __align__(128) unsigned char sm[];
+    const int sub = blockIdx.x % nsub, split = blockIdx.x / nsub, seq = blockIdx.y;
+    const int* tb = bt + seq * bt_stride + split * pages_per_split;
+    const int tiles = pages_per_split * rows_per_page / stage_rows;
+    const unsigned sbase = (unsigned)__cvta_generic_to_shared(sm);
+    const unsigned bars = sbase + stages * stage_rows * rowb;
+    const int tid = threadIdx.x;
+    if (tid < stages) {
+        asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(bars + tid * 8), "r"(128) : "memory");
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    unsigned long long pol;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+    auto issue = [&](int t) {
+        const int st = t % stages;
+        const unsigned bar = bars + st * 8;
+        int nmine = 0;
+        for (int r = tid; r < stage_rows; r += 128) ++nmine;
+        if (nmine) asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(bar), "r"(nmine * rowb) : "memory");
+        for (int r = tid; r < stage_rows; r += 128) {
+            const int gr = t * stage_rows + r;
+            const int pg = gr / rows_per_page, row = gr % rows_per_page;
+            const unsigned char* src = base + (long long)tb[pg] * page_bytes + sub * sub_off + row * row_stride;
+            const unsigned dst = sbase + (st * stage_rows + r) * rowb;
+            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;"
+                         :: "r"(dst), "l"(src), "r"(rowb), "r"(bar), "l"(pol) : "memory");
+        }
+        if (!nmine) asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(bar) : "memory");
+    };
+    for (int t = 0; t < stages && t < tiles; ++t) issue(t);
+    for (int t = 0; t < tiles; ++t) {
+        const unsigned bar = bars + (t % stages) * 8;
+        const unsigned par = (t / stages) & 1;
+        unsigned done = 0;
+        while (!done)
+            asm volatile("{ .reg .pred P; mbarrier.try_wait.parity.shared::cta.b64 P, [%1], %2; selp.u32 %0, 1, 0, P; }"
+                         : "=r"(done) : "r"(bar), "r"(par) : "memory");
+        if (sync) __syncthreads();
+        if (t + stages < tiles) issue(t + stages);
+    }
+}
+"""
+
+
+def main():
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import sdpa_kernel, SDPBackend
+    from cuda.bindings import driver as cu
+    torch.zeros(1, device="cuda")
+    _, cub, lg = H._compile_worker((SRC, "rd", "sm_90a", ()))
+    assert cub is not None, lg
+    err, mod = cu.cuModuleLoadData(cub)
+    fn = cu.cuModuleGetFunction(mod, b"rd")[1]
+    B, NPG, PB = 64, 512, 32768
+    buf = torch.randint(-1000, 1000, (B * NPG * PB // 2,), dtype=torch.int16, device="cuda")
+    out = torch.zeros(B, dtype=torch.int32, device="cuda")
+    g = torch.Generator(device="cuda").manual_seed(1)
+    orders = {"in-order": torch.arange(B * NPG, dtype=torch.int32, device="cuda").view(B, NPG).contiguous(),
+              "shuffled": torch.randperm(B * NPG, generator=g, device="cuda").to(torch.int32).view(B, NPG).contiguous()}
+    copy_bw = H.copy_bandwidth(torch)
+    total = B * NPG * PB
+    H.log(f"copy {copy_bw / 1e9:.0f} GB/s; bytes read per pattern {total / 1e9:.3f} GB")
+    # name: (nsub, sub_off, lg_chunks_row, lg_rows, row_stride, splits)
+    pats = {"rows  (256 B x 16 @ 2 KB)": (8, 256, 4, 4, 2048, 4),
+            "rows  splits 16": (8, 256, 4, 4, 2048, 16),
+            "hnd4k (4 KB runs)": (8, 4096, 8, 0, 0, 4),
+            "page  (32 KB pages)": (1, 0, 11, 0, 0, 32),
+            "page  splits 8": (1, 0, 11, 0, 0, 8)}
+    for oname, bt in orders.items():
+        for pname, (nsub, soff, lcr, lr, rs, splits) in pats.items():
+            pps = NPG // splits
+            args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(pps),
+                    ctypes.c_int(nsub), ctypes.c_int(soff), ctypes.c_int(lcr), ctypes.c_int(lr), ctypes.c_int(rs),
+                    ctypes.c_int(PB), ctypes.c_void_p(out.data_ptr())]
+            argv = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
+
+            def launch():
+                stream = cu.CUstream(torch.cuda.current_stream().cuda_stream)
+                (e,) = cu.cuLaunchKernel(fn, nsub * splits, B, 1, 256, 1, 1, 0, stream, ctypes.addressof(argv), 0)
+                assert e == cu.CUresult.CUDA_SUCCESS, e
+            t = H.time_fn(torch, launch, iters=30)
+            H.log(f"{oname:8s} {pname:28s} grid {nsub * splits:3d}x{B}: {t * 1e6:7.1f} us {total / t / 1e9:6.0f} GB/s {100 * total / t / copy_bw:5.1f}% of copy")
+    # --- plain loads with fewer CTAs per SM (dynamic smem as the limiter): bytes in flight
+    ft = cu.cuModuleGetFunction(mod, b"tma")[1]
+    cu.cuFuncSetAttribute(fn, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 200 * 1024)
+    cu.cuFuncSetAttribute(ft, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 227 * 1024)
+    bt = orders["shuffled"]
+    for occ in (2, 3, 4, 6, 8):
+        smem = (228 * 1024) // occ - 1024 - 8 * 1024 if occ < 8 else 0
+        nsub, soff, lcr, lr, rs, splits = pats["rows  (256 B x 16 @ 2 KB)"]
+        pps = NPG // splits
+        args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(pps),
+                ctypes.c_int(nsub), ctypes.c_int(soff), ctypes.c_int(lcr), ctypes.c_int(lr), ctypes.c_int(rs),
+                ctypes.c_int(PB), ctypes.c_void_p(out.data_ptr())]
+        argv = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
+        o2 = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(fn, 256, max(smem, 0))[1]
+
+        def launch():
+            stream = cu.CUstream(torch.cuda.current_stream().cuda_stream)
+            (e,) = cu.cuLaunchKernel(fn, nsub * splits, B, 1, 256, 1, 1, max(smem, 0), stream, ctypes.addressof(argv), 0)
+            assert e == cu.CUresult.CUDA_SUCCESS, e
+        t = H.time_fn(torch, launch, iters=30)
+        H.log(f"shuffled rows, plain loads, {o2} CTAs/SM ({o2 * 32} KB in flight/SM): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
+    # --- TMA bulk copies: rows of 256 B (the decode's pattern) or 4 KB (head-major runs)
+    for (pat, rowb, rpp, rs, soff, nsub, splits) in (("rows", 256, 16, 2048, 256, 8, 4), ("rows", 256, 16, 2048, 256, 8, 16),
+                                                      ("hnd4k", 4096, 1, 0, 4096, 8, 4)):
+        for (stage_kb, stages, sync) in ((32, 2, 1), (32, 2, 0), (32, 3, 1), (32, 6, 1), (16, 4, 1), (16, 6, 1), (16, 13, 1), (8, 8, 1), (8, 24, 1), (4, 12, 1)):
+            srows = stage_kb * 1024 // rowb
+            if srows == 0 or (NPG // splits * rpp) % srows: continue
+            smem = stages * stage_kb * 1024 + 64
+            if smem > 227 * 1024: continue
+            pps = NPG // splits
+            args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(pps),
+                    ctypes.c_int(nsub), ctypes.c_int(soff), ctypes.c_int(rowb), ctypes.c_int(rpp), ctypes.c_int(rs),
+                    ctypes.c_int(PB), ctypes.c_int(stages), ctypes.c_int(srows), ctypes.c_int(sync)]
+            argv = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
+            o2 = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(ft, 128, smem)[1]
+
+            def launch():
+                stream = cu.CUstream(torch.cuda.current_stream().cuda_stream)
+                (e,) = cu.cuLaunchKernel(ft, nsub * splits, B, 1, 128, 1, 1, smem, stream, ctypes.addressof(argv), 0)
+                assert e == cu.CUresult.CUDA_SUCCESS, e
+            t = H.time_fn(torch, launch, iters=30)
+            H.log(f"TMA {pat:5s} copy {rowb:4d} B, grid {nsub * splits:3d}x{B}, {stages:2d} x {stage_kb:2d} KB stages, sync {sync}, "
+                  f"{o2} CTAs/SM ({o2 * stages * stage_kb} KB/SM): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
+    del buf
+    torch.cuda.empty_cache()
+    q = torch.randn(B, 32, 1, 128, dtype=torch.bfloat16, device="cuda")
+    kd = torch.randn(B, 8, 4096, 128, dtype=torch.bfloat16, device="cuda")
+    vd = torch.randn(B, 8, 4096, 128, dtype=torch.bfloat16, device="cuda")
+    with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+        t = H.time_fn(torch, lambda: F.scaled_dot_product_attention(q, kd, vd, enable_gqa=True), iters=30)
+    H.log(f"SDPA cudnn (contiguous [B, KVH, ctx, d]): {t * 1e6:7.1f} us {total / t / 1e9:6.0f} GB/s {100 * total / t / copy_bw:5.1f}% of copy")
+
+
+if __name__ == "__main__":
+    main()

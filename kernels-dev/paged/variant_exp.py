@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Decode variants (-D flag sets, e.g. -DPD_TMA=0 -DPD_STAGES=3) against the default kernel (GPU machine).
+
+  CHECKS="..;.." VARIANTS="..;.." python3 kernels-dev/paged/variant_exp.py   # correctness, timing + SDPA
+  OLD_RENDERED=dir ... variant_exp.py    # also time another render of the bench cell (A/B in one call)
+  ncu --profile-from-start off ... variant_exp.py ncu   # one launch each: default, first variant, cuDNN (64 x 4096)
+
+Correctness: every rendered cell under each CHECKS flag set against the
+float64 reference of harness.py. Timing: batch x context cases of the issue
+(SHAPES=), splits around each kernel's own heuristic choice, each VARIANTS
+flag set beside the default kernel and SDPA flash / cuDNN on the contiguous cache.
+"""
+import os, sys, json
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness as H
+
+# variants: -D flag sets separated by ";" (CHECKS: correctness on every rendered cell; VARIANTS: timed)
+CHECKS = [v.split() for v in os.environ.get("CHECKS", "-DPD_TMA=0").split(";") if v.strip()]
+VARIANTS = [v.split() for v in os.environ.get("VARIANTS", "-DPD_TMA=0;-DPD_LOAD_ONLY").split(";") if v.strip()]
+
+
+def module(torch, c, extra):
+    key = c["kernel_name"] + "".join(extra)
+    m = H.Module(c, H.compile_cells([c], extra=extra)[key], torch)
+    H.log(f"{key}: smem {m.smem} B, regs {m.regs}, CTAs/SM {m.occ}")
+    return m
+
+
+def main():
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import sdpa_kernel, SDPBackend
+    ncu = len(sys.argv) > 1 and sys.argv[1] == "ncu"
+    torch.zeros(1, device="cuda")
+    cells = {c["kernel_name"]: c for c in json.load(open(os.path.join(H.RENDERED, "cells.json")))}
+    bc = cells["pd_bf16_hd128_g4_p16"]
+    sm = torch.cuda.get_device_properties(0).multi_processor_count
+    if not ncu:
+        allok = True
+        for ex in CHECKS:
+            for name, c in cells.items():
+                m = module(torch, c, ex)
+                ok, worst = H.test_cell(torch, c, m)
+                H.log(f"[{'PASS' if ok else 'FAIL'}] {name} {' '.join(ex)}: worst err/tol {worst:.3f}")
+                allok &= ok
+        H.log("VARIANTS ALL CORRECT" if allok else "SOME FAILED")
+    variants = {"default": []}
+    for ex in (VARIANTS[:1] if ncu else VARIANTS):
+        variants[" ".join(ex)] = ex
+    mods = {k: module(torch, bc, ex) for k, ex in variants.items()}
+    old = os.environ.get("OLD_RENDERED")   # a directory with an older render of the bench cell (A/B in one call)
+    if old:
+        src = open(os.path.join(old, bc["kernel_name"] + ".cu")).read()
+        name, cub, lg = H._compile_worker((src, bc["kernel_name"], "sm_90a", ()))
+        assert cub is not None, lg
+        mods["previous"] = H.Module(bc, cub, torch)
+        H.log(f"previous: smem {mods['previous'].smem} B, regs {mods['previous'].regs}, CTAs/SM {mods['previous'].occ}")
+    if not ncu:
+        copy_bw = H.copy_bandwidth(torch)
+        H.log(f"copy {copy_bw / 1e9:.0f} GB/s")
+    shapes = [tuple(int(v) for v in s.split("x")) for s in os.environ.get("SHAPES", "64x4096,1x131072").split(",")]
+    if ncu:
+        shapes = shapes[:1]
+    for B, ctx in shapes:
+        KVH, Hq, d = 8, 32, 128
+        prob = H.Problem(torch, bc, [ctx] * B, KVH, fill_nan=False, seed=3, bt_pad=0)
+        kvbytes = 2 * B * ctx * KVH * d * 2 + 2 * B * Hq * d * 2
+        for name, m in mods.items():
+            hs = H.paged_num_splits(B, KVH, ctx, sm, m.occ)   # as the runtime plans it for this kernel
+            for s in ([hs] if ncu else sorted({hs, max(1, hs - 1), hs + 1})):
+                o = torch.empty(B, Hq, d, dtype=prob.dt, device="cuda")
+                lse = torch.empty(B, Hq, dtype=torch.float32, device="cuda")
+                oacc = torch.empty(s, B, Hq, d, dtype=torch.float32, device="cuda")
+                lacc = torch.empty(s, B, Hq, dtype=torch.float32, device="cuda")
+                P = prob.params(o, lse, oacc, lacc, s, 1)
+                if ncu:
+                    torch.cuda.synchronize(); torch.cuda.profiler.start()
+                    m.decode(P); torch.cuda.synchronize(); torch.cuda.profiler.stop()
+                    continue
+                t = H.time_fn(torch, lambda: m.decode(P), iters=50)
+                H.log(f"B={B:3d} ctx={ctx:6d} [{name}] splits={s:3d}{'*' if s == hs else ' '} "
+                      f"{t * 1e6:7.1f} us {kvbytes / t / 1e9:6.0f} GB/s {100 * kvbytes / t / copy_bw:5.1f}%")
+        q4 = prob.q.view(B, Hq, 1, d)
+        kd = torch.stack(prob.K).permute(0, 2, 1, 3).contiguous()
+        vd = torch.stack(prob.V).permute(0, 2, 1, 3).contiguous()
+        del prob
+        torch.cuda.empty_cache()
+        for nm, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+            if ncu and nm == "flash":
+                continue
+            with sdpa_kernel([be]):
+                fn = lambda: F.scaled_dot_product_attention(q4, kd, vd, enable_gqa=True)
+                if ncu:
+                    fn(); torch.cuda.synchronize(); torch.cuda.profiler.start()
+                    fn(); torch.cuda.synchronize(); torch.cuda.profiler.stop()
+                    continue
+                t = H.time_fn(torch, fn, iters=50)
+            H.log(f"B={B:3d} ctx={ctx:6d} SDPA {nm:6s} {t * 1e6:7.1f} us {kvbytes / t / 1e9:6.0f} GB/s {100 * kvbytes / t / copy_bw:5.1f}%")
+        del kd, vd, q4
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
