@@ -162,7 +162,7 @@ def main():
         for (stage_kb, stages, sync) in ((32, 2, 1), (32, 2, 0), (32, 3, 1), (32, 6, 1), (16, 4, 1), (16, 6, 1), (16, 13, 1), (8, 8, 1), (8, 24, 1), (4, 12, 1)):
             srows = stage_kb * 1024 // rowb
             if srows == 0 or (NPG // splits * rpp) % srows: continue
-            smem = stages * stage_kb * 1024 + 64
+            smem = stages * stage_kb * 1024 + stages * 8   # the ring, then one mbarrier per stage
             if smem > 227 * 1024: continue
             pps = NPG // splits
             args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(pps),

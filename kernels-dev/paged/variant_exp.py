@@ -7,7 +7,7 @@
 
 Correctness: every rendered cell under each CHECKS flag set against the
 float64 reference of harness.py. Timing: batch x context cases of the issue
-(SHAPES=), splits around each kernel's own heuristic choice, each VARIANTS
+(SHAPES=), splits around each kernel's own heuristic choice (and SPLITS=), each VARIANTS
 flag set beside the default kernel and SDPA flash / cuDNN on the contiguous cache.
 """
 import os, sys, json
@@ -68,7 +68,8 @@ def main():
         kvbytes = 2 * B * ctx * KVH * d * 2 + 2 * B * Hq * d * 2
         for name, m in mods.items():
             hs = H.paged_num_splits(B, KVH, ctx, sm, m.occ)   # as the runtime plans it for this kernel
-            for s in ([hs] if ncu else sorted({hs, max(1, hs - 1), hs + 1})):
+            extra = [int(x) for x in os.environ.get("SPLITS", "").split(",") if x.strip()]   # more split counts to time
+            for s in ([hs] if ncu else sorted({hs, max(1, hs - 1), hs + 1, *extra})):
                 o = torch.empty(B, Hq, d, dtype=prob.dt, device="cuda")
                 lse = torch.empty(B, Hq, dtype=torch.float32, device="cuda")
                 oacc = torch.empty(s, B, Hq, d, dtype=torch.float32, device="cuda")

@@ -51,16 +51,20 @@
 //     it in registers, 3-4 stages: no change; a cp.async producer warp: 470 us,
 //     a cp.async producer warpgroup (setmaxnreg): 462 us; this kernel's
 //     cp.async path with 3 stages: 306-336 us.
-// What would close the gap: plain 16-byte loads with >= 128 KB in flight per
-// SM read the same 1.07 GB, in this kernel's page order, in 233-241 us, and
-// TMA rings of 2-3 x 32 KB stages at 2-3 CTAs/SM in 244-249 us
-// (kernels-dev/paged/stream_probe.py): the copy engine at this depth, not the
-// page layout, is the limit, and cuDNN's kernel reads at ~104% of copy
-// bandwidth. Untried: a persistent kernel whose producer runs on into the
-// next (split, head) while the math warps finish the last one, with the merge
-// folded in (the merge kernel alone takes 5.4 us at 64 x 4096, ncu; this
-// kernel's load pipeline alone, -DPD_LOAD_ONLY, 256-265 us against the
-// probe's 244-249).
+// Where the gap is (kernels-dev/paged/stream_probe.py: the same 1.07 GB in
+// the same page order, nothing computed): plain 16-byte loads with >= 128 KB
+// in flight per SM take 233-241 us; a bare TMA ring of 2 x 32 KB stages at 3
+// CTAs/SM 239 us with 256-byte rows when CTAs are short (16 splits; 249 us at
+// 4) and 238 us with 4 KB head-major runs; cuDNN 240-245 us. This kernel
+// without its math (-DPD_LOAD_ONLY) takes 255-265 us, and more splits do not
+// help: 3 / 6 / 8 / 12 / 16 / 32 splits, whole kernel 264 / 265 / 269 / 269 /
+// 278 / 323 us, copies alone 255 / 255 / 255 / 257 / 265 / 291 us. So the
+// copies can match cuDNN; the gap is what each CTA adds around them (Q load,
+// warp combine, partial-O stores, the merge launch: 5.4 us alone by ncu),
+// ~10-15 us, and the math's imperfect overlap, ~5-10 us. Untried: a
+// persistent kernel whose producer runs on into the next (split, head) while
+// the math warps finish the last one, with the merge folded into the last
+// CTA of each head.
 // ---------------------------------------------------------------------------
 constexpr int kPdWarps     = 4;
 constexpr int kPdThreads   = kPdWarps * 32;
