@@ -50,6 +50,9 @@ pub struct Device {
     memo: Mutex<HashMap<(HotKey, &'static str), u64>>,
     /// Split-KV decode workspace (grown on demand, reused; see `paged`).
     pub(crate) paged_workspace: Mutex<Option<CudaSlice<u8>>>,
+    /// i32 counters of the fused split-KV merge: zeroed when allocated, and
+    /// every decode that uses them leaves them 0 (see `paged`).
+    pub(crate) merge_counters: Mutex<Option<CudaSlice<u8>>>,
 }
 
 fn attr(ctx: &CudaContext, a: sys::CUdevice_attribute) -> Result<i32> {
@@ -91,6 +94,7 @@ impl Device {
             kernels: Mutex::new(HashMap::new()),
             memo: Mutex::new(HashMap::new()),
             paged_workspace: Mutex::new(None),
+            merge_counters: Mutex::new(None),
         })
     }
 
@@ -330,6 +334,13 @@ impl Device {
     /// workspaces the kernels fully write before reading.
     pub(crate) fn alloc_workspace(&self, bytes: usize) -> Result<CudaSlice<u8>> {
         self.alloc_bytes(bytes)
+    }
+
+    /// A zero-filled device allocation of at least `bytes` bytes.
+    pub(crate) fn alloc_zeroed_workspace(&self, bytes: usize) -> Result<CudaSlice<u8>> {
+        let mut buf = self.alloc_bytes(bytes)?;
+        self.stream.memset_zeros(&mut buf).map_err(|e| FaError::cuda("cuMemsetD8Async", e))?;
+        Ok(buf)
     }
 
     /// Device-to-device copy of `n` bytes (benchmarks).

@@ -270,6 +270,21 @@ fn decode_page_sizes_and_gqa() {
     decode_case("decode-long", cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(4)), 32, &[20000]);
 }
 
+/// Both ways of merging the splits: a full batch needs several waves of
+/// CTAs (3 splits of 64 × 8 heads on an H100/H200), so `_decode_merge` runs;
+/// one long context fits one wave, so the last split of each head merges
+/// inside `_decode` (`paged::fuses_merge`). The long case also runs twice,
+/// which fails if the kernel left its merge counters non-zero.
+#[test]
+fn decode_merges_in_a_second_kernel_or_in_the_last_split() {
+    let spec = cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(4));
+    let wide: Vec<usize> = (0..64).map(|i| 1400 + 3 * i).collect();
+    decode_case("decode-wide-batch", spec, 32, &wide);
+    for run in 0..2 {
+        decode_case(&format!("decode-one-wave-{run}"), spec, 32, &[30000]);
+    }
+}
+
 #[test]
 fn decode_context_hint_changes_splits_not_results() {
     let spec = cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(4));

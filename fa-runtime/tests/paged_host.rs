@@ -3,7 +3,7 @@
 //! the routing rule. No GPU, no NVRTC.
 
 use fa_runtime::paged::{
-    check_slots, check_tables, num_splits, uses_decode, validate_append, workspace_bytes, AppendShapes,
+    check_slots, check_tables, fuses_merge, num_splits, uses_decode, validate_append, workspace_bytes, AppendShapes,
     PagedAppendParams, PagedDecodeParams,
 };
 use fa_runtime::validate::ArgMeta;
@@ -30,9 +30,9 @@ const HEADER: &str = include_str!("../../templates/partials/paged_params.cuh");
 #[test]
 fn decode_params_match_the_c_layout() {
     let names = c_fields(HEADER, "PagedDecodeParams");
-    // 13 pointers, 10 long long strides, then 4-byte fields.
-    assert_eq!(names.len(), 13 + 10 + 10, "{names:?}");
-    assert_eq!(std::mem::size_of::<PagedDecodeParams>(), 224);
+    // 14 pointers, 10 long long strides, then 4-byte fields.
+    assert_eq!(names.len(), 14 + 10 + 10, "{names:?}");
+    assert_eq!(std::mem::size_of::<PagedDecodeParams>(), 232);
     assert_eq!(std::mem::align_of::<PagedDecodeParams>(), 8);
     let offsets = [
         offset_of!(PagedDecodeParams, q),
@@ -48,6 +48,7 @@ fn decode_params_match_the_c_layout() {
         offset_of!(PagedDecodeParams, q_descale),
         offset_of!(PagedDecodeParams, k_descale),
         offset_of!(PagedDecodeParams, v_descale),
+        offset_of!(PagedDecodeParams, merge_counters),
         offset_of!(PagedDecodeParams, q_batch_stride),
         offset_of!(PagedDecodeParams, q_head_stride),
         offset_of!(PagedDecodeParams, k_block_stride),
@@ -69,7 +70,7 @@ fn decode_params_match_the_c_layout() {
         offset_of!(PagedDecodeParams, scale_log2),
         offset_of!(PagedDecodeParams, pad_),
     ];
-    let expected: Vec<usize> = (0..23).map(|i| 8 * i).chain((0..10).map(|i| 184 + 4 * i)).collect();
+    let expected: Vec<usize> = (0..24).map(|i| 8 * i).chain((0..10).map(|i| 192 + 4 * i)).collect();
     assert_eq!(offsets.to_vec(), expected);
     let rust = [
         "q",
@@ -85,6 +86,7 @@ fn decode_params_match_the_c_layout() {
         "q_descale",
         "k_descale",
         "v_descale",
+        "merge_counters",
         "q_batch_stride",
         "q_head_stride",
         "k_block_stride",
@@ -345,4 +347,15 @@ fn paged_sources_carry_every_entry_point() {
     // Dense cells carry none of it.
     let dense = spec(|b| b.causal());
     assert!(!fa_spec::render(&dense).unwrap().contains("PagedDecodeParams"));
+}
+
+#[test]
+fn the_merge_is_fused_when_every_split_is_resident_at_once() {
+    // H200: 132 SMs, 3 decode CTAs per SM at hd128 (396 slots).
+    let fused = |batch, splits| fuses_merge(batch, 8, splits, 132, 3);
+    assert!(fused(1, 49), "1 x 131072: 8 heads x 49 splits = 392 CTAs, one wave");
+    assert!(!fused(1, 50), "400 CTAs: two waves");
+    assert!(!fused(64, 3), "64 x 4096: 1536 CTAs, four waves");
+    assert!(!fused(1, 1) && !fused(64, 1), "one split: nothing to merge");
+    assert!(fused(3, 16));
 }

@@ -93,7 +93,8 @@ F_ = ctypes.c_float
 
 class PagedDecodeParams(ctypes.Structure):
     _fields_ = [(n, P_) for n in ["q", "k_cache", "v_cache", "o", "lse", "o_accum", "lse_accum", "block_table",
-                                  "context_lens", "alibi_slopes", "q_descale", "k_descale", "v_descale"]] + \
+                                  "context_lens", "alibi_slopes", "q_descale", "k_descale", "v_descale",
+                                  "merge_counters"]] + \
                [(n, LL) for n in ["q_batch_stride", "q_head_stride", "k_block_stride", "k_page_stride", "k_head_stride",
                                   "v_block_stride", "v_page_stride", "v_head_stride", "o_batch_stride", "o_head_stride"]] + \
                [(n, I_) for n in ["batch", "num_heads", "num_kv_heads", "num_blocks", "block_table_stride", "num_splits",
@@ -110,7 +111,7 @@ class PagedAppendParams(ctypes.Structure):
 
 
 class Module:
-    def __init__(self, cell, cubin, torch):
+    def __init__(self, cell, cubin, torch, fused=False):
         from cuda.bindings import driver as cu
         self.cu, self.cell, self.torch = cu, cell, torch
         name = cell["kernel_name"]
@@ -118,6 +119,7 @@ class Module:
         assert err == cu.CUresult.CUDA_SUCCESS, err
         f = lambda s: cu.cuModuleGetFunction(self.mod, (name + s).encode())[1]
         self.f_dec, self.f_merge, self.f_app = f("_decode"), f("_decode_merge"), f("_append")
+        self.fused = fused   # the last split merges (merge_counters set), no _decode_merge launch
         err, dptr, sz = cu.cuModuleGetGlobal(self.mod, (name + "_decode_smem_bytes").encode())
         assert err == cu.CUresult.CUDA_SUCCESS, err
         t = torch.zeros(1, dtype=torch.int32, device="cuda")
@@ -142,7 +144,7 @@ class Module:
     def decode(self, P):
         hc = P.heads_per_cta
         self._launch(self.f_dec, (P.num_splits, (P.num_kv_heads + hc - 1) // hc, P.batch), 128, self.smem, P)
-        if P.num_splits > 1:
+        if P.num_splits > 1 and not P.merge_counters:
             self._launch(self.f_merge, ((P.batch * P.num_heads + 3) // 4, 1, 1), 128, 0, P)
 
     def append(self, A):
@@ -200,6 +202,8 @@ class Problem:
         self.slopes = (torch.rand(H, generator=g, device="cuda") * 0.5 + 0.01).float()
         self.cl = torch.tensor(ctxs, dtype=torch.int32, device="cuda")
         self.scale = 1.0 / math.sqrt(d)
+        # arrival counters of the fused merge (zero; the kernel leaves them zero)
+        self.counters = torch.zeros(B * kvh, dtype=torch.int32, device="cuda")
 
     def params(self, o, lse, oacc, lacc, splits, hc=1):
         P = PagedDecodeParams()
@@ -230,6 +234,8 @@ class Problem:
             for t in (o, lse, oacc, lacc):
                 if t is not None: t.fill_(float("nan"))
         P = self.params(o, lse, oacc, lacc, splits, hc)
+        if mod.fused and splits > 1:
+            P.merge_counters = self.counters.data_ptr()
         mod.decode(P)
         return o, lse
 
@@ -315,10 +321,15 @@ def test_cell(torch, c, mod, small=False):
     for hc in (1, 2, 4):
         hs = paged_num_splits(prob.B, (kvh + hc - 1) // hc, max(ctxs), sm, mod.occ, c["window"], c["sink"], block_n=64 // hc)
         for splits in sorted({1, 3, 7, hs} if not small else {1, 3}):
-            o, lse = prob.run(mod, splits, hc=hc)
-            torch.cuda.synchronize()
-            ok, w = check(prob, o, lse, f"hc={hc} splits={splits}")
-            allok &= ok; worst = max(worst, w)
+            for fused in (False, True):   # _decode_merge, then the merge inside _decode
+                mod.fused = fused
+                o, lse = prob.run(mod, splits, hc=hc)
+                torch.cuda.synchronize()
+                ok, w = check(prob, o, lse, f"hc={hc} splits={splits} fused={fused}")
+                allok &= ok; worst = max(worst, w)
+            mod.fused = False
+            if not torch.equal(prob.counters, torch.zeros_like(prob.counters)):
+                log(f"  FAIL hc={hc} splits={splits}: merge counters not returned to 0"); allok = False
     return allok, worst
 
 

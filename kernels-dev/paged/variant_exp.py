@@ -2,7 +2,8 @@
 """Decode variants (-D flag sets, e.g. -DPD_TMA=0 -DPD_STAGES=3) against the default kernel (GPU machine).
 
   CHECKS="..;.." VARIANTS="..;.." python3 kernels-dev/paged/variant_exp.py   # correctness, timing + SDPA
-  OLD_RENDERED=dir ... variant_exp.py    # also time another render of the bench cell (A/B in one call)
+  OLD_RENDERED=dir ... variant_exp.py    # also time another render of the bench cell (same params ABI)
+  VARIANTS="fused;..."                    # "fused" (not a -D flag): the merge inside _decode
   ncu --profile-from-start off ... variant_exp.py ncu   # one launch each: default, first variant, cuDNN (64 x 4096)
 
 Correctness: every rendered cell under each CHECKS flag set against the
@@ -48,7 +49,10 @@ def main():
     variants = {"default": []}
     for ex in (VARIANTS[:1] if ncu else VARIANTS):
         variants[" ".join(ex)] = ex
-    mods = {k: module(torch, bc, ex) for k, ex in variants.items()}
+    # "fused" in a flag set (not a -D flag): the merge inside _decode (merge_counters set)
+    mods = {k: module(torch, bc, [x for x in ex if x != "fused"]) for k, ex in variants.items()}
+    for k, ex in variants.items():
+        mods[k].fused = "fused" in ex
     old = os.environ.get("OLD_RENDERED")   # a directory with an older render of the bench cell (A/B in one call)
     if old:
         src = open(os.path.join(old, bc["kernel_name"] + ".cu")).read()
@@ -75,6 +79,8 @@ def main():
                 oacc = torch.empty(s, B, Hq, d, dtype=torch.float32, device="cuda")
                 lacc = torch.empty(s, B, Hq, dtype=torch.float32, device="cuda")
                 P = prob.params(o, lse, oacc, lacc, s, 1)
+                if m.fused and s > 1:
+                    P.merge_counters = prob.counters.data_ptr()
                 if ncu:
                     torch.cuda.synchronize(); torch.cuda.profiler.start()
                     m.decode(P); torch.cuda.synchronize(); torch.cuda.profiler.stop()

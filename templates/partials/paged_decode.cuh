@@ -17,6 +17,11 @@
 // (1..256); invisible / out-of-context / invalid-page tokens are zero-filled
 // and flagged, never read.
 //
+// num_splits > 1: each split writes its normalised O and LSE to o_accum /
+// lse_accum; with p.merge_counters set (the host does so when every CTA is
+// resident at once, fa_runtime::paged::fuses_merge) the split that finishes
+// last for its (sequence, kv group) merges them, else _decode_merge does.
+//
 // Visited tiles of N = 64/hc tokens (query position pos = ctx-1): main range
 // [lo, hi), hi = ceil(ctx / N), lo = floor(max(0, pos-W+1) / N) (0 without a window),
 // plus sink tiles [0, min(ceil(min(sink,ctx)/N), lo)). The list (sinks
@@ -207,6 +212,49 @@ FA_DEVICE void pd_fence_proxy_async() {
 FA_DEVICE void pd_store4(void* dst, const PdF4& v) {
     u32 lo = pack_x2<kIsBF16>(v.x, v.y), hi = pack_x2<kIsBF16>(v.z, v.w);
     asm volatile("st.global.v2.b32 [%0], { %1, %2};" :: "l"(dst), "r"(lo), "r"(hi) : "memory");
+}
+
+// O of (sequence b, query head h) = sum_s exp(lse_s - lse) O_s over the
+// splits' partials, by one warp. The partials are read through L2 (.cg): in
+// the fused merge other CTAs wrote them during this launch.
+FA_DEVICE float pd_ldcg(const float* a) {
+    float v;
+    asm("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(a));
+    return v;
+}
+FA_DEVICE PdF4 pd_ldcg4(const float* a) {
+    PdF4 v;
+    asm("ld.global.cg.v4.f32 { %0, %1, %2, %3 }, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(a));
+    return v;
+}
+FA_DEVICE void pd_merge_head(const PagedDecodeParams& p, int b, int h, int lane) {
+    const int wg = b * p.num_heads + h;
+    const int S = p.num_splits;
+    const long long plane = (long long)p.batch * p.num_heads;
+    const float* la = p.lse_accum + wg;
+    float mx = FA_NEG_INF;
+    for (int s = lane; s < S; s += 32) mx = fmaxf(mx, pd_ldcg(la + s * plane));
+    mx = pd_warp_max(mx);
+    float sum = 0.0f;
+    if (mx != FA_NEG_INF)
+        for (int s = lane; s < S; s += 32) sum += fast_exp2((pd_ldcg(la + s * plane) - mx) * kLog2e);
+    sum = pd_warp_sum(sum);
+    const float lse = mx == FA_NEG_INF ? FA_NEG_INF : mx + fast_log2(sum) * kLn2;
+    for (int c4 = lane; c4 < kHeadDim / 4; c4 += 32) {
+        PdF4 acc = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (mx != FA_NEG_INF) {
+            for (int s = 0; s < S; ++s) {
+                const float wt = fast_exp2((pd_ldcg(la + s * plane) - lse) * kLog2e);
+                if (wt > 0.0f) {
+                    const PdF4 ov = pd_ldcg4(p.o_accum + (s * plane + wg) * kHeadDim + c4 * 4);
+                    acc.x += wt * ov.x; acc.y += wt * ov.y; acc.z += wt * ov.z; acc.w += wt * ov.w;
+                }
+            }
+        }
+        u8* dst = (u8*)p.o + ((long long)b * p.o_batch_stride + (long long)h * p.o_head_stride + c4 * 4) * 2;
+        pd_store4(dst, acc);
+    }
+    if (lane == 0 && p.lse != nullptr) p.lse[wg] = lse;
 }
 
 // CTA = (split, group of hc = heads_per_cta kv heads, sequence). A pipeline
@@ -547,38 +595,29 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             if (c4 == 0) p.lse_accum[rowi] = lse_nat;
         }
     }
+    // Fused merge (merge_counters set): the last split of (sequence, kv group)
+    // to finish merges that group's heads and resets its counter to 0.
+    if (!direct && p.merge_counters != nullptr) {
+        __shared__ int pd_last;
+        int* cnt = p.merge_counters + (long long)b * gridDim.y + blockIdx.y;
+        __threadfence();   // this CTA's partials, device-wide, before it counts
+        __syncthreads();
+        if (tid == 0) pd_last = atomicAdd(cnt, 1) == p.num_splits - 1;
+        __syncthreads();
+        if (pd_last) {
+            __threadfence();   // every other split's partials before reading them
+            for (int hr = warp; hr < (kGqa << hcs); hr += kPdWarps) {
+                const int kvh = kvh0 + hr / kGqa;
+                if (kvh < p.num_kv_heads) pd_merge_head(p, b, kvh * kGqa + hr % kGqa, lane);
+            }
+            if (tid == 0) *cnt = 0;
+        }
+    }
 }
 
-// One warp per (sequence, query head): O = sum_s exp(lse_s - lse) O_s.
+// One warp per (sequence, query head).
 FA_DEVICE void paged_decode_merge_warp(const PagedDecodeParams& p) {
-    const int lane = threadIdx.x & 31;
     const int wg = blockIdx.x * kPdMergeWarps + (threadIdx.x >> 5);
     if (wg >= p.batch * p.num_heads) return;
-    const int b = wg / p.num_heads, h = wg % p.num_heads;
-    const int S = p.num_splits;
-    const long long plane = (long long)p.batch * p.num_heads;
-    const float* la = p.lse_accum + wg;   // (b*num_heads + h) == wg
-    float mx = FA_NEG_INF;
-    for (int s = lane; s < S; s += 32) mx = fmaxf(mx, la[s * plane]);
-    mx = pd_warp_max(mx);
-    float sum = 0.0f;
-    if (mx != FA_NEG_INF)
-        for (int s = lane; s < S; s += 32) sum += fast_exp2((la[s * plane] - mx) * kLog2e);
-    sum = pd_warp_sum(sum);
-    const float lse = mx == FA_NEG_INF ? FA_NEG_INF : mx + fast_log2(sum) * kLn2;
-    for (int c4 = lane; c4 < kHeadDim / 4; c4 += 32) {
-        PdF4 acc = {0.0f, 0.0f, 0.0f, 0.0f};
-        if (mx != FA_NEG_INF) {
-            for (int s = 0; s < S; ++s) {
-                const float wt = fast_exp2((la[s * plane] - lse) * kLog2e);
-                if (wt > 0.0f) {
-                    const PdF4 ov = *(const PdF4*)(p.o_accum + (s * plane + wg) * kHeadDim + c4 * 4);
-                    acc.x += wt * ov.x; acc.y += wt * ov.y; acc.z += wt * ov.z; acc.w += wt * ov.w;
-                }
-            }
-        }
-        u8* dst = (u8*)p.o + ((long long)b * p.o_batch_stride + (long long)h * p.o_head_stride + c4 * 4) * 2;
-        pd_store4(dst, acc);
-    }
-    if (lane == 0 && p.lse != nullptr) p.lse[wg] = lse;
+    pd_merge_head(p, wg / p.num_heads, wg % p.num_heads, threadIdx.x & 31);
 }

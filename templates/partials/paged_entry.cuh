@@ -7,7 +7,9 @@
 //       set CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES). num_splits is
 //       p.num_splits and must equal gridDim.x. num_splits == 1: writes o / lse.
 //       Else writes o_accum [num_splits, batch, num_heads, head_dim] f32 and
-//       lse_accum [num_splits, batch, num_heads] f32; then launch
+//       lse_accum [num_splits, batch, num_heads] f32; with p.merge_counters
+//       set, the last split of each (sequence, kv group) then merges it into
+//       o / lse; without, launch
 //   {{ kernel_name }}_decode_merge(PagedDecodeParams)  (same params)
 //       grid ceil(batch * num_heads / 4), block 128, no dynamic smem.
 //   {{ kernel_name }}_append(PagedAppendParams)

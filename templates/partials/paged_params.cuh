@@ -16,7 +16,7 @@ struct PagedDecodeParams {
     const void*  q;             // [batch, num_heads, head_dim] cell dtype (one decode token per sequence)
     const void*  k_cache;       // [num_blocks, page_size, num_kv_heads, head_dim] cell dtype
     const void*  v_cache;       // same layout as k_cache
-    void*        o;             // [batch, num_heads, head_dim] cell dtype (written when num_splits == 1, else by _decode_merge)
+    void*        o;             // [batch, num_heads, head_dim] cell dtype (num_splits > 1: written by the merge)
     float*       lse;           // [batch, num_heads] f32, natural log, contiguous; may be null
     float*       o_accum;       // workspace [num_splits, batch, num_heads, head_dim] f32, contiguous (unused when num_splits == 1)
     float*       lse_accum;     // workspace [num_splits, batch, num_heads] f32, contiguous (unused when num_splits == 1)
@@ -26,6 +26,9 @@ struct PagedDecodeParams {
     const float* q_descale;     // fp8 cells (reserved, decode not yet fp8): [batch, num_kv_heads], null = 1
     const float* k_descale;     // idem
     const float* v_descale;     // idem
+    int*         merge_counters; // [batch * gridDim.y] int32, all 0 before the launch (the kernel leaves them 0):
+                                 // set => the last split of each (sequence, kv group) merges it, no _decode_merge;
+                                 // null => launch _decode_merge when num_splits > 1
     long long q_batch_stride, q_head_stride;                   // elements
     long long k_block_stride, k_page_stride, k_head_stride;    // elements (page_stride = stride of a slot)
     long long v_block_stride, v_page_stride, v_head_stride;    // elements
