@@ -527,7 +527,6 @@ pub(crate) fn launch_decode(
         let p = decode_params(plan, num_blocks, 1, ptrs, alibi_slopes, 0, 0);
         return dev.launch(&decode, grid, DECODE_THREADS, smem, &p);
     }
-    let merge = dev.kernel(hot, &merge_entry(spec), load, 0)?;   // (loaded even when fused: it is in the same module)
     let d = spec.head_dim() as usize;
     let (bytes, lse_off) = workspace_bytes(splits, plan.batch, plan.num_heads, d);
     // Held across both launches: the workspace is shared by every decode of
@@ -561,6 +560,7 @@ pub(crate) fn launch_decode(
         };
         return dev.launch(&decode, grid, DECODE_THREADS, smem, &p);
     }
+    let merge = dev.kernel(hot, &merge_entry(spec), load, 0)?;
     dev.launch(&decode, grid, DECODE_THREADS, smem, &p)?;
     let pairs = (plan.batch * plan.num_heads) as u32;
     dev.launch(&merge, (pairs.div_ceil(MERGE_WARPS), 1, 1), MERGE_WARPS * 32, 0, &p)
