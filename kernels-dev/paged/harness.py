@@ -111,7 +111,7 @@ class PagedAppendParams(ctypes.Structure):
 
 
 class Module:
-    def __init__(self, cell, cubin, torch, fused=False):
+    def __init__(self, cell, cubin, torch):
         from cuda.bindings import driver as cu
         self.cu, self.cell, self.torch = cu, cell, torch
         name = cell["kernel_name"]
@@ -119,7 +119,7 @@ class Module:
         assert err == cu.CUresult.CUDA_SUCCESS, err
         f = lambda s: cu.cuModuleGetFunction(self.mod, (name + s).encode())[1]
         self.f_dec, self.f_merge, self.f_app = f("_decode"), f("_decode_merge"), f("_append")
-        self.fused = fused   # the last split merges (merge_counters set), no _decode_merge launch
+        self.fused = False   # the last split merges (merge_counters set), no _decode_merge launch
         err, dptr, sz = cu.cuModuleGetGlobal(self.mod, (name + "_decode_smem_bytes").encode())
         assert err == cu.CUresult.CUDA_SUCCESS, err
         t = torch.zeros(1, dtype=torch.int32, device="cuda")
@@ -205,7 +205,8 @@ class Problem:
         # arrival counters of the fused merge (zero; the kernel leaves them zero)
         self.counters = torch.zeros(B * kvh, dtype=torch.int32, device="cuda")
 
-    def params(self, o, lse, oacc, lacc, splits, hc=1):
+    def params(self, o, lse, oacc, lacc, splits, hc=1, fused=False):
+        """fused: the merge inside _decode (merge_counters set when there are splits to merge)."""
         P = PagedDecodeParams()
         P.q, P.k_cache, P.v_cache = self.q.data_ptr(), self.kc.data_ptr(), self.vc.data_ptr()
         P.o, P.lse = o.data_ptr(), lse.data_ptr()
@@ -220,6 +221,8 @@ class Problem:
         P.block_table_stride, P.num_splits, P.heads_per_cta, P.pad_ = self.mbs, splits, hc, 0
         P.softmax_scale = self.scale
         P.scale_log2 = self.scale * math.log2(math.e)
+        if fused and splits > 1:
+            P.merge_counters = self.counters.data_ptr()
         return P
 
     def run(self, mod, splits, poison=True, hc=1):
@@ -233,9 +236,7 @@ class Problem:
         if poison:
             for t in (o, lse, oacc, lacc):
                 if t is not None: t.fill_(float("nan"))
-        P = self.params(o, lse, oacc, lacc, splits, hc)
-        if mod.fused and splits > 1:
-            P.merge_counters = self.counters.data_ptr()
+        P = self.params(o, lse, oacc, lacc, splits, hc, fused=mod.fused)
         mod.decode(P)
         return o, lse
 

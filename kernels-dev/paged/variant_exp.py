@@ -78,9 +78,7 @@ def main():
                 lse = torch.empty(B, Hq, dtype=torch.float32, device="cuda")
                 oacc = torch.empty(s, B, Hq, d, dtype=torch.float32, device="cuda")
                 lacc = torch.empty(s, B, Hq, dtype=torch.float32, device="cuda")
-                P = prob.params(o, lse, oacc, lacc, s, 1)
-                if m.fused and s > 1:
-                    P.merge_counters = prob.counters.data_ptr()
+                P = prob.params(o, lse, oacc, lacc, s, 1, fused=m.fused)
                 if ncu:
                     torch.cuda.synchronize(); torch.cuda.profiler.start()
                     m.decode(P); torch.cuda.synchronize(); torch.cuda.profiler.stop()

@@ -214,9 +214,8 @@ FA_DEVICE void pd_store4(void* dst, const PdF4& v) {
     asm volatile("st.global.v2.b32 [%0], { %1, %2};" :: "l"(dst), "r"(lo), "r"(hi) : "memory");
 }
 
-// O of (sequence b, query head h) = sum_s exp(lse_s - lse) O_s over the
-// splits' partials, by one warp. The partials are read through L2 (.cg): in
-// the fused merge other CTAs wrote them during this launch.
+// Loads through L2 (.cg): in the fused merge other CTAs of this launch wrote
+// the partials, so this SM's L1 must not answer for them.
 FA_DEVICE float pd_ldcg(const float* a) {
     float v;
     asm("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(a));
@@ -227,6 +226,8 @@ FA_DEVICE PdF4 pd_ldcg4(const float* a) {
     asm("ld.global.cg.v4.f32 { %0, %1, %2, %3 }, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(a));
     return v;
 }
+// O of (sequence b, query head h) = sum_s exp(lse_s - lse) O_s over the
+// splits' partials, by one warp.
 FA_DEVICE void pd_merge_head(const PagedDecodeParams& p, int b, int h, int lane) {
     const int wg = b * p.num_heads + h;
     const int S = p.num_splits;
