@@ -8,7 +8,7 @@
 
 Correctness: every rendered cell under each CHECKS flag set against the
 float64 reference of harness.py. Timing: batch x context cases of the issue
-(SHAPES=), splits around each kernel's own heuristic choice (and SPLITS=), each VARIANTS
+(SHAPES=, 8 kv heads) for the CELL= cell (default the bf16 hd128 gqa-4 one), splits around each kernel's own heuristic choice (and SPLITS=), each VARIANTS
 flag set beside the default kernel and SDPA flash / cuDNN on the contiguous cache.
 """
 import os, sys, json
@@ -35,7 +35,7 @@ def main():
     ncu = len(sys.argv) > 1 and sys.argv[1] == "ncu"
     torch.zeros(1, device="cuda")
     cells = {c["kernel_name"]: c for c in json.load(open(os.path.join(H.RENDERED, "cells.json")))}
-    bc = cells["pd_bf16_hd128_g4_p16"]
+    bc = cells[os.environ.get("CELL", "pd_bf16_hd128_g4_p16")]   # the timed cell
     sm = torch.cuda.get_device_properties(0).multi_processor_count
     if not ncu:
         allok = True
@@ -67,7 +67,8 @@ def main():
     if ncu:
         shapes = shapes[:1]
     for B, ctx in shapes:
-        KVH, Hq, d = 8, 32, 128
+        KVH, d = 8, bc["head_dim"]
+        Hq = KVH * bc["gqa"]
         prob = H.Problem(torch, bc, [ctx] * B, KVH, fill_nan=False, seed=3, bt_pad=0)
         kvbytes = 2 * B * ctx * KVH * d * 2 + 2 * B * Hq * d * 2
         for name, m in mods.items():

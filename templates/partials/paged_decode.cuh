@@ -71,9 +71,11 @@
 // the math warps finish the last one, with the merge folded into the last
 // CTA of each head.
 // ---------------------------------------------------------------------------
-constexpr int kPdWarps     = 4;
+constexpr int kPdWarps     = 4;   // (2 warps, 32-row tiles at 6 CTAs/SM: no faster, H100)
 constexpr int kPdThreads   = kPdWarps * 32;
-constexpr int kPdBlockN    = 16 * kPdWarps;                 // tokens per pipeline tile
+constexpr int kPdBlockN    = 16 * kPdWarps;                 // smem rows per pipeline tile
+constexpr int kPdTileShift = 6;                             // log2(kPdBlockN)
+static_assert(1 << kPdTileShift == kPdBlockN, "kPdTileShift");
 #ifndef PD_STAGES                                           // tuning override (-DPD_STAGES=n)
 #define PD_STAGES 2   // measured on H200: 2 stages (3 CTAs/SM at hd128) beat 3 (2 CTAs/SM) and 4
 #endif
@@ -94,11 +96,22 @@ constexpr int kPdStages    = PD_STAGES;
 #else
 #define PD_ARCH_TMA 0
 #endif
+constexpr bool kPdTma = kSm >= 90 && PD_ARCH_TMA && PD_TMA && !kIsFp8;
 constexpr int kPdMT        = (kGqa + 15) / 16;              // 16-row m-tiles of query heads
 constexpr int kPdRows      = kPdMT * 16;
 constexpr int kPdElemBytes = kIsFp8 ? 1 : 2;
 constexpr int kPdChunks    = kHeadDim * kPdElemBytes / 16;  // 16-byte chunks per K/V row
-constexpr int kPdRowBytes  = kHeadDim * 2 + 16;             // padded smem row (ldmatrix conflict-free)
+// Shared-memory row stride of the K/V ring. cp.async: + 16 bytes, so the 8
+// rows an ldmatrix phase reads fall in 8 distinct 16-byte bank groups. TMA:
+// an odd multiple of 32 bytes. A bulk copy into a destination that is only
+// 16-byte aligned is slower, and 32-byte alignment leaves 4 distinct bank
+// groups (a 2-way ldmatrix conflict). Measured (H100, bf16 hd128, 64 x 4096,
+// same call, SDPA cuDNN 354 us): row stride 272 / 288 / 256 bytes: whole
+// kernel 383 / 373 / 389 us, copies alone (-DPD_LOAD_ONLY) 375 / 365 / 358.
+#ifndef PD_ROW_PAD                                          // tuning override (-DPD_ROW_PAD=n bytes)
+#define PD_ROW_PAD (kPdTma ? (32 - kHeadDim * 2 % 64 + 64) % 64 : 16)
+#endif
+constexpr int kPdRowBytes  = kHeadDim * 2 + PD_ROW_PAD;     // padded smem row
 constexpr int kPdKVBytes   = kPdBlockN * kPdRowBytes;       // one K (or V) stage
 constexpr int kPdPipeBytes = kPdStages * 2 * kPdKVBytes;
 constexpr int kPdOStride   = kHeadDim + 4;                  // f32 row stride of the warp-combine buffer
@@ -110,7 +123,6 @@ constexpr int kPdFlagOffset = kPdQOffset;   // (Q lives in registers, loaded fro
 // <kernel>_decode_smem_bytes (__constant__ int).
 constexpr int kPdBarOffset = (kPdFlagOffset + kPdStages * kPdBlockN + 7) / 8 * 8;   // kPdStages mbarriers (TMA path)
 constexpr int kPdSmemBytes = (kPdBarOffset + kPdStages * 8 + 127) / 128 * 128;
-constexpr bool kPdTma = kSm >= 90 && PD_ARCH_TMA && PD_TMA && !kIsFp8;
 constexpr u32 kPdRowGBytes = kHeadDim * kPdElemBytes;       // one K/V row in global memory
 static_assert(!kPdTma || kPdThreads == 2 * kPdBlockN, "TMA loader: one K or V row per thread");
 constexpr bool kPdLogitsScaled = kHasSoftcap || kAlibi;     // scores carried as true logits
@@ -269,7 +281,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const int hcs = p.heads_per_cta >= 4 ? 2 : (p.heads_per_cta >= 2 ? 1 : 0);   // log2(hc)
     const int hc = 1 << hcs;
     const int kvh0 = blockIdx.y * hc;
-    const int tshift = 6 - hcs;                 // log2(tokens per tile)
+    const int tshift = kPdTileShift - hcs;      // log2(tokens per tile)
     const int hw = warp & (hc - 1);             // this warp's head within the group
     const int kb = warp >> hcs;                 // this warp's 16-token slice
     const int my_kvh = kvh0 + hw;
@@ -293,7 +305,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     auto load_tile_hc = [&](auto hcs_c, int v, int stage) {
         constexpr int HS = decltype(hcs_c)::value;
         constexpr int HC = 1 << HS;
-        const int tok0 = rg.tile(v0 + v) << (6 - HS);
+        const int tok0 = rg.tile(v0 + v) << (kPdTileShift - HS);
         const u32 ks = pipe_base + stage * (2 * kPdKVBytes);
         const u32 vs = ks + kPdKVBytes;
 #pragma unroll
@@ -325,7 +337,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     auto load_tile_tma = [&](auto hcs_c, int v, int stage) {
         constexpr int HS = decltype(hcs_c)::value;
         constexpr int HC = 1 << HS;
-        const int tok0 = rg.tile(v0 + v) << (6 - HS);
+        const int tok0 = rg.tile(v0 + v) << (kPdTileShift - HS);
         const int r = tid & (kPdBlockN - 1);
         const bool isv = tid >= kPdBlockN;
         const int j = tok0 + (r >> HS);
