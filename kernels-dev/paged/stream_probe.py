@@ -50,13 +50,14 @@ rd(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split,
 // adds a __syncthreads per tile (as a consumer would).
 extern "C" __global__ void __launch_bounds__(128)
 tma(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split, int nsub, int sub_off,
-    int rowb, int rows_per_page, int row_stride, int page_bytes, int stages, int stage_rows, int sync) {
+    int rowb, int rows_per_page, int row_stride, int page_bytes, int stages, int stage_rows, int sync, int dpad) {
     extern __shared__ __align__(128) unsigned char sm[];
     const int sub = blockIdx.x % nsub, split = blockIdx.x / nsub, seq = blockIdx.y;
     const int* tb = bt + seq * bt_stride + split * pages_per_split;
     const int tiles = pages_per_split * rows_per_page / stage_rows;
     const unsigned sbase = (unsigned)__cvta_generic_to_shared(sm);
-    const unsigned bars = sbase + stages * stage_rows * rowb;
+    const int drow = rowb + dpad;   // shared-memory row stride (dpad: destination misalignment)
+    const unsigned bars = (sbase + stages * stage_rows * drow + 7) / 8 * 8;
     const int tid = threadIdx.x;
     if (tid < stages) {
         asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(bars + tid * 8), "r"(128) : "memory");
@@ -75,7 +76,7 @@ tma(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split
             const int gr = t * stage_rows + r;
             const int pg = gr / rows_per_page, row = gr % rows_per_page;
             const unsigned char* src = base + (long long)tb[pg] * page_bytes + sub * sub_off + row * row_stride;
-            const unsigned dst = sbase + (st * stage_rows + r) * rowb;
+            const unsigned dst = sbase + (st * stage_rows + r) * drow;
             asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;"
                          :: "r"(dst), "l"(src), "r"(rowb), "r"(bar), "l"(pol) : "memory");
         }
@@ -94,6 +95,39 @@ tma(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split
     }
 }
 """
+
+
+def align(torch, cu, mod, buf, bt, B, NPG, PB, total, copy_bw):
+    """TMA bulk copies by piece size and shared-memory destination alignment
+    (row stride = piece + dpad): 256 B rows (one kv head), 1 KB (4 heads of a
+    token), 2 KB (a token's 8 heads); 2 stages of ~32 KB, 3 CTAs/SM, with sync."""
+    ft = cu.cuModuleGetFunction(mod, b"tma")[1]
+    cu.cuFuncSetAttribute(ft, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 227 * 1024)
+    cfgs = [(rowb, nsub, soff, splits, dpad)
+            for (rowb, nsub, soff, splits) in ((256, 8, 256, 4), (256, 8, 256, 16), (128, 16, 128, 2), (128, 16, 128, 8),
+                                               (1024, 2, 1024, 16), (2048, 1, 0, 32))
+            for dpad in (0, 16, 32, 64, 128)]
+    for i, (rowb, nsub, soff, splits, dpad) in enumerate([cfgs[0]] + cfgs):   # (the first one twice: warm-up)
+        if True:
+            srows = 32 * 1024 // rowb
+            stages = 2
+            smem = stages * srows * (rowb + dpad) + 64
+            pps = NPG // splits
+            args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(pps),
+                    ctypes.c_int(nsub), ctypes.c_int(soff), ctypes.c_int(rowb), ctypes.c_int(16), ctypes.c_int(2048),
+                    ctypes.c_int(PB), ctypes.c_int(stages), ctypes.c_int(srows), ctypes.c_int(1), ctypes.c_int(dpad)]
+            argv = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
+            occ = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(ft, 128, smem)[1]
+
+            def launch():
+                stream = cu.CUstream(torch.cuda.current_stream().cuda_stream)
+                (e,) = cu.cuLaunchKernel(ft, nsub * splits, B, 1, 128, 1, 1, smem, stream, ctypes.addressof(argv), 0)
+                assert e == cu.CUresult.CUDA_SUCCESS, e
+            t = H.time_fn(torch, launch, iters=30)
+            if i == 0:
+                continue
+            H.log(f"TMA {rowb:4d} B pieces, smem row stride {rowb + dpad:4d} (+{dpad:3d}), grid {nsub * splits:3d}x{B}, "
+                  f"{occ} CTAs/SM: {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
 
 
 def main():
@@ -115,6 +149,8 @@ def main():
     copy_bw = H.copy_bandwidth(torch)
     total = B * NPG * PB
     H.log(f"copy {copy_bw / 1e9:.0f} GB/s; bytes read per pattern {total / 1e9:.3f} GB")
+    if sys.argv[1:] == ["align"]:   # only the destination-alignment sweep
+        return align(torch, cu, mod, buf, orders["shuffled"], B, NPG, PB, total, copy_bw)
     # name: (nsub, sub_off, lg_chunks_row, lg_rows, row_stride, splits)
     pats = {"rows  (256 B x 16 @ 2 KB)": (8, 256, 4, 4, 2048, 4),
             "rows  splits 16": (8, 256, 4, 4, 2048, 16),
@@ -167,7 +203,7 @@ def main():
             pps = NPG // splits
             args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(pps),
                     ctypes.c_int(nsub), ctypes.c_int(soff), ctypes.c_int(rowb), ctypes.c_int(rpp), ctypes.c_int(rs),
-                    ctypes.c_int(PB), ctypes.c_int(stages), ctypes.c_int(srows), ctypes.c_int(sync)]
+                    ctypes.c_int(PB), ctypes.c_int(stages), ctypes.c_int(srows), ctypes.c_int(sync), ctypes.c_int(0)]
             argv = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
             o2 = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(ft, 128, smem)[1]
 

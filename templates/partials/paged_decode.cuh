@@ -57,19 +57,26 @@
 //     a cp.async producer warpgroup (setmaxnreg): 462 us; this kernel's
 //     cp.async path with 3 stages: 306-336 us.
 // Where the gap is (kernels-dev/paged/stream_probe.py: the same 1.07 GB in
-// the same page order, nothing computed): plain 16-byte loads with >= 128 KB
-// in flight per SM take 233-241 us; a bare TMA ring of 2 x 32 KB stages at 3
-// CTAs/SM 239 us with 256-byte rows when CTAs are short (16 splits; 249 us at
-// 4) and 238 us with 4 KB head-major runs; cuDNN 240-245 us. This kernel
-// without its math (-DPD_LOAD_ONLY) takes 255-265 us, and more splits do not
-// help: 3 / 6 / 8 / 12 / 16 / 32 splits, whole kernel 264 / 265 / 269 / 269 /
-// 278 / 323 us, copies alone 255 / 255 / 255 / 257 / 265 / 291 us. So the
-// copies can match cuDNN; the gap is what each CTA adds around them (Q load,
-// warp combine, partial-O stores, the merge launch: 5.4 us alone by ncu),
-// ~10-15 us, and the math's imperfect overlap, ~5-10 us. Untried: a
-// persistent kernel whose producer runs on into the next (split, head) while
-// the math warps finish the last one, with the merge folded into the last
-// CTA of each head.
+// the same page order, nothing computed; H200, cuDNN 240-245 us): plain
+// 16-byte loads with >= 128 KB in flight per SM 233-241 us; TMA rings of 2 x
+// 32 KB stages at 3 CTAs/SM (`stream_probe.py align`) depend on the shared-
+// memory destination: 256-byte rows 244 us into 128-byte-aligned rows, 249 us
+// at a 288-byte stride, 254 us at 272; 1-2 KB pieces 241-244 us aligned,
+// 255-262 us at +16 / +32; 128-byte pieces (what a 128-byte-swizzled tensor
+// map fetches) 297-322 us. This kernel without its math (-DPD_LOAD_ONLY) at
+// 3 splits: 248.5 us with 256-byte rows, 265 us at 288 (H200); 358 / 365 us
+// on an H100 where cuDNN took 354. So aligned row copies read as fast as
+// cuDNN, but aligned rows put the 8 keys of an ldmatrix phase in one bank
+// group (8-way conflicts: 389 us whole, H100), no bulk copy can swizzle, and
+// a swizzling tensor map fetches 128-byte pieces. The row stride above is the
+// best compromise found; what is left (H200: 266 against cuDNN's 245 us) is
+// that misalignment. Also measured, no gain: per-warp pipelines (each warp
+// fetches and releases its own 16 K / V rows on its own mbarriers, no
+// __syncthreads: 265.6 against 265.8 us); 2 warps per CTA with 32-row tiles
+// (6 CTAs/SM) or 3-4 stages; 6-16 splits; CTA counts that fill whole waves
+// (64 -> 66 sequences: 93.2 against 92.7% of copy, H100). Not tried: a
+// CUDA-core (FMA) inner loop, which could read aligned rows without
+// ldmatrix, for small GQA groups.
 // ---------------------------------------------------------------------------
 constexpr int kPdWarps     = 4;   // (2 warps, 32-row tiles at 6 CTAs/SM: no faster, H100)
 constexpr int kPdThreads   = kPdWarps * 32;
