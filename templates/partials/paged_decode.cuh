@@ -69,14 +69,17 @@
 // cuDNN, but aligned rows put the 8 keys of an ldmatrix phase in one bank
 // group (8-way conflicts: 389 us whole, H100), no bulk copy can swizzle, and
 // a swizzling tensor map fetches 128-byte pieces. The row stride above is the
-// best compromise found; what is left (H200: 266 against cuDNN's 245 us) is
-// that misalignment. Also measured, no gain: per-warp pipelines (each warp
+// best compromise found. Its cost is bounded by -DPD_ROW_PAD=0
+// -DPD_FAKE_SWIZZLE (aligned rows, conflict-free reads of the wrong columns):
+// 260.5 against 266.2 us at 64 x 4096 and 141 against 144-148 us at 1 x
+// 131072 (fused), cuDNN 245.5 / 129.4 in the same call (H200). The rest is
+// the math's overlap with the copies. Also measured, no gain: per-warp pipelines (each warp
 // fetches and releases its own 16 K / V rows on its own mbarriers, no
 // __syncthreads: 265.6 against 265.8 us); 2 warps per CTA with 32-row tiles
 // (6 CTAs/SM) or 3-4 stages; 6-16 splits; CTA counts that fill whole waves
 // (64 -> 66 sequences: 93.2 against 92.7% of copy, H100). Not tried: a
-// CUDA-core (FMA) inner loop, which could read aligned rows without
-// ldmatrix, for small GQA groups.
+// CUDA-core (FMA) inner loop, which could read aligned rows without ldmatrix
+// but carries more math than the bound above.
 // ---------------------------------------------------------------------------
 constexpr int kPdWarps     = 4;   // (2 warps, 32-row tiles at 6 CTAs/SM: no faster, H100)
 constexpr int kPdThreads   = kPdWarps * 32;
@@ -224,6 +227,18 @@ FA_DEVICE void pd_bulk_g2s(u32 dst, const void* src, u32 bytes, u32 bar) {
 FA_DEVICE void pd_fence_proxy_async() {
 #if PD_ARCH_TMA
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
+}
+
+// Byte column of an ldmatrix row address. -DPD_FAKE_SWIZZLE (measurement aid,
+// wrong results): XOR-swizzled reads of unswizzled rows, i.e. the math's
+// shared-memory traffic without bank conflicts whatever the row stride.
+FA_DEVICE int pd_ld_col(int col, int row) {
+#ifdef PD_FAKE_SWIZZLE
+    return col ^ ((row & 7) << 4);
+#else
+    (void)row;
+    return col;
 #endif
 }
 
@@ -474,7 +489,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 #pragma unroll
         for (int kk = 0; kk < kHeadDim / 16; ++kk) {
             u32 kbf[4];
-            ldmatrix_x4(kbf, ks + krow_ld * kPdRowBytes + (kk * 16 + ((lane >> 3) & 1) * 8) * 2);
+            ldmatrix_x4(kbf, ks + krow_ld * kPdRowBytes + pd_ld_col((kk * 16 + ((lane >> 3) & 1) * 8) * 2, krow_ld));
 #pragma unroll
             for (int mt = 0; mt < kPdMT; ++mt) {
                 mma_16816<kIsBF16>(s[mt][0], qf[mt][kk], kbf[0], kbf[1]);
@@ -545,7 +560,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 #pragma unroll
         for (int dn = 0; dn < kHeadDim / 16; ++dn) {
             u32 vb[4];
-            ldmatrix_x4_trans(vb, vs + vrow_ld * kPdRowBytes + (dn * 16 + (lane >> 4) * 8) * 2);
+            ldmatrix_x4_trans(vb, vs + vrow_ld * kPdRowBytes + pd_ld_col((dn * 16 + (lane >> 4) * 8) * 2, vrow_ld));
 #pragma unroll
             for (int mt = 0; mt < kPdMT; ++mt) {
                 mma_16816<kIsBF16>(o[mt][2 * dn], pa[mt], vb[0], vb[1]);
