@@ -9,6 +9,9 @@ loads stay), over the 64 x 4096 bench case: 64 sequences x 512 pages of 32 KB
   page      a CTA reads whole 32 KB pages (all kv heads)
 each with pages shuffled or in order; cuDNN SDPA on the contiguous cache and
 a device copy in the same process.
+
+  python3 stream_probe.py align   # only TMA bulk copies by piece size (128 B -
+                                  # 2 KB) and shared-memory destination alignment
 """
 import os, sys, json, ctypes
 HERE = os.path.dirname(os.path.abspath(__file__))
