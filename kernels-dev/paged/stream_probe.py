@@ -100,9 +100,24 @@ tma(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split
 """
 
 
+def time_tma(torch, cu, ft, buf, bt, B, NPG, PB, nsub, soff, rowb, rpp, rs, splits, stages, srows, sync, dpad, smem):
+    """One launch shape of the `tma` ring kernel: (seconds, CTAs per SM)."""
+    args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(NPG // splits),
+            ctypes.c_int(nsub), ctypes.c_int(soff), ctypes.c_int(rowb), ctypes.c_int(rpp), ctypes.c_int(rs),
+            ctypes.c_int(PB), ctypes.c_int(stages), ctypes.c_int(srows), ctypes.c_int(sync), ctypes.c_int(dpad)]
+    argv = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
+    occ = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(ft, 128, smem)[1]
+
+    def launch():
+        stream = cu.CUstream(torch.cuda.current_stream().cuda_stream)
+        (e,) = cu.cuLaunchKernel(ft, nsub * splits, B, 1, 128, 1, 1, smem, stream, ctypes.addressof(argv), 0)
+        assert e == cu.CUresult.CUDA_SUCCESS, e
+    return H.time_fn(torch, launch, iters=30), occ
+
+
 def align(torch, cu, mod, buf, bt, B, NPG, PB, total, copy_bw):
     """TMA bulk copies by piece size and shared-memory destination alignment
-    (row stride = piece + dpad): 256 B rows (one kv head), 1 KB (4 heads of a
+    (row stride = piece + dpad): 128 B (half a row), 256 B rows (one kv head), 1 KB (4 heads of a
     token), 2 KB (a token's 8 heads); 2 stages of ~32 KB, 3 CTAs/SM, with sync."""
     ft = cu.cuModuleGetFunction(mod, b"tma")[1]
     cu.cuFuncSetAttribute(ft, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 227 * 1024)
@@ -111,24 +126,10 @@ def align(torch, cu, mod, buf, bt, B, NPG, PB, total, copy_bw):
                                                (1024, 2, 1024, 16), (2048, 1, 0, 32))
             for dpad in (0, 16, 32, 64, 128)]
     for i, (rowb, nsub, soff, splits, dpad) in enumerate([cfgs[0]] + cfgs):   # (the first one twice: warm-up)
-        if True:
-            srows = 32 * 1024 // rowb
-            stages = 2
-            smem = stages * srows * (rowb + dpad) + 64
-            pps = NPG // splits
-            args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(pps),
-                    ctypes.c_int(nsub), ctypes.c_int(soff), ctypes.c_int(rowb), ctypes.c_int(16), ctypes.c_int(2048),
-                    ctypes.c_int(PB), ctypes.c_int(stages), ctypes.c_int(srows), ctypes.c_int(1), ctypes.c_int(dpad)]
-            argv = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
-            occ = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(ft, 128, smem)[1]
-
-            def launch():
-                stream = cu.CUstream(torch.cuda.current_stream().cuda_stream)
-                (e,) = cu.cuLaunchKernel(ft, nsub * splits, B, 1, 128, 1, 1, smem, stream, ctypes.addressof(argv), 0)
-                assert e == cu.CUresult.CUDA_SUCCESS, e
-            t = H.time_fn(torch, launch, iters=30)
-            if i == 0:
-                continue
+        srows, stages = 32 * 1024 // rowb, 2
+        smem = stages * srows * (rowb + dpad) + 64   # the ring, then the mbarriers
+        t, occ = time_tma(torch, cu, ft, buf, bt, B, NPG, PB, nsub, soff, rowb, 16, 2048, splits, stages, srows, 1, dpad, smem)
+        if i > 0:
             H.log(f"TMA {rowb:4d} B pieces, smem row stride {rowb + dpad:4d} (+{dpad:3d}), grid {nsub * splits:3d}x{B}, "
                   f"{occ} CTAs/SM: {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
 
@@ -203,18 +204,7 @@ def main():
             if srows == 0 or (NPG // splits * rpp) % srows: continue
             smem = stages * stage_kb * 1024 + stages * 8   # the ring, then one mbarrier per stage
             if smem > 227 * 1024: continue
-            pps = NPG // splits
-            args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(pps),
-                    ctypes.c_int(nsub), ctypes.c_int(soff), ctypes.c_int(rowb), ctypes.c_int(rpp), ctypes.c_int(rs),
-                    ctypes.c_int(PB), ctypes.c_int(stages), ctypes.c_int(srows), ctypes.c_int(sync), ctypes.c_int(0)]
-            argv = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
-            o2 = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(ft, 128, smem)[1]
-
-            def launch():
-                stream = cu.CUstream(torch.cuda.current_stream().cuda_stream)
-                (e,) = cu.cuLaunchKernel(ft, nsub * splits, B, 1, 128, 1, 1, smem, stream, ctypes.addressof(argv), 0)
-                assert e == cu.CUresult.CUDA_SUCCESS, e
-            t = H.time_fn(torch, launch, iters=30)
+            t, o2 = time_tma(torch, cu, ft, buf, bt, B, NPG, PB, nsub, soff, rowb, rpp, rs, splits, stages, srows, sync, 0, smem)
             H.log(f"TMA {pat:5s} copy {rowb:4d} B, grid {nsub * splits:3d}x{B}, {stages:2d} x {stage_kb:2d} KB stages, sync {sync}, "
                   f"{o2} CTAs/SM ({o2 * stages * stage_kb} KB/SM): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
     del buf
