@@ -60,26 +60,29 @@
 // the same page order, nothing computed; H200, cuDNN 240-245 us): plain
 // 16-byte loads with >= 128 KB in flight per SM 233-241 us; TMA rings of 2 x
 // 32 KB stages at 3 CTAs/SM (`stream_probe.py align`) depend on the shared-
-// memory destination: 256-byte rows 244 us into 128-byte-aligned rows, 249 us
-// at a 288-byte stride, 254 us at 272; 1-2 KB pieces 241-244 us aligned,
+// memory destination: 256-byte rows 244 us into 128-byte-aligned rows, 249
+// us at a 288-byte stride, 254 us at 272; 1-2 KB pieces 241-244 us aligned,
 // 255-262 us at +16 / +32; 128-byte pieces (what a 128-byte-swizzled tensor
 // map fetches) 297-322 us. This kernel without its math (-DPD_LOAD_ONLY) at
 // 3 splits: 248.5 us with 256-byte rows, 265 us at 288 (H200); 358 / 365 us
 // on an H100 where cuDNN took 354. So aligned row copies read as fast as
 // cuDNN, but aligned rows put the 8 keys of an ldmatrix phase in one bank
 // group (8-way conflicts: 389 us whole, H100), no bulk copy can swizzle, and
-// a swizzling tensor map fetches 128-byte pieces. The row stride above is the
-// best compromise found. Its cost is bounded by -DPD_ROW_PAD=0
-// -DPD_FAKE_SWIZZLE (aligned rows, conflict-free reads of the wrong columns):
-// 260.5 against 266.2 us at 64 x 4096 and 141 against 144-148 us at 1 x
-// 131072 (fused), cuDNN 245.5 / 129.4 in the same call (H200). The rest is
-// the math's overlap with the copies. Also measured, no gain: per-warp pipelines (each warp
-// fetches and releases its own 16 K / V rows on its own mbarriers, no
-// __syncthreads: 265.6 against 265.8 us); 2 warps per CTA with 32-row tiles
-// (6 CTAs/SM) or 3-4 stages; 6-16 splits; CTA counts that fill whole waves
-// (64 -> 66 sequences: 93.2 against 92.7% of copy, H100). Not tried: a
-// CUDA-core (FMA) inner loop, which could read aligned rows without ldmatrix
-// but carries more math than the bound above.
+// a swizzling tensor map fetches 128-byte pieces. The row stride above is
+// the best compromise found. Its cost is bounded by -DPD_ROW_PAD=0
+// -DPD_FAKE_SWIZZLE (aligned rows, conflict-free reads of the wrong
+// columns): 260.5 against 266.2 us at 64 x 4096 and 141 against 144-148 us
+// at 1 x 131072 (fused), cuDNN 245.5 / 129.4 in the same call (H200). The
+// rest is the math's overlap with the copies.
+// Also measured, no gain: per-warp pipelines (each warp fetches and releases
+// its own 16 K / V rows on its own mbarriers, no __syncthreads: 265.6
+// against 265.8 us); each misaligned row as two bulk copies, the longer one
+// 128-byte aligned (317 against 268.5 us); 2 warps per CTA with 32-row tiles
+// (6 CTAs/SM) or 3-4 stages; 6-16 splits; the cp.async path (copies alone at
+// best 268 us, whole kernel 324, cuDNN 240 in that call); CTA counts that
+// fill whole waves (64 -> 66 sequences: 93.2 against 92.7% of copy, H100).
+// Not tried: a CUDA-core (FMA) inner loop, which could read aligned rows
+// without ldmatrix but carries more math than the bound above.
 // ---------------------------------------------------------------------------
 constexpr int kPdWarps     = 4;   // (2 warps, 32-row tiles at 6 CTAs/SM: no faster, H100)
 constexpr int kPdThreads   = kPdWarps * 32;
