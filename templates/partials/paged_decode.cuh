@@ -77,8 +77,11 @@
 // Also measured, no gain: per-warp pipelines (each warp fetches and releases
 // its own 16 K / V rows on its own mbarriers, no __syncthreads: 265.6
 // against 265.8 us); each misaligned row as two bulk copies, the longer one
-// 128-byte aligned (317 against 268.5 us); 2 warps per CTA with 32-row tiles
-// (6 CTAs/SM) or 3-4 stages; 6-16 splits; the cp.async path (copies alone at
+// 128-byte aligned (317 against 268.5 us); a tile's K / V fragments all
+// loaded into registers before the stage is refilled (278 us at 2 CTAs/SM
+// with 192 registers, 321 us at 3 with 168 and spills; 293.5 us with aligned
+// rows and conflict-free reads); 2 warps per CTA with 32-row tiles (6
+// CTAs/SM) or 3-4 stages; 6-16 splits; the cp.async path (copies alone at
 // best 268 us, whole kernel 324, cuDNN 240 in that call); CTA counts that
 // fill whole waves (64 -> 66 sequences: 93.2 against 92.7% of copy, H100).
 // Not tried: a CUDA-core (FMA) inner loop, which could read aligned rows
