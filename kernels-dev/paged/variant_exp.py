@@ -8,7 +8,8 @@
 
 Correctness: every rendered cell under each CHECKS flag set against the
 float64 reference of harness.py. Timing: batch x context cases of the issue
-(SHAPES=, 8 kv heads) for the CELL= cell (default the bf16 hd128 gqa-4 one), splits around each kernel's own heuristic choice (and SPLITS=), each VARIANTS
+(SHAPES=, 8 kv heads) for the CELL= cell (default: the bf16 hd128 gqa-4 one),
+splits around each kernel's own heuristic choice (and SPLITS=), each VARIANTS
 flag set beside the default kernel and SDPA flash / cuDNN on the contiguous cache.
 """
 import os, sys, json
