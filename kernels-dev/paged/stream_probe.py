@@ -12,6 +12,7 @@ a device copy in the same process.
 
   python3 stream_probe.py align   # only TMA bulk copies by piece size (128 B -
                                   # 2 KB) and shared-memory destination alignment
+  python3 stream_probe.py cpasync # only 16-byte cp.async rings (XOR-swizzled rows)
 """
 import os, sys, json, ctypes
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -97,6 +98,46 @@ tma(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split
         if (t + stages < tiles) issue(t + stages);
     }
 }
+
+// 16-byte cp.async streaming into a ring of `stages` x 32 KB (256-byte rows as
+// in the "rows" pattern: 16 lanes per row, 2 rows per warp instruction);
+// stages - 1 tiles in flight, wait_group + __syncthreads per tile, as a
+// cp.async consumer would.
+extern "C" __global__ void __launch_bounds__(128)
+cpa(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split, int nsub, int sub_off,
+    int row_stride, int page_bytes, int stages, int zfill) {
+    extern __shared__ __align__(128) unsigned char sm[];
+    const int sub = blockIdx.x % nsub, split = blockIdx.x / nsub, seq = blockIdx.y;
+    const int* tb = bt + seq * bt_stride + split * pages_per_split;
+    const int tiles = pages_per_split * 16 / 128;   // 128 rows of 256 B per tile, 16 rows per page
+    const unsigned sbase = (unsigned)__cvta_generic_to_shared(sm);
+    const int tid = threadIdx.x;
+    auto issue = [&](int t) {
+        const unsigned st = sbase + (t % stages) * 32768;
+#pragma unroll
+        for (int u = 0; u < 16; ++u) {
+            const int i = u * 128 + tid, r = i >> 4, c = i & 15;
+            const int gr = t * 128 + r;
+            const unsigned char* src = base + (long long)tb[gr >> 4] * page_bytes + sub * sub_off + (gr & 15) * row_stride + c * 16;
+            if (zfill)   // the src-size (zero-fill) form, as a masked loader issues it
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(st + r * 256 + ((c ^ (r & 7)) << 4)), "l"(src), "r"(16) : "memory");
+            else
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(st + r * 256 + ((c ^ (r & 7)) << 4)), "l"(src) : "memory");
+        }
+    };
+    for (int t = 0; t < stages - 1; ++t) {
+        if (t < tiles) issue(t);
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+    for (int t = 0; t < tiles; ++t) {
+        if (stages == 2) asm volatile("cp.async.wait_group 0;" ::: "memory");
+        else if (stages == 3) asm volatile("cp.async.wait_group 1;" ::: "memory");
+        else asm volatile("cp.async.wait_group 2;" ::: "memory");
+        __syncthreads();
+        if (t + stages - 1 < tiles) issue(t + stages - 1);
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+}
 """
 
 
@@ -134,6 +175,28 @@ def align(torch, cu, mod, buf, bt, B, NPG, PB, total, copy_bw):
                   f"{occ} CTAs/SM: {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
 
 
+def cpasync(torch, cu, mod, buf, bt, B, NPG, PB, total, copy_bw):
+    """16-byte cp.async rings of 32 KB stages (XOR-swizzled rows), the "rows" pattern."""
+    fc = cu.cuModuleGetFunction(mod, b"cpa")[1]
+    cu.cuFuncSetAttribute(fc, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 227 * 1024)
+    cfgs = [(stages, splits, 0) for stages in (2, 3, 4, 6) for splits in (4, 16)] + [(2, 4, 1), (3, 4, 1)]
+    for i, (stages, splits, zfill) in enumerate([cfgs[0]] + cfgs):   # (the first one twice: warm-up)
+        smem = stages * 32768
+        args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(NPG // splits),
+                ctypes.c_int(8), ctypes.c_int(256), ctypes.c_int(2048), ctypes.c_int(PB), ctypes.c_int(stages), ctypes.c_int(zfill)]
+        argv = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
+        occ = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(fc, 128, smem)[1]
+
+        def launch():
+            stream = cu.CUstream(torch.cuda.current_stream().cuda_stream)
+            (e,) = cu.cuLaunchKernel(fc, 8 * splits, B, 1, 128, 1, 1, smem, stream, ctypes.addressof(argv), 0)
+            assert e == cu.CUresult.CUDA_SUCCESS, e
+        t = H.time_fn(torch, launch, iters=30)
+        if i > 0:
+            H.log(f"cp.async{' (zero-fill form)' if zfill else ''} {stages} x 32 KB stages ({stages - 1} in flight), grid {8 * splits:3d}x{B}, {occ} CTAs/SM "
+                  f"({occ * (stages - 1) * 32} KB in flight/SM): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
+
+
 def main():
     import torch
     import torch.nn.functional as F
@@ -155,6 +218,8 @@ def main():
     H.log(f"copy {copy_bw / 1e9:.0f} GB/s; bytes read per pattern {total / 1e9:.3f} GB")
     if sys.argv[1:] == ["align"]:   # only the destination-alignment sweep
         return align(torch, cu, mod, buf, orders["shuffled"], B, NPG, PB, total, copy_bw)
+    if sys.argv[1:] == ["cpasync"]:   # only the cp.async ring
+        return cpasync(torch, cu, mod, buf, orders["shuffled"], B, NPG, PB, total, copy_bw)
     # name: (nsub, sub_off, lg_chunks_row, lg_rows, row_stride, splits)
     pats = {"rows  (256 B x 16 @ 2 KB)": (8, 256, 4, 4, 2048, 4),
             "rows  splits 16": (8, 256, 4, 4, 2048, 16),

@@ -82,10 +82,15 @@
 // with 192 registers, 321 us at 3 with 168 and spills; 293.5 us with aligned
 // rows and conflict-free reads); 2 warps per CTA with 32-row tiles (6
 // CTAs/SM) or 3-4 stages; 6-16 splits; the cp.async path (copies alone at
-// best 268 us, whole kernel 324, cuDNN 240 in that call); CTA counts that
-// fill whole waves (64 -> 66 sequences: 93.2 against 92.7% of copy, H100).
-// Not tried: a CUDA-core (FMA) inner loop, which could read aligned rows
-// without ldmatrix but carries more math than the bound above.
+// best 268 us, whole kernel 324, cuDNN 240 in that call), also with unpadded
+// XOR-swizzled rows (conflict-free, 308-311 us, copies alone 291 at 2
+// stages, 269 at 3) although a bare cp.async ring of the same shape reads in
+// 244-254 us (`stream_probe.py cpasync`): the limit is this kernel's
+// cp.async loader (per-chunk predicates and block-table lookups), not the
+// memory system; CTA counts that fill whole waves (64 -> 66 sequences: 93.2
+// against 92.7% of copy, H100). Not tried: a CUDA-core (FMA) inner loop,
+// which could read aligned rows without ldmatrix but carries more math than
+// the bound above.
 // ---------------------------------------------------------------------------
 constexpr int kPdWarps     = 4;   // (2 warps, 32-row tiles at 6 CTAs/SM: no faster, H100)
 constexpr int kPdThreads   = kPdWarps * 32;
