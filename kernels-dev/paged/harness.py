@@ -111,7 +111,7 @@ class PagedAppendParams(ctypes.Structure):
 
 
 class Module:
-    def __init__(self, cell, cubin, torch):
+    def __init__(self, cell, cubin, torch, threads=128):
         from cuda.bindings import driver as cu
         self.cu, self.cell, self.torch = cu, cell, torch
         name = cell["kernel_name"]
@@ -129,7 +129,8 @@ class Module:
         self.smem = int(t.item())
         (err,) = cu.cuFuncSetAttribute(self.f_dec, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, self.smem)
         assert err == cu.CUresult.CUDA_SUCCESS, err
-        err, self.occ = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(self.f_dec, 128, self.smem)
+        self.threads = threads   # kPdThreads of the build (-DPD_WARPS=n: 32 n)
+        err, self.occ = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(self.f_dec, threads, self.smem)
         self.regs = cu.cuFuncGetAttribute(cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_NUM_REGS, self.f_dec)[1]
         self._keep = []
 
@@ -143,7 +144,7 @@ class Module:
 
     def decode(self, P):
         hc = P.heads_per_cta
-        self._launch(self.f_dec, (P.num_splits, (P.num_kv_heads + hc - 1) // hc, P.batch), 128, self.smem, P)
+        self._launch(self.f_dec, (P.num_splits, (P.num_kv_heads + hc - 1) // hc, P.batch), self.threads, self.smem, P)
         if P.num_splits > 1 and not P.merge_counters:
             self._launch(self.f_merge, ((P.batch * P.num_heads + 3) // 4, 1, 1), 128, 0, P)
 
@@ -319,8 +320,8 @@ def test_cell(torch, c, mod, small=False):
     prob = Problem(torch, c, ctxs, kvh, invalid=invalid, seed=zlib.crc32(c["kernel_name"].encode()) % 1000)
     allok, worst = True, 0.0
     sm = torch.cuda.get_device_properties(0).multi_processor_count
-    for hc in (1, 2, 4):
-        hs = paged_num_splits(prob.B, (kvh + hc - 1) // hc, max(ctxs), sm, mod.occ, c["window"], c["sink"], block_n=64 // hc)
+    for hc in [h for h in (1, 2, 4) if h <= mod.threads // 32]:   # heads per CTA <= warps
+        hs = paged_num_splits(prob.B, (kvh + hc - 1) // hc, max(ctxs), sm, mod.occ, c["window"], c["sink"], block_n=mod.threads // 2 // hc)
         for splits in sorted({1, 3, 7, hs} if not small else {1, 3}):
             for fused in (False, True):   # _decode_merge, then the merge inside _decode
                 mod.fused = fused

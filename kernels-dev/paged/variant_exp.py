@@ -24,7 +24,8 @@ VARIANTS = [v.split() for v in os.environ.get("VARIANTS", "-DPD_TMA=0;-DPD_LOAD_
 
 def module(torch, c, extra):
     key = c["kernel_name"] + "".join(extra)
-    m = H.Module(c, H.compile_cells([c], extra=extra)[key], torch)
+    warps = [int(x.split("=")[1]) for x in extra if x.startswith("-DPD_WARPS=")]
+    m = H.Module(c, H.compile_cells([c], extra=extra)[key], torch, threads=32 * (warps[-1] if warps else 4))
     H.log(f"{key}: smem {m.smem} B, regs {m.regs}, CTAs/SM {m.occ}")
     return m
 

@@ -7,9 +7,13 @@
 // m16n8k16, f32 accumulate.
 //
 // KV is walked in tiles of kPdBlockN = 64 smem rows (64/hc tokens x hc kv
-// heads), staged through a kPdStages-deep ring in shared memory (sm_90+: one
-// cp.async.bulk per K/V row on a per-stage mbarrier, kPdStages tiles in flight;
-// older archs or -DPD_TMA=0: 16-byte cp.async, kPdStages - 1 in flight); each warp owns 16 keys of one head of every tile and keeps its own
+// heads), staged through a kPdStages-deep ring in shared memory by 16-byte
+// cp.async (kPdStages - 1 tiles in flight) into unpadded rows whose 16-byte
+// chunks are XOR-swizzled by token (ldmatrix conflict-free; head dims that
+// are not a multiple of 64 use padded rows instead). -DPD_TMA=1 (sm_90+):
+// one cp.async.bulk per K/V row on a per-stage mbarrier instead, kPdStages
+// tiles in flight, slower (see below). Each warp owns 16 keys of one head of
+// every tile and keeps its own
 // online-softmax state; warps of the same head are merged through shared
 // memory at the end (log-sum-exp combine). hc > 1 makes each token's head
 // rows one contiguous run of the page (better DRAM locality).
@@ -92,10 +96,13 @@
 // which could read aligned rows without ldmatrix but carries more math than
 // the bound above.
 // ---------------------------------------------------------------------------
-constexpr int kPdWarps     = 4;   // (2 warps, 32-row tiles at 6 CTAs/SM: no faster, H100)
+#ifndef PD_WARPS   // measurement override (harness only: the runtime launches 128 threads)
+#define PD_WARPS 4
+#endif
+constexpr int kPdWarps     = PD_WARPS;
 constexpr int kPdThreads   = kPdWarps * 32;
 constexpr int kPdBlockN    = 16 * kPdWarps;                 // smem rows per pipeline tile
-constexpr int kPdTileShift = 6;                             // log2(kPdBlockN)
+constexpr int kPdTileShift = kPdBlockN == 128 ? 7 : (kPdBlockN == 64 ? 6 : 5);   // log2(kPdBlockN)
 static_assert(1 << kPdTileShift == kPdBlockN, "kPdTileShift");
 #ifndef PD_STAGES                                           // tuning override (-DPD_STAGES=n)
 #define PD_STAGES 2   // measured on H200: 2 stages (3 CTAs/SM at hd128) beat 3 (2 CTAs/SM) and 4
@@ -107,10 +114,13 @@ constexpr int kPdStages    = PD_STAGES;
 #ifndef PD_EVICT_FIRST
 #define PD_EVICT_FIRST 1
 #endif
-// sm_90+: K/V rows are fetched with one cp.async.bulk (TMA bulk copy, 1 row per
-// thread) completing on a per-stage mbarrier, instead of 16-byte cp.async chunks.
-#ifndef PD_TMA                                              // tuning override (-DPD_TMA=0)
-#define PD_TMA 1
+// -DPD_TMA=1 (sm_90+): K/V rows fetched with one cp.async.bulk (TMA bulk copy,
+// 1 row per thread) completing on a per-stage mbarrier, instead of 16-byte
+// cp.async chunks. Measured (H200, same call, cuDNN 239.8 / 128.7 us): 270.0
+// / 149.7 us (1 x 131072 with the fused merge) against 265.4 / 138.1 for the
+// cp.async loader.
+#ifndef PD_TMA                                              // measurement override (-DPD_TMA=1)
+#define PD_TMA 0
 #endif
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define PD_ARCH_TMA 1
@@ -122,15 +132,18 @@ constexpr int kPdMT        = (kGqa + 15) / 16;              // 16-row m-tiles of
 constexpr int kPdRows      = kPdMT * 16;
 constexpr int kPdElemBytes = kIsFp8 ? 1 : 2;
 constexpr int kPdChunks    = kHeadDim * kPdElemBytes / 16;  // 16-byte chunks per K/V row
-// Shared-memory row stride of the K/V ring. cp.async: + 16 bytes, so the 8
-// rows an ldmatrix phase reads fall in 8 distinct 16-byte bank groups. TMA:
-// an odd multiple of 32 bytes. A bulk copy into a destination that is only
+// Shared-memory row stride of the K/V ring. cp.async: unpadded, chunk c of
+// the row of token key at chunk c ^ (key & 7), so the 8 keys an ldmatrix
+// phase reads fall in 8 distinct 16-byte bank groups; + 16 bytes (same
+// effect) where a row is not a multiple of 128 bytes. TMA (a bulk copy
+// cannot swizzle): an odd multiple of 32 bytes. A bulk copy into a destination that is only
 // 16-byte aligned is slower, and 32-byte alignment leaves 4 distinct bank
 // groups (a 2-way ldmatrix conflict). Measured (H100, bf16 hd128, 64 x 4096,
 // same call, SDPA cuDNN 354 us): row stride 272 / 288 / 256 bytes: whole
 // kernel 383 / 373 / 389 us, copies alone (-DPD_LOAD_ONLY) 375 / 365 / 358.
+constexpr bool kPdSwizzle = !kPdTma && kPdChunks % 8 == 0;
 #ifndef PD_ROW_PAD                                          // tuning override (-DPD_ROW_PAD=n bytes)
-#define PD_ROW_PAD (kPdTma ? (32 - kHeadDim * 2 % 64 + 64) % 64 : 16)
+#define PD_ROW_PAD (kPdTma ? (32 - kHeadDim * 2 % 64 + 64) % 64 : (kPdSwizzle ? 0 : 16))
 #endif
 constexpr int kPdRowBytes  = kHeadDim * 2 + PD_ROW_PAD;     // padded smem row
 constexpr int kPdKVBytes   = kPdBlockN * kPdRowBytes;       // one K (or V) stage
@@ -144,6 +157,11 @@ constexpr int kPdFlagOffset = kPdQOffset;   // (Q lives in registers, loaded fro
 // <kernel>_decode_smem_bytes (__constant__ int).
 constexpr int kPdBarOffset = (kPdFlagOffset + kPdStages * kPdBlockN + 7) / 8 * 8;   // kPdStages mbarriers (TMA path)
 constexpr int kPdSmemBytes = (kPdBarOffset + kPdStages * 8 + 127) / 128 * 128;
+// CTAs per SM that shared memory allows (228 KB, 1 KB reserved per CTA), up
+// to 3: the register budget of __launch_bounds__, so registers never cost
+// occupancy that shared memory would give (3: 170 registers a thread).
+constexpr int kPdSmemCtas  = 233472 / (kPdSmemBytes + 1024);
+constexpr int kPdMinBlocks = kPdSmemCtas < 1 ? 1 : (kPdSmemCtas > 3 ? 3 : kPdSmemCtas);
 constexpr u32 kPdRowGBytes = kHeadDim * kPdElemBytes;       // one K/V row in global memory
 static_assert(!kPdTma || kPdThreads == 2 * kPdBlockN, "TMA loader: one K or V row per thread");
 constexpr bool kPdLogitsScaled = kHasSoftcap || kAlibi;     // scores carried as true logits
@@ -241,15 +259,22 @@ FA_DEVICE void pd_fence_proxy_async() {
 #endif
 }
 
+// Largest divisor of n that is <= cap (n, cap >= 1).
+constexpr int pd_divisor_upto(int n, int cap) {
+    int d = cap < n ? cap : n;
+    while (n % d != 0) --d;
+    return d;
+}
+// Ring position of 16-byte chunk c of a K/V row of token `key` (tile-relative).
+FA_DEVICE int pd_chunk(int c, int key) { return kPdSwizzle ? c ^ (key & 7) : c; }
 // Byte column of an ldmatrix row address. -DPD_FAKE_SWIZZLE (measurement aid,
-// wrong results): XOR-swizzled reads of unswizzled rows, i.e. the math's
+// wrong results): swizzled reads of unswizzled TMA rows, i.e. the math's
 // shared-memory traffic without bank conflicts whatever the row stride.
-FA_DEVICE int pd_ld_col(int col, int row) {
+FA_DEVICE int pd_ld_col(int col, int key) {
 #ifdef PD_FAKE_SWIZZLE
-    return col ^ ((row & 7) << 4);
+    return col ^ ((key & 7) << 4);
 #else
-    (void)row;
-    return col;
+    return pd_chunk(col >> 4, key) * 16 + (col & 15);
 #endif
 }
 
@@ -341,27 +366,43 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         const int tok0 = rg.tile(v0 + v) << (kPdTileShift - HS);
         const u32 ks = pipe_base + stage * (2 * kPdKVBytes);
         const u32 vs = ks + kPdKVBytes;
+        // The block-table lookups of kGrp rows first (independent loads in
+        // flight together), then their copies: one lookup per copy in between
+        // left the copies waiting on each load in turn (copies alone 291
+        // against 254 us, H200). kGrp bounds the registers the lookups hold.
+        constexpr int kIt = kPdBlockN * kPdChunks / kPdThreads;   // chunks per thread
+        static_assert(kIt * kPdThreads == kPdBlockN * kPdChunks, "cp.async loader: whole chunks per thread");
+        constexpr int kGrp = pd_divisor_upto(kIt, 8);
 #pragma unroll
-        for (int i = tid; i < kPdBlockN * kPdChunks; i += kPdThreads) {
-            const int r = i / kPdChunks, c = i % kPdChunks;
-            const int j = tok0 + (r >> HS);
-            const int kvh = kvh0 + (r & (HC - 1));
-            bool ok = j < ctx && kvh < p.num_kv_heads && pd_visible(j, pos);
-            const u8* ksrc = kc;
-            const u8* vsrc = vc;
-            if (ok) {
+        for (int u0 = 0; u0 < kIt; u0 += kGrp) {
+            int blk[kGrp];
+#pragma unroll
+            for (int g2 = 0; g2 < kGrp; ++g2) {
+                const int r = (tid + (u0 + g2) * kPdThreads) / kPdChunks;
+                const int j = tok0 + (r >> HS);
+                const int kvh = kvh0 + (r & (HC - 1));
                 const int pg = j / kPageSize;
-                const int blk = pg < p.block_table_stride ? bt[pg] : -1;
-                ok = blk >= 0 && blk < p.num_blocks;
-                if (ok) {
-                    const int slot = j % kPageSize;
-                    ksrc += ((long long)blk * p.k_block_stride + (long long)slot * p.k_page_stride + (long long)kvh * p.k_head_stride) * kPdElemBytes + c * 16;
-                    vsrc += ((long long)blk * p.v_block_stride + (long long)slot * p.v_page_stride + (long long)kvh * p.v_head_stride) * kPdElemBytes + c * 16;
-                }
+                const bool live = j < ctx && kvh < p.num_kv_heads && pd_visible(j, pos) && pg < p.block_table_stride;
+                blk[g2] = live ? __ldg(bt + pg) : -1;
             }
-            cp_async_16(ks + r * kPdRowBytes + c * 16, ksrc, ok);
-            cp_async_16(vs + r * kPdRowBytes + c * 16, vsrc, ok);
-            if (c == 0) flags[stage * kPdBlockN + r] = ok ? 1 : 0;
+// Unrolled: 265.4 us at 64 x 4096 (copies alone 253.7) but 160 / 44 bytes of
+// spills at hd256 / hd128 with pages of 1; `#pragma unroll 1` spills nothing
+// but the copies alone take 286.8 us (H200, cuDNN 245.1).
+#pragma unroll
+            for (int g2 = 0; g2 < kGrp; ++g2) {
+                const int i = tid + (u0 + g2) * kPdThreads;
+                const int r = i / kPdChunks, c = i % kPdChunks;
+                const int j = tok0 + (r >> HS);
+                const int kvh = kvh0 + (r & (HC - 1));
+                const bool ok = blk[g2] >= 0 && blk[g2] < p.num_blocks;   // invalid entries read nothing
+                const int slot = j % kPageSize;
+                const long long kofs = ok ? ((long long)blk[g2] * p.k_block_stride + (long long)slot * p.k_page_stride + (long long)kvh * p.k_head_stride) * kPdElemBytes + c * 16 : 0;
+                const long long vofs = ok ? ((long long)blk[g2] * p.v_block_stride + (long long)slot * p.v_page_stride + (long long)kvh * p.v_head_stride) * kPdElemBytes + c * 16 : 0;
+                const u32 dst = r * kPdRowBytes + pd_chunk(c, r >> HS) * 16;
+                cp_async_16(ks + dst, kc + kofs, ok);
+                cp_async_16(vs + dst, vc + vofs, ok);
+                if (c == 0) flags[stage * kPdBlockN + r] = ok ? 1 : 0;
+            }
         }
     };
     // TMA loader: thread tid fetches smem row tid % 64 of K (tid < 64) or V with
@@ -500,7 +541,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 #pragma unroll
         for (int kk = 0; kk < kHeadDim / 16; ++kk) {
             u32 kbf[4];
-            ldmatrix_x4(kbf, ks + krow_ld * kPdRowBytes + pd_ld_col((kk * 16 + ((lane >> 3) & 1) * 8) * 2, krow_ld));
+            ldmatrix_x4(kbf, ks + krow_ld * kPdRowBytes + pd_ld_col((kk * 16 + ((lane >> 3) & 1) * 8) * 2, krow_ld >> hcs));
 #pragma unroll
             for (int mt = 0; mt < kPdMT; ++mt) {
                 mma_16816<kIsBF16>(s[mt][0], qf[mt][kk], kbf[0], kbf[1]);
@@ -571,7 +612,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 #pragma unroll
         for (int dn = 0; dn < kHeadDim / 16; ++dn) {
             u32 vb[4];
-            ldmatrix_x4_trans(vb, vs + vrow_ld * kPdRowBytes + pd_ld_col((dn * 16 + (lane >> 4) * 8) * 2, vrow_ld));
+            ldmatrix_x4_trans(vb, vs + vrow_ld * kPdRowBytes + pd_ld_col((dn * 16 + (lane >> 4) * 8) * 2, vrow_ld >> hcs));
 #pragma unroll
             for (int mt = 0; mt < kPdMT; ++mt) {
                 mma_16816<kIsBF16>(o[mt][2 * dn], pa[mt], vb[0], vb[1]);

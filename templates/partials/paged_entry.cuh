@@ -20,7 +20,7 @@
 {% if not is_fp8 %}
 extern "C" __constant__ int {{ kernel_name }}_decode_smem_bytes = kPdSmemBytes;
 
-extern "C" __global__ void __launch_bounds__(kPdThreads)
+extern "C" __global__ void __launch_bounds__(kPdThreads, kPdMinBlocks)
 {{ kernel_name }}_decode(const PagedDecodeParams p) {
     extern __shared__ __align__(128) u8 smem[];
     paged_decode_block(p, smem);
