@@ -386,18 +386,22 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 blk[g2] = live ? __ldg(bt + pg) : -1;
             }
 // Unrolled: 265.4 us at 64 x 4096 (copies alone 253.7) but 160 / 44 bytes of
-// spills at hd256 / hd128 with pages of 1; `#pragma unroll 1` spills nothing
-// but the copies alone take 286.8 us (H200, cuDNN 245.1).
-#pragma unroll
+// spills at hd256 / hd128 with pages of 1. Not unrolled, blk[g2] (a dynamic
+// index) lived in local memory: copies alone 286.8 us (H200, cuDNN 245.1).
+// So: not unrolled, and the lookups shift down so that only blk[0] is read.
+#pragma unroll 1
             for (int g2 = 0; g2 < kGrp; ++g2) {
+                const int b0 = blk[0];
+#pragma unroll
+                for (int q = 0; q + 1 < kGrp; ++q) blk[q] = blk[q + 1];
                 const int i = tid + (u0 + g2) * kPdThreads;
                 const int r = i / kPdChunks, c = i % kPdChunks;
                 const int j = tok0 + (r >> HS);
                 const int kvh = kvh0 + (r & (HC - 1));
-                const bool ok = blk[g2] >= 0 && blk[g2] < p.num_blocks;   // invalid entries read nothing
+                const bool ok = b0 >= 0 && b0 < p.num_blocks;   // invalid entries read nothing
                 const int slot = j % kPageSize;
-                const long long kofs = ok ? ((long long)blk[g2] * p.k_block_stride + (long long)slot * p.k_page_stride + (long long)kvh * p.k_head_stride) * kPdElemBytes + c * 16 : 0;
-                const long long vofs = ok ? ((long long)blk[g2] * p.v_block_stride + (long long)slot * p.v_page_stride + (long long)kvh * p.v_head_stride) * kPdElemBytes + c * 16 : 0;
+                const long long kofs = ok ? ((long long)b0 * p.k_block_stride + (long long)slot * p.k_page_stride + (long long)kvh * p.k_head_stride) * kPdElemBytes + c * 16 : 0;
+                const long long vofs = ok ? ((long long)b0 * p.v_block_stride + (long long)slot * p.v_page_stride + (long long)kvh * p.v_head_stride) * kPdElemBytes + c * 16 : 0;
                 const u32 dst = r * kPdRowBytes + pd_chunk(c, r >> HS) * 16;
                 cp_async_16(ks + dst, kc + kofs, ok);
                 cp_async_16(vs + dst, vc + vofs, ok);
