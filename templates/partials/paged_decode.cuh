@@ -90,16 +90,16 @@
 // Next step (branch exp/paged-decode-cpasync): a bare cp.async ring reads
 // the same bytes in 244-254 us (`stream_probe.py cpasync`), and a cp.async
 // loader that issues all of a thread's block-table lookups before its
-// copies, into XOR-swizzled unpadded rows, took 265.4 / 138.1 us as first
-// written (before the branch's minimum-CTA launch bound and lookup groups)
-// (1 x 131072 fused) against 270.0 / 149.7 for this kernel in the same call
-// (copies alone 253.7, 243.0 with 3 stages; 2 warps per CTA 257.7; cuDNN
-// 239.8 / 128.7, H200), correct on every harness cell. It is not on main
-// because its fully unrolled copy loop spills (160 B at hd256, 44 B at hd128
-// with pages of 1), and not unrolled it is slower than this kernel: 291 us
-// (copies alone 286.8) with the lookups in local memory, 278.9 against 268.4
-// us (147.1 against 145.6 at 1 x 131072 fused) with them shifted through
-// registers, no spills, every test passing.
+// copies, into XOR-swizzled unpadded rows, took 265.4 us at 64 x 4096 and
+// 138.1 us at 1 x 131072 (fused) as first written, before the branch's
+// minimum-CTA launch bound and lookup groups, against 270.0 / 149.7 for this
+// kernel in the same call (copies alone 253.7, 243.0 with 3 stages; 2 warps
+// per CTA 257.7; cuDNN 239.8 / 128.7, H200), correct on every harness cell.
+// It is not on main because its fully unrolled copy loop spills (160 B at
+// hd256, 44 B at hd128 with pages of 1), and not unrolled it is slower than
+// this kernel: 291 us (copies alone 286.8) with the lookups in local memory,
+// 278.9 against 268.4 us (147.1 against 145.6 at 1 x 131072 fused) with them
+// shifted through registers, no spills, every test passing.
 // ---------------------------------------------------------------------------
 constexpr int kPdWarps     = 4;   // (2 warps, 32-row tiles at 6 CTAs/SM: no faster, H100)
 constexpr int kPdThreads   = kPdWarps * 32;
