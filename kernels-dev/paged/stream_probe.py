@@ -141,19 +141,33 @@ cpa(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split
 """
 
 
+def time_kernel(torch, cu, fn, grid, threads, smem, args):
+    """Median time of `fn` launched on (grid[0], grid[1]) x `threads` with `smem`
+    bytes of dynamic shared memory and the ctypes `args`: (seconds, CTAs per SM)."""
+    argv = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
+    occ = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(fn, threads, smem)[1]
+
+    def launch():
+        stream = cu.CUstream(torch.cuda.current_stream().cuda_stream)
+        (e,) = cu.cuLaunchKernel(fn, grid[0], grid[1], 1, threads, 1, 1, smem, stream, ctypes.addressof(argv), 0)
+        assert e == cu.CUresult.CUDA_SUCCESS, e
+    return H.time_fn(torch, launch, iters=30), occ
+
+
+def rd_args(buf, bt, NPG, PB, out, pattern):
+    """ctypes arguments of the plain-load kernel `rd` for a `pats` entry."""
+    nsub, soff, lcr, lr, rs, splits = pattern
+    return [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(NPG // splits),
+            ctypes.c_int(nsub), ctypes.c_int(soff), ctypes.c_int(lcr), ctypes.c_int(lr), ctypes.c_int(rs),
+            ctypes.c_int(PB), ctypes.c_void_p(out.data_ptr())]
+
+
 def time_tma(torch, cu, ft, buf, bt, B, NPG, PB, nsub, soff, rowb, rpp, rs, splits, stages, srows, sync, dpad, smem):
     """One launch shape of the `tma` ring kernel: (seconds, CTAs per SM)."""
     args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(NPG // splits),
             ctypes.c_int(nsub), ctypes.c_int(soff), ctypes.c_int(rowb), ctypes.c_int(rpp), ctypes.c_int(rs),
             ctypes.c_int(PB), ctypes.c_int(stages), ctypes.c_int(srows), ctypes.c_int(sync), ctypes.c_int(dpad)]
-    argv = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
-    occ = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(ft, 128, smem)[1]
-
-    def launch():
-        stream = cu.CUstream(torch.cuda.current_stream().cuda_stream)
-        (e,) = cu.cuLaunchKernel(ft, nsub * splits, B, 1, 128, 1, 1, smem, stream, ctypes.addressof(argv), 0)
-        assert e == cu.CUresult.CUDA_SUCCESS, e
-    return H.time_fn(torch, launch, iters=30), occ
+    return time_kernel(torch, cu, ft, (nsub * splits, B), 128, smem, args)
 
 
 def align(torch, cu, mod, buf, bt, B, NPG, PB, total, copy_bw):
@@ -184,14 +198,7 @@ def cpasync(torch, cu, mod, buf, bt, B, NPG, PB, total, copy_bw):
         smem = stages * 32768
         args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(NPG // splits),
                 ctypes.c_int(8), ctypes.c_int(256), ctypes.c_int(2048), ctypes.c_int(PB), ctypes.c_int(stages), ctypes.c_int(zfill)]
-        argv = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
-        occ = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(fc, 128, smem)[1]
-
-        def launch():
-            stream = cu.CUstream(torch.cuda.current_stream().cuda_stream)
-            (e,) = cu.cuLaunchKernel(fc, 8 * splits, B, 1, 128, 1, 1, smem, stream, ctypes.addressof(argv), 0)
-            assert e == cu.CUresult.CUDA_SUCCESS, e
-        t = H.time_fn(torch, launch, iters=30)
+        t, occ = time_kernel(torch, cu, fc, (8 * splits, B), 128, smem, args)
         if i > 0:
             H.log(f"cp.async{' (zero-fill form)' if zfill else ''} {stages} x 32 KB stages ({stages - 1} in flight), grid {8 * splits:3d}x{B}, {occ} CTAs/SM "
                   f"({occ * (stages - 1) * 32} KB in flight/SM): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
@@ -227,18 +234,9 @@ def main():
             "page  (32 KB pages)": (1, 0, 11, 0, 0, 32),
             "page  splits 8": (1, 0, 11, 0, 0, 8)}
     for oname, bt in orders.items():
-        for pname, (nsub, soff, lcr, lr, rs, splits) in pats.items():
-            pps = NPG // splits
-            args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(pps),
-                    ctypes.c_int(nsub), ctypes.c_int(soff), ctypes.c_int(lcr), ctypes.c_int(lr), ctypes.c_int(rs),
-                    ctypes.c_int(PB), ctypes.c_void_p(out.data_ptr())]
-            argv = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
-
-            def launch():
-                stream = cu.CUstream(torch.cuda.current_stream().cuda_stream)
-                (e,) = cu.cuLaunchKernel(fn, nsub * splits, B, 1, 256, 1, 1, 0, stream, ctypes.addressof(argv), 0)
-                assert e == cu.CUresult.CUDA_SUCCESS, e
-            t = H.time_fn(torch, launch, iters=30)
+        for pname, pat in pats.items():
+            nsub, splits = pat[0], pat[5]
+            t, _ = time_kernel(torch, cu, fn, (nsub * splits, B), 256, 0, rd_args(buf, bt, NPG, PB, out, pat))
             H.log(f"{oname:8s} {pname:28s} grid {nsub * splits:3d}x{B}: {t * 1e6:7.1f} us {total / t / 1e9:6.0f} GB/s {100 * total / t / copy_bw:5.1f}% of copy")
     # --- plain loads with fewer CTAs per SM (dynamic smem as the limiter): bytes in flight
     ft = cu.cuModuleGetFunction(mod, b"tma")[1]
@@ -247,19 +245,9 @@ def main():
     bt = orders["shuffled"]
     for occ in (2, 3, 4, 6, 8):
         smem = (228 * 1024) // occ - 1024 - 8 * 1024 if occ < 8 else 0
-        nsub, soff, lcr, lr, rs, splits = pats["rows  (256 B x 16 @ 2 KB)"]
-        pps = NPG // splits
-        args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(pps),
-                ctypes.c_int(nsub), ctypes.c_int(soff), ctypes.c_int(lcr), ctypes.c_int(lr), ctypes.c_int(rs),
-                ctypes.c_int(PB), ctypes.c_void_p(out.data_ptr())]
-        argv = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
-        o2 = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(fn, 256, max(smem, 0))[1]
-
-        def launch():
-            stream = cu.CUstream(torch.cuda.current_stream().cuda_stream)
-            (e,) = cu.cuLaunchKernel(fn, nsub * splits, B, 1, 256, 1, 1, max(smem, 0), stream, ctypes.addressof(argv), 0)
-            assert e == cu.CUresult.CUDA_SUCCESS, e
-        t = H.time_fn(torch, launch, iters=30)
+        pat = pats["rows  (256 B x 16 @ 2 KB)"]
+        nsub, splits = pat[0], pat[5]
+        t, o2 = time_kernel(torch, cu, fn, (nsub * splits, B), 256, max(smem, 0), rd_args(buf, bt, NPG, PB, out, pat))
         H.log(f"shuffled rows, plain loads, {o2} CTAs/SM ({o2 * 32} KB in flight/SM): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
     # --- TMA bulk copies: rows of 256 B (the decode's pattern) or 4 KB (head-major runs)
     for (pat, rowb, rpp, rs, soff, nsub, splits) in (("rows", 256, 16, 2048, 256, 8, 4), ("rows", 256, 16, 2048, 256, 8, 16),

@@ -85,16 +85,25 @@
 // loaded into registers before the stage is refilled (278 us at 2 CTAs/SM
 // with 192 registers, 321 us at 3 with 168 and spills; 293.5 us with aligned
 // rows and conflict-free reads); 2 warps per CTA with 32-row tiles (6
-// CTAs/SM) or 3-4 stages; 6-16 splits; the cp.async path (copies alone at
-// best 268 us, whole kernel 324, cuDNN 240 in that call), also with unpadded
-// XOR-swizzled rows (conflict-free, 308-311 us, copies alone 291 at 2
-// stages, 269 at 3) although a bare cp.async ring of the same shape reads in
-// 244-254 us (`stream_probe.py cpasync`): the limit is this kernel's
-// cp.async loader (per-chunk predicates and block-table lookups), not the
-// memory system; CTA counts that fill whole waves (64 -> 66 sequences: 93.2
-// against 92.7% of copy, H100). Not tried: a CUDA-core (FMA) inner loop,
-// which could read aligned rows without ldmatrix but carries more math than
-// the bound above.
+// CTAs/SM) or 3-4 stages; 6-16 splits; this kernel's cp.async path (copies
+// alone at best 268 us, whole kernel 324, cuDNN 240 in that call), also with
+// unpadded XOR-swizzled rows (conflict-free: 308-311 us, copies alone 291);
+// CTA counts that fill whole waves (64 -> 66 sequences: 93.2 against 92.7%
+// of copy, H100). Not tried: a CUDA-core (FMA) inner loop, which could read
+// aligned rows without ldmatrix but carries more math than the bound above.
+// Next step (branch exp/paged-decode-cpasync): a bare cp.async ring reads
+// the same bytes in 244-254 us (`stream_probe.py cpasync`), and a cp.async
+// loader that issues all of a thread's block-table lookups before its
+// copies, into XOR-swizzled unpadded rows, took 265.4 us at 64 x 4096 and
+// 138.1 us at 1 x 131072 (fused) as first written, before the branch's
+// minimum-CTA launch bound and lookup groups, against 270.0 / 149.7 for this
+// kernel in the same call (copies alone 253.7, 243.0 with 3 stages; 2 warps
+// per CTA 257.7; cuDNN 239.8 / 128.7, H200), correct on every harness cell.
+// It is not on main because its fully unrolled copy loop spills (160 B at
+// hd256, 44 B at hd128 with pages of 1), and not unrolled it is slower than
+// this kernel: 291 us (copies alone 286.8) with the lookups in local memory,
+// 278.9 against 268.4 us (147.1 against 145.6 at 1 x 131072 fused) with them
+// shifted through registers, no spills, every test passing.
 // ---------------------------------------------------------------------------
 #ifndef PD_WARPS   // measurement override (harness only: the runtime launches 128 threads)
 #define PD_WARPS 4
