@@ -7,19 +7,20 @@
 // m16n8k16, f32 accumulate.
 //
 // KV is walked in tiles of kPdBlockN = 64 smem rows (64/hc tokens x hc kv
-// heads), staged through a kPdStages-deep ring in shared memory by 16-byte
-// cp.async (kPdStages - 1 tiles in flight) into unpadded rows whose 16-byte
-// chunks are XOR-swizzled by token (ldmatrix conflict-free; head dims that
-// are not a multiple of 64 use padded rows instead). -DPD_TMA=1 (sm_90+):
-// one cp.async.bulk per K/V row on a per-stage mbarrier instead, kPdStages
-// tiles in flight, slower (see below). Each warp owns 16 keys of one head of
-// every tile and keeps its own
-// online-softmax state; warps of the same head are merged through shared
-// memory at the end (log-sum-exp combine). hc > 1 makes each token's head
-// rows one contiguous run of the page (better DRAM locality).
-// Tokens are gathered per row, so pages may be in any order and any size
-// (1..256); invisible / out-of-context / invalid-page tokens are zero-filled
-// and flagged, never read.
+// heads). Each warp owns 16 keys of one head of every tile: it fetches
+// exactly those 16 K and V rows itself (16-byte cp.async, one block-table
+// lookup per lane, the row's block passed to the copies by shuffle) into a
+// kPdStages-deep ring, waits only for its own copies, and keeps its own
+// online-softmax state; the warps of a head are merged through shared memory
+// at the end (log-sum-exp combine). Rows are unpadded with their 16-byte
+// chunks XOR-swizzled by token, so they are 128-byte aligned and ldmatrix
+// reads them without bank conflicts (head dims that are not a multiple of
+// 64 use rows padded by 16 bytes instead). hc > 1 makes each token's head
+// rows one contiguous run of the page. Tokens are gathered per row, so pages
+// may be in any order and any size (1..256); invisible / out-of-context /
+// invalid-page tokens are zero-filled and flagged, never read.
+// -DPD_TMA=1 (sm_90+, measurement override): the earlier loader, one
+// cp.async.bulk per K/V row completing on a per-stage mbarrier.
 //
 // num_splits > 1: each split writes its normalised O and LSE to o_accum /
 // lse_accum; with p.merge_counters set (the host does so when every CTA is
@@ -31,79 +32,41 @@
 // plus sink tiles [0, min(ceil(min(sink,ctx)/N), lo)). The list (sinks
 // first) is cut into num_splits contiguous chunks of ceil(T / num_splits).
 //
-// Measured (H200, bf16 hd128, 32/8 heads, page 16; batch 64 x 4096 and 1 x
-// 131072, same calls as SDPA cuDNN at 240 / 128 us): this kernel 271 / 154 us;
-// with the evict-first policy (`fa bench --decode`, cuDNN 250 / 137 us in the
-// same call): 272.5 / 155.2 us.
-//   * cache layout (token-major vs head-major pages) and page order (shuffled
-//     vs in order): <= 1.5%;
-//   * one bulk copy per token of hc = 2 / 4 heads (1 KB) instead of per row:
-//     274-278 us, no gain; warp-vote skip of the O rescale: no gain;
-//   * the load pipeline alone (-DPD_LOAD_ONLY): 260 us (2 stages), 259 us (3
-//     stages, 1 split), 268 us (cp.async, 3 stages), 135 us at 1 x 131072:
-//     the gap to cuDNN is in fetching K/V, not in the math. ncu: 82% DRAM at
-//     91% L2 throughput with a 19.6% L2 hit rate here, against 92% DRAM, 92%
-//     L2 and 1% hits for cuDNN's kernel (sm80 "flash_fprop_wmma" 16x128x128,
-//     4 warps, 2 CTAs/SM, grid 1 x 8 x 64, no split);
-//   * L2 prefetch (cp.async.bulk.prefetch.L2) 1-4 tiles ahead: 314-444 us.
-// kernels-dev/paged/layout_exp.py reproduces these (variants as -D flags).
-// Tried since, none faster in a same-call A/B against this kernel (H200; cuDNN
-// 242-245 / 127-130 us in the same calls; kernels-dev/paged/variant_exp.py):
-//   * tensor-map TMA, one 2 KB copy per 16-token page run and 64 dims
-//     (128-byte swizzled rows): 266.7 against 270.3 us;
-//   * the same with warp specialisation (a producer warp, full / empty
-//     mbarriers, 160 threads, 3 CTAs/SM): 262-265 us in three calls where this
-//     kernel took 264-271, but 267.5 / 149.4 against 267.0 / 149.3 us in the
-//     last, with the maps as __grid_constant__ params; correct on every test.
-//     Kept on the branch exp/paged-decode-ws (runtime encoding included);
-//   * block-table lookups a tile ahead, releasing a stage once the warps hold
-//     it in registers, 3-4 stages: no change; a cp.async producer warp: 470 us,
-//     a cp.async producer warpgroup (setmaxnreg): 462 us; this kernel's
-//     cp.async path with 3 stages: 306-336 us.
-// Where the gap is (kernels-dev/paged/stream_probe.py: the same 1.07 GB in
-// the same page order, nothing computed; H200, cuDNN 240-245 us): plain
-// 16-byte loads with >= 128 KB in flight per SM 233-241 us; TMA rings of 2 x
-// 32 KB stages at 3 CTAs/SM (`stream_probe.py align`) depend on the shared-
-// memory destination: 256-byte rows 244 us into 128-byte-aligned rows, 249
-// us at a 288-byte stride, 254 us at 272; 1-2 KB pieces 241-244 us aligned,
-// 255-262 us at +16 / +32; 128-byte pieces (what a 128-byte-swizzled tensor
-// map fetches) 297-322 us. This kernel without its math (-DPD_LOAD_ONLY) at
-// 3 splits: 248.5 us with 256-byte rows, 265 us at 288 (H200); 358 / 365 us
-// on an H100 where cuDNN took 354. So aligned row copies read as fast as
-// cuDNN, but aligned rows put the 8 keys of an ldmatrix phase in one bank
-// group (8-way conflicts: 389 us whole, H100), no bulk copy can swizzle, and
-// a swizzling tensor map fetches 128-byte pieces. The row stride above is
-// the best compromise found. Its cost is bounded by -DPD_ROW_PAD=0
-// -DPD_FAKE_SWIZZLE (aligned rows, conflict-free reads of the wrong
-// columns): 260.5 against 266.2 us at 64 x 4096 and 141 against 144-148 us
-// at 1 x 131072 (fused), cuDNN 245.5 / 129.4 in the same call (H200). The
-// rest is the math's overlap with the copies.
-// Also measured, no gain: per-warp pipelines (each warp fetches and releases
-// its own 16 K / V rows on its own mbarriers, no __syncthreads: 265.6
-// against 265.8 us); each misaligned row as two bulk copies, the longer one
-// 128-byte aligned (317 against 268.5 us); a tile's K / V fragments all
-// loaded into registers before the stage is refilled (278 us at 2 CTAs/SM
-// with 192 registers, 321 us at 3 with 168 and spills; 293.5 us with aligned
-// rows and conflict-free reads); 2 warps per CTA with 32-row tiles (6
-// CTAs/SM) or 3-4 stages; 6-16 splits; this kernel's cp.async path (copies
-// alone at best 268 us, whole kernel 324, cuDNN 240 in that call), also with
-// unpadded XOR-swizzled rows (conflict-free: 308-311 us, copies alone 291);
-// CTA counts that fill whole waves (64 -> 66 sequences: 93.2 against 92.7%
-// of copy, H100). Not tried: a CUDA-core (FMA) inner loop, which could read
-// aligned rows without ldmatrix but carries more math than the bound above.
-// Next step (branch exp/paged-decode-cpasync): a bare cp.async ring reads
-// the same bytes in 244-254 us (`stream_probe.py cpasync`), and a cp.async
-// loader that issues all of a thread's block-table lookups before its
-// copies, into XOR-swizzled unpadded rows, took 265.4 us at 64 x 4096 and
-// 138.1 us at 1 x 131072 (fused) as first written, before the branch's
-// minimum-CTA launch bound and lookup groups, against 270.0 / 149.7 for this
-// kernel in the same call (copies alone 253.7, 243.0 with 3 stages; 2 warps
-// per CTA 257.7; cuDNN 239.8 / 128.7, H200), correct on every harness cell.
-// It is not on main because its fully unrolled copy loop spills (160 B at
-// hd256, 44 B at hd128 with pages of 1), and not unrolled it is slower than
-// this kernel: 291 us (copies alone 286.8) with the lookups in local memory,
-// 278.9 against 268.4 us (147.1 against 145.6 at 1 x 131072 fused) with them
-// shifted through registers, no spills, every test passing.
+// Measured (H200, bf16 hd128, 32/8 heads, page 16, kernels-dev/paged/
+// variant_exp.py, SDPA cuDNN on the contiguous cache in the same call):
+// 64 x 4096 252.3 us (1 split) against cuDNN 245.3 and 269.2 for the TMA
+// loader; 1 x 131072 (33 splits, fused merge) 136.7 against 129.6 / 147.8.
+// Its copies alone (-DPD_LOAD_ONLY) take 244.2 / 129.9 us: the loader reads
+// as fast as cuDNN, and what is left is how the math overlaps the copies.
+// How the loader got here (same-call A/Bs, H200, cuDNN 240-245 / 127-131 us;
+// kernels-dev/paged/stream_probe.py times bare copy rings of the same bytes):
+//   * TMA row copies (-DPD_TMA=1): bulk copies into 128-byte-aligned rows
+//     read as fast as cuDNN (copies alone 248.5 us), but 256-byte rows put
+//     the 8 keys of an ldmatrix phase in one bank group (8-way conflicts, 357
+//     us whole) and a bulk copy cannot swizzle; a swizzling tensor map
+//     fetches 128-byte pieces (297-322 us for the bare ring), also with a
+//     warp-specialised producer (262-267 us, branch exp/paged-decode-ws).
+//     Best compromise: rows at an odd multiple of 32 bytes, 266-270 us.
+//   * cp.async with each block-table lookup right before its copy: the copies
+//     waited on each lookup in turn (copies alone 291 us against 254 with the
+//     lookups issued first). Lookups first in a per-thread array: 265.4 us
+//     unrolled, but it spilled (160 B at hd256); rolled, 279-291 us.
+//   * This loader: one lookup per lane and shuffles, no per-thread array and
+//     no spills; 258.4 us (2 stages) against 267.4 for TMA. Waiting per warp
+//     instead of a CTA barrier per tile (-DPD_WARP_PIPE=0): 258.4 against
+//     261.4, 146.8 against 150.4 at 1 x 131072 (separate merge). Then 3
+//     stages at 2 CTAs/SM (see kPdStages): 252.3 us.
+//   * No gain: an L2 evict-first policy on the cp.asyncs (251.9 against 252.1
+//     us; 138.4 against 136.3 at 1 x 131072), a 256-byte L2 prefetch (267
+//     against 252); 2 warps per CTA with 32-row tiles (243.6 at 64 x 4096 at
+//     4 CTAs/SM, but 145.7 against 133.5 at 1 x 131072); hc = 2 kv heads per
+//     CTA (1-1.5% faster where no split is needed, e.g. 248.7 against 252.0,
+//     slower with splits: 150 against 136 at 1 x 131072).
+//   * No gain with the TMA loader: page order and token- vs head-major pages
+//     (<= 1.5%), L2 bulk prefetch 1-4 tiles ahead (314-444 us), per-warp
+//     mbarrier pipelines, each row as two copies (one aligned), fragments
+//     staged in registers before the stage is refilled, 6-16 splits, CTA
+//     counts that fill whole waves.
 // ---------------------------------------------------------------------------
 #ifndef PD_WARPS   // measurement override (harness only: the runtime launches 128 threads)
 #define PD_WARPS 4
@@ -113,21 +76,18 @@ constexpr int kPdThreads   = kPdWarps * 32;
 constexpr int kPdBlockN    = 16 * kPdWarps;                 // smem rows per pipeline tile
 constexpr int kPdTileShift = kPdBlockN == 128 ? 7 : (kPdBlockN == 64 ? 6 : 5);   // log2(kPdBlockN)
 static_assert(1 << kPdTileShift == kPdBlockN, "kPdTileShift");
-#ifndef PD_STAGES                                           // tuning override (-DPD_STAGES=n)
-#define PD_STAGES 2   // measured on H200: 2 stages (3 CTAs/SM at hd128) beat 3 (2 CTAs/SM) and 4
-#endif
-constexpr int kPdStages    = PD_STAGES;
-// K/V are read once: their bulk copies carry an L2 evict-first policy.
+// TMA loader: K/V are read once, so their bulk copies carry an L2
+// evict-first policy (the cp.async loader gains nothing from one, see above).
 // Measured (H200, 64 x 4096, splits 2 / 3 / 4, same call): 275.6 / 266.2 /
 // 280.0 us against 277.0 / 269.2 / 283.7 us without (-DPD_EVICT_FIRST=0).
 #ifndef PD_EVICT_FIRST
 #define PD_EVICT_FIRST 1
 #endif
 // -DPD_TMA=1 (sm_90+): K/V rows fetched with one cp.async.bulk (TMA bulk copy,
-// 1 row per thread) completing on a per-stage mbarrier, instead of 16-byte
-// cp.async chunks. Measured (H200, same call, cuDNN 239.8 / 128.7 us): 270.0
-// / 149.7 us (1 x 131072 with the fused merge) against 265.4 / 138.1 for the
-// cp.async loader.
+// 1 row per thread) completing on a per-stage mbarrier, instead of the
+// warps' 16-byte cp.async. Measured (H200, same call, cuDNN 245.3 / 129.6
+// us): 269.2 / 147.8 us (1 x 131072 with the fused merge) against 252.3 /
+// 136.7 for the cp.async loader.
 #ifndef PD_TMA                                              // measurement override (-DPD_TMA=1)
 #define PD_TMA 0
 #endif
@@ -137,6 +97,12 @@ constexpr int kPdStages    = PD_STAGES;
 #define PD_ARCH_TMA 0
 #endif
 constexpr bool kPdTma = kSm >= 90 && PD_ARCH_TMA && PD_TMA && !kIsFp8;
+// cp.async loader: each warp waits only for its own copies (__syncwarp)
+// instead of a CTA barrier per tile. -DPD_WARP_PIPE=0: __syncthreads.
+#ifndef PD_WARP_PIPE
+#define PD_WARP_PIPE 1
+#endif
+constexpr bool kPdWarpPipe = PD_WARP_PIPE;
 constexpr int kPdMT        = (kGqa + 15) / 16;              // 16-row m-tiles of query heads
 constexpr int kPdRows      = kPdMT * 16;
 constexpr int kPdElemBytes = kIsFp8 ? 1 : 2;
@@ -156,20 +122,48 @@ constexpr bool kPdSwizzle = !kPdTma && kPdChunks % 8 == 0;
 #endif
 constexpr int kPdRowBytes  = kHeadDim * 2 + PD_ROW_PAD;     // padded smem row
 constexpr int kPdKVBytes   = kPdBlockN * kPdRowBytes;       // one K (or V) stage
-constexpr int kPdPipeBytes = kPdStages * 2 * kPdKVBytes;
 constexpr int kPdOStride   = kHeadDim + 4;                  // f32 row stride of the warp-combine buffer
 constexpr int kPdComboBytes = kPdWarps * kPdRows * (kPdOStride + 1) * 4;
-constexpr int kPdRegionA   = kPdPipeBytes > kPdComboBytes ? kPdPipeBytes : kPdComboBytes;
-constexpr int kPdQOffset   = (kPdRegionA + 127) / 128 * 128;
-constexpr int kPdFlagOffset = kPdQOffset;   // (Q lives in registers, loaded from global)
-// Dynamic shared memory of _decode (bytes); also exported as
-// <kernel>_decode_smem_bytes (__constant__ int).
-constexpr int kPdBarOffset = (kPdFlagOffset + kPdStages * kPdBlockN + 7) / 8 * 8;   // kPdStages mbarriers (TMA path)
-constexpr int kPdSmemBytes = (kPdBarOffset + kPdStages * 8 + 127) / 128 * 128;
-// CTAs per SM that shared memory allows (228 KB, 1 KB reserved per CTA), up
-// to 3: the register budget of __launch_bounds__, so registers never cost
-// occupancy that shared memory would give (3: 170 registers a thread).
-constexpr int kPdSmemCtas  = 233472 / (kPdSmemBytes + 1024);
+// Dynamic shared memory of _decode with a ring of `stages` stages: the ring
+// (reused as the warp-combine buffer), then per-stage row flags, then the
+// per-stage mbarriers of the TMA path.
+struct PdSmemLayout {
+    int flag_offset, bar_offset, bytes;
+};
+constexpr PdSmemLayout pd_smem_layout(int stages) {
+    const int pipe = stages * 2 * kPdKVBytes;
+    const int region = pipe > kPdComboBytes ? pipe : kPdComboBytes;
+    const int flags = (region + 127) / 128 * 128;
+    const int bars = (flags + stages * kPdBlockN + 7) / 8 * 8;
+    return {flags, bars, (bars + stages * 8 + 127) / 128 * 128};
+}
+// CTAs per SM that shared memory allows (1 KB reserved per CTA) on the
+// cell's arch: 228 KB (sm_90 / sm_100), 164 KB (sm_80), 100 KB (sm_89).
+constexpr int kPdSmemPerSm = kSm >= 90 ? 233472 : (kSm >= 89 ? 102400 : 167936);
+constexpr int pd_smem_ctas(int stages) { return kPdSmemPerSm / (pd_smem_layout(stages).bytes + 1024); }
+// Ring depth. cp.async: 3 stages (2 tiles in flight per CTA) unless that
+// leaves fewer CTAs per SM than min(2, what 2 stages allow), else 2.
+// Measured (H200, 64 x 4096 / 1 x 131072 fused, cuDNN in the same call):
+// bf16 hd128 gqa 4, 2 -> 3 stages (3 -> 2 CTAs/SM): 257.9 -> 247.6 / 136.3
+// -> 133.5 us (cuDNN 242.3 / 126.9); hd64 gqa 32 (3 CTAs/SM both, for
+// registers): 180.7 -> 173.1; hd96 (4 -> 2): 220.9 -> 217.7 / 126.7 ->
+// 121.4; hd256 (1 CTA/SM both): 666.3 -> 627.9 / 351.3 -> 318.8; hd192,
+// where 3 stages leave 1 CTA/SM instead of 2: 363.0 -> 456.9, so 2 stages.
+// The exception is f16 hd80 (4 -> 3 CTAs/SM): 198.5 -> 203.7 at 64 x 4096,
+// 110.2 -> 109.3 at 1 x 131072. TMA loader (kPdStages tiles in flight): 2
+// stages beat 3 and 4.
+#ifndef PD_STAGES                                           // tuning override (-DPD_STAGES=n)
+#define PD_STAGES (kPdTma ? 2 : (pd_smem_ctas(3) >= (pd_smem_ctas(2) < 2 ? pd_smem_ctas(2) : 2) ? 3 : 2))
+#endif
+constexpr int kPdStages    = PD_STAGES;
+constexpr int kPdFlagOffset = pd_smem_layout(kPdStages).flag_offset;
+constexpr int kPdBarOffset  = pd_smem_layout(kPdStages).bar_offset;
+// Also exported as <kernel>_decode_smem_bytes (__constant__ int).
+constexpr int kPdSmemBytes  = pd_smem_layout(kPdStages).bytes;
+// The register budget of __launch_bounds__: as many CTAs per SM as shared
+// memory allows, up to 3 (170 registers a thread), so registers never cost
+// occupancy that shared memory would give.
+constexpr int kPdSmemCtas  = pd_smem_ctas(kPdStages);
 constexpr int kPdMinBlocks = kPdSmemCtas < 1 ? 1 : (kPdSmemCtas > 3 ? 3 : kPdSmemCtas);
 constexpr u32 kPdRowGBytes = kHeadDim * kPdElemBytes;       // one K/V row in global memory
 static_assert(!kPdTma || kPdThreads == 2 * kPdBlockN, "TMA loader: one K or V row per thread");
@@ -268,12 +262,6 @@ FA_DEVICE void pd_fence_proxy_async() {
 #endif
 }
 
-// Largest divisor of n that is <= cap (n, cap >= 1).
-constexpr int pd_divisor_upto(int n, int cap) {
-    int d = cap < n ? cap : n;
-    while (n % d != 0) --d;
-    return d;
-}
 // Ring position of 16-byte chunk c of a K/V row of token `key` (tile-relative).
 FA_DEVICE int pd_chunk(int c, int key) { return kPdSwizzle ? c ^ (key & 7) : c; }
 // Byte column of an ldmatrix row address. -DPD_FAKE_SWIZZLE (measurement aid,
@@ -368,59 +356,43 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const u8* kc = (const u8*)p.k_cache;
     const u8* vc = (const u8*)p.v_cache;
 
-    // Loader, specialised on log2(hc) so the row -> (token, head) split is free.
+    // cp.async loader. Warp w fetches exactly the 16 rows it reads (its head
+    // hw, its 16-token slice kb of the tile), so with PD_WARP_PIPE the ring
+    // needs no CTA barrier. Lane l looks up the page of token l % 16 of the
+    // slice (one block-table load per lane, all in flight together), and each
+    // 16-byte copy takes its row's block from a shuffle: no per-copy load, no
+    // per-thread array of lookups (those spilled or issued slowly, see above).
     auto load_tile_hc = [&](auto hcs_c, int v, int stage) {
         constexpr int HS = decltype(hcs_c)::value;
-        constexpr int HC = 1 << HS;
-        const int tok0 = rg.tile(v0 + v) << (kPdTileShift - HS);
+        const int tokw = (rg.tile(v0 + v) << (kPdTileShift - HS)) + kb * 16;   // this warp's first token
+        const int j = tokw + (lane & 15);
+        const int pg = j / kPageSize;
+        const bool live = j < ctx && my_kvh < p.num_kv_heads && pd_visible(j, pos) && pg < p.block_table_stride;
+        int blk = live ? __ldg(bt + pg) : -1;
+        if (blk >= p.num_blocks) blk = -1;   // invalid entries read nothing (zero rows)
         const u32 ks = pipe_base + stage * (2 * kPdKVBytes);
         const u32 vs = ks + kPdKVBytes;
-        // The block-table lookups of kGrp rows first (independent loads in
-        // flight together), then their copies: one lookup per copy in between
-        // left the copies waiting on each load in turn (copies alone 291
-        // against 254 us, H200). kGrp bounds the registers the lookups hold.
-        constexpr int kIt = kPdBlockN * kPdChunks / kPdThreads;   // chunks per thread
-        static_assert(kIt * kPdThreads == kPdBlockN * kPdChunks, "cp.async loader: whole chunks per thread");
-        constexpr int kGrp = pd_divisor_upto(kIt, 8);
+        constexpr int kIt = 16 * kPdChunks / 32;   // chunks per lane (kPdChunks is even)
+        static_assert(kIt * 32 == 16 * kPdChunks, "cp.async loader: whole chunks per lane");
+        // The lane index is re-read per tile (volatile) so that the compiler
+        // does not hoist the kIt per-lane row / chunk / address terms out of
+        // the main loop: that held 30 (hd128) to 70 (hd192) more registers.
+        u32 ln;
+        asm volatile("mov.u32 %0, %%laneid;" : "=r"(ln));
 #pragma unroll
-        for (int u0 = 0; u0 < kIt; u0 += kGrp) {
-            int blk[kGrp];
-#pragma unroll
-            for (int g2 = 0; g2 < kGrp; ++g2) {
-                const int r = (tid + (u0 + g2) * kPdThreads) / kPdChunks;
-                const int j = tok0 + (r >> HS);
-                const int kvh = kvh0 + (r & (HC - 1));
-                const int pg = j / kPageSize;
-                const bool live = j < ctx && kvh < p.num_kv_heads && pd_visible(j, pos) && pg < p.block_table_stride;
-                blk[g2] = live ? __ldg(bt + pg) : -1;
-            }
-// Unrolled: 265.4 us at 64 x 4096 (copies alone 253.7) but 160 / 44 bytes of
-// spills at hd256 / hd128 with pages of 1. Not unrolled, blk[g2] (a dynamic
-// index) lived in local memory: copies alone 286.8 us (H200, cuDNN 245.1).
-// So: not unrolled, and the lookups shift down so that only blk[0] is read:
-// no spills, no stack frame, correct on every harness cell and runtime test
-// (memcheck clean), but 278.9 against 268.4 us for main's TMA loader at 64 x
-// 4096 and 147.1 against 145.6 at 1 x 131072 fused (H200, same call, cuDNN
-// 245.0 / 129.6): the speed came from the unrolled copy issue.
-#pragma unroll 1
-            for (int g2 = 0; g2 < kGrp; ++g2) {
-                const int b0 = blk[0];
-#pragma unroll
-                for (int q = 0; q + 1 < kGrp; ++q) blk[q] = blk[q + 1];
-                const int i = tid + (u0 + g2) * kPdThreads;
-                const int r = i / kPdChunks, c = i % kPdChunks;
-                const int j = tok0 + (r >> HS);
-                const int kvh = kvh0 + (r & (HC - 1));
-                const bool ok = b0 >= 0 && b0 < p.num_blocks;   // invalid entries read nothing
-                const int slot = j % kPageSize;
-                const long long kofs = ok ? ((long long)b0 * p.k_block_stride + (long long)slot * p.k_page_stride + (long long)kvh * p.k_head_stride) * kPdElemBytes + c * 16 : 0;
-                const long long vofs = ok ? ((long long)b0 * p.v_block_stride + (long long)slot * p.v_page_stride + (long long)kvh * p.v_head_stride) * kPdElemBytes + c * 16 : 0;
-                const u32 dst = r * kPdRowBytes + pd_chunk(c, r >> HS) * 16;
-                cp_async_16(ks + dst, kc + kofs, ok);
-                cp_async_16(vs + dst, vc + vofs, ok);
-                if (c == 0) flags[stage * kPdBlockN + r] = ok ? 1 : 0;
-            }
+        for (int u = 0; u < kIt; ++u) {
+            const int i = (int)ln + 32 * u;
+            const int ri = i / kPdChunks, c = i % kPdChunks;   // row of the slice, 16-byte chunk
+            const int b0 = __shfl_sync(0xffffffffu, blk, ri);
+            const bool ok = b0 >= 0;
+            const int slot = (tokw + ri) % kPageSize;
+            const long long kofs = ok ? ((long long)b0 * p.k_block_stride + (long long)slot * p.k_page_stride + (long long)my_kvh * p.k_head_stride) * kPdElemBytes + c * 16 : 0;
+            const long long vofs = ok ? ((long long)b0 * p.v_block_stride + (long long)slot * p.v_page_stride + (long long)my_kvh * p.v_head_stride) * kPdElemBytes + c * 16 : 0;
+            const u32 dst = (((kb * 16 + ri) << HS) + hw) * kPdRowBytes + pd_chunk(c, ri) * 16;   // key & 7 == ri & 7
+            cp_async_16(ks + dst, kc + kofs, ok);
+            cp_async_16(vs + dst, vc + vofs, ok);
         }
+        if (lane < 16) flags[stage * kPdBlockN + ((kb * 16 + lane) << HS) + hw] = blk >= 0 ? 1 : 0;
     };
     // TMA loader: thread tid fetches smem row tid % 64 of K (tid < 64) or V with
     // one bulk copy; masked rows are zero-filled by plain stores (no bytes expected).
@@ -536,7 +508,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             pd_mbar_wait(bar_base + (it % kPdStages) * 8, (it / kPdStages) & 1);
         } else {
             cp_async_wait<kPdStages - 2>();
-            __syncthreads();
+            if constexpr (kPdWarpPipe) __syncwarp();   // a warp's rows, flags and stage are its own
+            else __syncthreads();
             if (it + kPdStages - 1 < n_tiles) load_tile(it + kPdStages - 1, (it + kPdStages - 1) % kPdStages);
             cp_async_commit();
         }
