@@ -160,7 +160,7 @@ pub fn uses_decode(spec: &KernelSpec, seqlen_q: usize) -> bool {
 ///   round_up(sink, 64))` (the window and the sink tiles);
 /// - `base = batch · kv_heads` CTAs per split, `slots = sm_count · occupancy`
 ///   CTAs resident at once (`occupancy` from
-///   cuOccupancyMaxActiveBlocksPerMultiprocessor; 3 at hd128 on sm90),
+///   cuOccupancyMaxActiveBlocksPerMultiprocessor; 2 at hd128 on sm90),
 ///
 /// the cost of `s` splits is `ceil(base·s / slots)` waves × `(ceil(T/s) + 2)`
 /// tiles per CTA (2 tiles of fixed cost: pipeline fill, epilogue, merge).
@@ -207,8 +207,8 @@ pub fn num_splits(
 /// the other heads' last tiles and the second launch goes; with several
 /// waves the merging CTAs hold slots the next wave needs, and the separate
 /// merge is faster. Measured on an H200 (bf16 hd128, 32/8 heads): 1 × 131072
-/// tokens, 49 splits, one wave: 145–147 against 156 µs; 64 × 4096, 3 splits,
-/// four waves: 273–276 against 270–271 µs.
+/// tokens, 33 splits, one wave: 136.7 against 144.6 µs; 64 × 4096 with 2
+/// splits, four waves: 261.6 against 258.0 µs.
 pub fn fuses_merge(batch: usize, kv_heads: usize, splits: usize, sm_count: usize, occupancy: usize) -> bool {
     splits > 1 && batch * kv_heads * splits <= sm_count * occupancy
 }
@@ -532,38 +532,45 @@ pub(crate) fn launch_decode(
     // Held across both launches: the workspace is shared by every decode of
     // this device, and the stream orders decode → merge → the next decode.
     let mut ws = dev.paged_workspace.lock().unwrap_or_else(|p| p.into_inner());
-    if !matches!(ws.as_ref(), Some(b) if b.len() >= bytes) {
-        // Grow geometrically (1 MiB minimum); the old buffer is freed in
-        // stream order after the launches that use it.
-        let want = bytes.next_power_of_two().max(1 << 20);
-        *ws = Some(dev.alloc_workspace(want)?);
-    }
-    let base = {
-        use cudarc::driver::DevicePtr;
-        let buf = ws.as_ref().expect("allocated above");
-        let (ptr, _sync) = buf.device_ptr(dev.cuda_stream());
-        ptr
-    };
+    let base = reused_or_grown(dev, &mut ws, bytes, 1 << 20, false)?;
     let mut p = decode_params(plan, num_blocks, splits, ptrs, alibi_slopes, base, base + lse_off as u64);
     if fuses_merge(plan.batch, plan.num_kv_heads, splits, dev.sm_count() as usize, occ) {
         // Held across the launch like the workspace: the kernel returns every
         // counter it increments to 0 before the next decode (stream order).
         let mut cnt = dev.merge_counters.lock().unwrap_or_else(|p| p.into_inner());
-        let need = plan.batch * plan.num_kv_heads * 4;
-        if !matches!(cnt.as_ref(), Some(b) if b.len() >= need) {
-            *cnt = Some(dev.alloc_zeroed_workspace(need.next_power_of_two().max(4096))?);
-        }
-        p.merge_counters = {
-            use cudarc::driver::DevicePtr;
-            let (ptr, _sync) = cnt.as_ref().expect("allocated above").device_ptr(dev.cuda_stream());
-            ptr
-        };
+        p.merge_counters = reused_or_grown(dev, &mut cnt, plan.batch * plan.num_kv_heads * 4, 4096, true)?;
         return dev.launch(&decode, grid, DECODE_THREADS, smem, &p);
     }
     let merge = dev.kernel(hot, &merge_entry(spec), load, 0)?;
     dev.launch(&decode, grid, DECODE_THREADS, smem, &p)?;
     let pairs = (plan.batch * plan.num_heads) as u32;
     dev.launch(&merge, (pairs.div_ceil(MERGE_WARPS), 1, 1), MERGE_WARPS * 32, 0, &p)
+}
+
+/// The device address of the workspace in `slot`, first replaced by a new
+/// one of `need.next_power_of_two()` bytes (at least `min`; zero-filled if
+/// `zeroed`) when it is missing or smaller than `need`. Growing geometrically
+/// keeps reallocations rare; an old buffer is freed in stream order, after
+/// the launches that used it. The caller holds the slot's lock across the
+/// launches that use the address.
+fn reused_or_grown(
+    dev: &Device,
+    slot: &mut Option<cudarc::driver::CudaSlice<u8>>,
+    need: usize,
+    min: usize,
+    zeroed: bool,
+) -> Result<u64> {
+    use cudarc::driver::DevicePtr;
+    let buf = match slot {
+        Some(b) if b.len() >= need => b,
+        _ => {
+            let want = need.next_power_of_two().max(min);
+            let fresh = if zeroed { dev.alloc_zeroed_workspace(want)? } else { dev.alloc_workspace(want)? };
+            slot.insert(fresh)
+        }
+    };
+    let (ptr, _sync) = buf.device_ptr(dev.cuda_stream());
+    Ok(ptr)
 }
 
 /// An `append` launch as the generated code describes it.
