@@ -514,7 +514,7 @@ def main():
         log("ALL CORRECT" if allok else "SOME FAILED")
     if a.bench:
         vmods = [("default", mods[cells[0]["kernel_name"]])]
-        for vname, opt in (("notma", "-DPD_TMA=0"), ("tma_s3", "-DPD_STAGES=3")):   # baseline (cp.async) + TMA 3-stage
+        for vname, opt in (("tma", "-DPD_TMA=1"), ("stages2", "-DPD_STAGES=2")):   # the TMA loader, a 2-stage ring
             st = vname
             cub = compile_cells([cells[0]], extra=[opt])[cells[0]["kernel_name"] + opt]
             m = Module(cells[0], cub, torch)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Decode variants (-D flag sets, e.g. -DPD_TMA=0 -DPD_STAGES=3) against the default kernel (GPU machine).
+"""Decode variants (-D flag sets, e.g. -DPD_TMA=1 -DPD_STAGES=2) against the default kernel (GPU machine).
 
   CHECKS="..;.." VARIANTS="..;.." python3 kernels-dev/paged/variant_exp.py   # correctness, timing + SDPA
   OLD_RENDERED=dir ... variant_exp.py    # also time another render of the bench cell (same params ABI)
@@ -9,7 +9,8 @@
 Correctness: every rendered cell under each CHECKS flag set against the
 float64 reference of harness.py. Timing: batch x context cases of the issue
 (SHAPES=, 8 kv heads) for the CELL= cell (default: the bf16 hd128 gqa-4 one),
-splits around each kernel's own heuristic choice (and SPLITS=), each VARIANTS
+splits around each kernel's own heuristic choice (and SPLITS=), HC= kv heads
+per CTA (1, the runtime's choice, 2 or 4), each VARIANTS
 flag set beside the default kernel and SDPA flash / cuDNN on the contiguous cache.
 """
 import os, sys, json
@@ -18,8 +19,8 @@ sys.path.insert(0, HERE)
 import harness as H
 
 # variants: -D flag sets separated by ";" (CHECKS: correctness on every rendered cell; VARIANTS: timed)
-CHECKS = [v.split() for v in os.environ.get("CHECKS", "-DPD_TMA=0").split(";") if v.strip()]
-VARIANTS = [v.split() for v in os.environ.get("VARIANTS", "-DPD_TMA=0;-DPD_LOAD_ONLY").split(";") if v.strip()]
+CHECKS = [v.split() for v in os.environ.get("CHECKS", "-DPD_TMA=1").split(";") if v.strip()]
+VARIANTS = [v.split() for v in os.environ.get("VARIANTS", "-DPD_TMA=1;-DPD_LOAD_ONLY").split(";") if v.strip()]
 
 
 def module(torch, c, extra):
@@ -65,6 +66,7 @@ def main():
     if not ncu:
         copy_bw = H.copy_bandwidth(torch)
         H.log(f"copy {copy_bw / 1e9:.0f} GB/s")
+    hc = int(os.environ.get("HC", "1"))   # kv heads per CTA (the runtime launches 1)
     shapes = [tuple(int(v) for v in s.split("x")) for s in os.environ.get("SHAPES", "64x4096,1x131072").split(",")]
     if ncu:
         shapes = shapes[:1]
@@ -74,14 +76,14 @@ def main():
         prob = H.Problem(torch, bc, [ctx] * B, KVH, fill_nan=False, seed=3, bt_pad=0)
         kvbytes = 2 * B * ctx * KVH * d * 2 + 2 * B * Hq * d * 2
         for name, m in mods.items():
-            hs = H.paged_num_splits(B, KVH, ctx, sm, m.occ)   # as the runtime plans it for this kernel
+            hs = H.paged_num_splits(B, (KVH + hc - 1) // hc, ctx, sm, m.occ, block_n=64 // hc)   # as the runtime plans it
             extra = [int(x) for x in os.environ.get("SPLITS", "").split(",") if x.strip()]   # more split counts to time
             for s in ([hs] if ncu else sorted({hs, max(1, hs - 1), hs + 1, *extra})):
                 o = torch.empty(B, Hq, d, dtype=prob.dt, device="cuda")
                 lse = torch.empty(B, Hq, dtype=torch.float32, device="cuda")
                 oacc = torch.empty(s, B, Hq, d, dtype=torch.float32, device="cuda")
                 lacc = torch.empty(s, B, Hq, dtype=torch.float32, device="cuda")
-                P = prob.params(o, lse, oacc, lacc, s, 1, fused=m.fused)
+                P = prob.params(o, lse, oacc, lacc, s, hc, fused=m.fused)
                 if ncu:
                     torch.cuda.synchronize(); torch.cuda.profiler.start()
                     m.decode(P); torch.cuda.synchronize(); torch.cuda.profiler.stop()
