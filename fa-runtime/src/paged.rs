@@ -118,8 +118,11 @@ const _: () = assert!(std::mem::size_of::<PagedAppendParams>() == PAGED_APPEND_P
 
 /// Threads of a `_decode` CTA.
 pub const DECODE_THREADS: u32 = 128;
-/// Tokens per KV tile of `_decode` (64 smem rows / heads_per_cta, which is 1).
-pub const DECODE_TILE_TOKENS: usize = 64;
+/// Shared-memory rows of a `_decode` KV tile: 64 / heads_per_cta tokens of
+/// heads_per_cta kv heads.
+pub const DECODE_TILE_ROWS: usize = 64;
+/// Tokens per KV tile of `_decode` with one kv head per CTA.
+pub const DECODE_TILE_TOKENS: usize = DECODE_TILE_ROWS;
 /// (sequence, head) pairs per `_decode_merge` CTA (one warp each).
 pub const MERGE_WARPS: u32 = 4;
 /// Threads of an `_append` CTA (one 16-byte chunk each).
@@ -150,7 +153,8 @@ pub fn uses_decode(spec: &KernelSpec, seqlen_q: usize) -> bool {
     spec.paged() && !spec.varlen() && !spec.dtype().is_fp8() && seqlen_q == 1
 }
 
-/// How many splits of the KV sequence the decode kernel uses.
+/// How many splits of the KV sequence the decode kernel uses with one kv
+/// head per CTA; [`decode_layout`] also chooses the heads per CTA.
 ///
 /// One `_decode` CTA handles (split, kv head, sequence) and walks KV tiles
 /// of [`DECODE_TILE_TOKENS`] = 64 tokens. With
@@ -181,14 +185,19 @@ pub fn num_splits(
     sm_count: usize,
     occupancy: usize,
 ) -> usize {
-    let n = DECODE_TILE_TOKENS;
+    best_splits(batch * kv_heads, DECODE_TILE_TOKENS, max_context, window, sink, sm_count * occupancy).0
+}
+
+/// The least-cost split count of [`num_splits`] and its cost in tile
+/// times, for `base` CTAs per split walking tiles of `n` tokens.
+fn best_splits(base: usize, n: usize, max_context: usize, window: usize, sink: usize, slots: usize) -> (usize, usize) {
     let mut eff = max_context;
     if window > 0 {
         eff = eff.min(window + n + sink.div_ceil(n) * n);
     }
     let t = eff.div_ceil(n).max(1);
-    let base = (batch * kv_heads).max(1);
-    let slots = (sm_count * occupancy).max(1);
+    let base = base.max(1);
+    let slots = slots.max(1);
     let smax = MAX_SPLITS.min((t / 4).max(1));
     let mut best = (1, usize::MAX);
     for s in 1..=smax {
@@ -197,20 +206,63 @@ pub fn num_splits(
             best = (s, cost);
         }
     }
-    best.0
+    best
+}
+
+/// How one decode launch is laid out: `grid = (splits, kv_heads /
+/// heads_per_cta, batch)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLayout {
+    /// KV heads one CTA serves (1 or 2); its tiles are 64 / heads_per_cta
+    /// tokens of that many heads.
+    pub heads_per_cta: usize,
+    /// Splits of the KV sequence ([`num_splits`]'s cost model).
+    pub splits: usize,
+    /// Whether the last split of each CTA group merges the splits inside
+    /// `_decode` ([`fuses_merge`]) instead of a `_decode_merge` launch.
+    pub fused_merge: bool,
+}
+
+/// The [`DecodeLayout`] of a decode: the cost model of [`num_splits`] for
+/// one and for two kv heads per CTA (with two, `base` halves and every CTA
+/// walks twice the tiles, which saves one CTA's fixed cost per pair of
+/// heads), two heads where that is cheaper and needs no split, else one.
+/// With splits, two heads per CTA mean twice the splits per head and twice
+/// the partial results to merge, which the model does not count. Measured on
+/// an H200 (bf16 hd128, 32/8 heads, 2 CTAs/SM, 264 slots): 64 × 4096 and 128
+/// × 2048 cost 130 and 132 tile times with two heads against 132 and 136
+/// with one, and ran 248.7 against 252.0 µs and 251.2 against 255.0 µs;
+/// where the costs tie and two heads need twice the splits (32 × 8192, 16 ×
+/// 16384, 1 × 131072) they were up to 10% slower. Four heads per CTA: no
+/// faster (254.5 µs at 64 × 4096).
+pub fn decode_layout(
+    batch: usize,
+    kv_heads: usize,
+    max_context: usize,
+    window: usize,
+    sink: usize,
+    sm_count: usize,
+    occupancy: usize,
+) -> DecodeLayout {
+    let slots = sm_count * occupancy;
+    let one = best_splits(batch * kv_heads, DECODE_TILE_ROWS, max_context, window, sink, slots);
+    let two = best_splits(batch * kv_heads.div_ceil(2), DECODE_TILE_ROWS / 2, max_context, window, sink, slots);
+    let (heads_per_cta, splits) = if kv_heads & 1 == 0 && two.0 == 1 && two.1 < one.1 { (2, 1) } else { (1, one.0) };
+    let groups = kv_heads.div_ceil(heads_per_cta);
+    DecodeLayout { heads_per_cta, splits, fused_merge: fuses_merge(batch, groups, splits, sm_count, occupancy) }
 }
 
 /// Whether a split decode merges its splits inside `_decode` (the last split
-/// of each (sequence, kv head) to finish combines them) instead of a
-/// `_decode_merge` launch: when all `batch · kv_heads · splits` CTAs are
+/// of each (sequence, kv head group) to finish combines them) instead of a
+/// `_decode_merge` launch: when all `batch · kv_groups · splits` CTAs are
 /// resident at once (`sm_count · occupancy` slots). Then the merge overlaps
 /// the other heads' last tiles and the second launch goes; with several
 /// waves the merging CTAs hold slots the next wave needs, and the separate
 /// merge is faster. Measured on an H200 (bf16 hd128, 32/8 heads): 1 × 131072
 /// tokens, 33 splits, one wave: 136.7 against 144.6 µs; 64 × 4096 with 2
 /// splits, four waves: 261.6 against 258.0 µs.
-pub fn fuses_merge(batch: usize, kv_heads: usize, splits: usize, sm_count: usize, occupancy: usize) -> bool {
-    splits > 1 && batch * kv_heads * splits <= sm_count * occupancy
+pub fn fuses_merge(batch: usize, kv_groups: usize, splits: usize, sm_count: usize, occupancy: usize) -> bool {
+    splits > 1 && batch * kv_groups * splits <= sm_count * occupancy
 }
 
 /// Bytes of the split-KV workspace: `o_accum` f32 `[splits, batch, heads,
@@ -449,7 +501,7 @@ pub fn check_slot_mapping(dev: &Device, slot_mapping: &Tensor<i64>, num_blocks: 
 pub fn decode_params(
     plan: &FwdPlan,
     num_blocks: usize,
-    num_splits: usize,
+    layout: &DecodeLayout,
     ptrs: [u64; 7], // q, k_cache, v_cache, o, lse, block_table, context_lens
     alibi_slopes: u64,
     o_accum: u64,
@@ -486,8 +538,8 @@ pub fn decode_params(
         num_kv_heads: plan.num_kv_heads as i32,
         num_blocks: num_blocks as i32,
         block_table_stride: plan.block_table_stride as i32,
-        num_splits: num_splits as i32,
-        heads_per_cta: 1,
+        num_splits: layout.splits as i32,
+        heads_per_cta: layout.heads_per_cta as i32,
         softmax_scale: plan.softmax_scale,
         scale_log2: plan.softmax_scale * std::f32::consts::LOG2_E,
         pad_: 0,
@@ -513,7 +565,7 @@ pub(crate) fn launch_decode(
     })? as u32;
     let decode = dev.kernel(hot, &decode_entry(spec), load, smem)?;
     let occ = dev.memo(hot, "decode_occupancy", || Ok(dev.occupancy(&decode, DECODE_THREADS, smem)? as u64))? as usize;
-    let splits = num_splits(
+    let layout = decode_layout(
         plan.batch,
         plan.num_kv_heads,
         plan.decode_context,
@@ -522,23 +574,25 @@ pub(crate) fn launch_decode(
         dev.sm_count() as usize,
         occ,
     );
-    let grid = (splits as u32, plan.num_kv_heads as u32, plan.batch as u32);
-    if splits == 1 {
-        let p = decode_params(plan, num_blocks, 1, ptrs, alibi_slopes, 0, 0);
+    let groups = plan.num_kv_heads.div_ceil(layout.heads_per_cta);
+    let grid = (layout.splits as u32, groups as u32, plan.batch as u32);
+    if layout.splits == 1 {
+        let p = decode_params(plan, num_blocks, &layout, ptrs, alibi_slopes, 0, 0);
         return dev.launch(&decode, grid, DECODE_THREADS, smem, &p);
     }
     let d = spec.head_dim() as usize;
-    let (bytes, lse_off) = workspace_bytes(splits, plan.batch, plan.num_heads, d);
+    let (bytes, lse_off) = workspace_bytes(layout.splits, plan.batch, plan.num_heads, d);
     // Held across both launches: the workspace is shared by every decode of
     // this device, and the stream orders decode → merge → the next decode.
     let mut ws = dev.paged_workspace.lock().unwrap_or_else(|p| p.into_inner());
     let base = reused_or_grown(dev, &mut ws, bytes, 1 << 20, false)?;
-    let mut p = decode_params(plan, num_blocks, splits, ptrs, alibi_slopes, base, base + lse_off as u64);
-    if fuses_merge(plan.batch, plan.num_kv_heads, splits, dev.sm_count() as usize, occ) {
+    let mut p = decode_params(plan, num_blocks, &layout, ptrs, alibi_slopes, base, base + lse_off as u64);
+    if layout.fused_merge {
         // Held across the launch like the workspace: the kernel returns every
-        // counter it increments to 0 before the next decode (stream order).
+        // counter (one per sequence and kv group) it increments to 0 before
+        // the next decode (stream order).
         let mut cnt = dev.merge_counters.lock().unwrap_or_else(|p| p.into_inner());
-        p.merge_counters = reused_or_grown(dev, &mut cnt, plan.batch * plan.num_kv_heads * 4, 4096, true)?;
+        p.merge_counters = reused_or_grown(dev, &mut cnt, plan.batch * groups * 4, 4096, true)?;
         return dev.launch(&decode, grid, DECODE_THREADS, smem, &p);
     }
     let merge = dev.kernel(hot, &merge_entry(spec), load, 0)?;

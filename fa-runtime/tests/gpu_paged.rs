@@ -270,16 +270,19 @@ fn decode_page_sizes_and_gqa() {
     decode_case("decode-long", cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(4)), 32, &[20000]);
 }
 
-/// Both ways of merging the splits: a full batch needs several waves of
-/// CTAs (3 splits of 64 × 8 heads on an H100/H200), so `_decode_merge` runs;
-/// one long context fits one wave, so the last split of each head merges
-/// inside `_decode` (`paged::fuses_merge`). The long case also runs twice,
-/// which fails if the kernel left its merge counters non-zero.
+/// Every layout `paged::decode_layout` picks, for an hd128 cell on an
+/// H100 / H200 (132 SMs, 2 decode CTAs per SM): 64 sequences of ~1600 tokens
+/// fill the card with two kv heads per CTA and no split; 40 of them take one
+/// head per CTA and 3 splits in several waves of CTAs, so `_decode_merge`
+/// runs; one long context fits one wave, so the last split of each head
+/// merges inside `_decode`. The long case also runs twice, which fails if
+/// the kernel left its merge counters non-zero.
 #[test]
-fn decode_merges_in_a_second_kernel_or_in_the_last_split() {
+fn decode_layouts_and_both_merges() {
     let spec = cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(4));
     let wide: Vec<usize> = (0..64).map(|i| 1400 + 3 * i).collect();
     decode_case("decode-wide-batch", spec, 32, &wide);
+    decode_case("decode-split-batch", spec, 32, &wide[..40]);
     for run in 0..2 {
         decode_case(&format!("decode-one-wave-{run}"), spec, 32, &[30000]);
     }

@@ -3,8 +3,8 @@
 //! the routing rule. No GPU, no NVRTC.
 
 use fa_runtime::paged::{
-    check_slots, check_tables, fuses_merge, num_splits, uses_decode, validate_append, workspace_bytes, AppendShapes,
-    PagedAppendParams, PagedDecodeParams,
+    check_slots, check_tables, decode_layout, fuses_merge, num_splits, uses_decode, validate_append, workspace_bytes,
+    AppendShapes, DecodeLayout, PagedAppendParams, PagedDecodeParams,
 };
 use fa_runtime::validate::ArgMeta;
 use fa_runtime::{ElemType, FaError, KernelSpec};
@@ -307,6 +307,37 @@ fn split_heuristic() {
         let best = (1..=smax).min_by_key(|&s| (cost(s), s)).unwrap();
         assert_eq!(num_splits(b, hk, ctx, 0, 0, 132, 3), best, "{b} {hk} {ctx}");
     }
+}
+
+#[test]
+fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
+    // H100 / H200, hd128: 132 SMs x 2 CTAs (264 slots).
+    let lay = |b, kv, ctx| decode_layout(b, kv, ctx, 0, 0, 132, 2);
+    let layout = |heads_per_cta, splits, fused_merge| DecodeLayout { heads_per_cta, splits, fused_merge };
+    // 64 x 4096: 512 CTAs of 64 tiles (2 waves x 66 = 132 tile times)
+    // against 256 CTAs of 128 tiles (1 wave x 130): two heads per CTA.
+    assert_eq!(lay(64, 8, 4096), layout(2, 1, false));
+    assert_eq!(lay(128, 8, 2048), layout(2, 1, false));
+    // The same batch with an odd number of kv heads keeps one.
+    assert_eq!(lay(64, 7, 4096).heads_per_cta, 1);
+    // Ties keep one head: 32 x 8192 costs 130 either way (two heads need 2 splits).
+    assert_eq!(lay(32, 8, 8192), layout(1, 1, false));
+    // 40 x 1600 would cost 38 with two heads and 3 splits against 44 with
+    // one head and 3 splits: two heads only without splits, so one.
+    assert_eq!(lay(40, 8, 1600), layout(1, 3, false));
+    // One long context: one wave of splits, merged inside _decode.
+    assert_eq!(lay(1, 8, 131072), layout(1, 33, true));
+    // With one head per CTA the splits are num_splits'.
+    for (b, kv, ctx) in [(1, 8, 30000), (3, 8, 20000), (16, 8, 16384), (8, 8, 4096), (40, 8, 1600), (5, 3, 9000)] {
+        let l = lay(b, kv, ctx);
+        assert_eq!(l.heads_per_cta, 1, "{b} {kv} {ctx}");
+        assert_eq!(l.splits, num_splits(b, kv, ctx, 0, 0, 132, 2), "{b} {kv} {ctx}");
+        assert_eq!(l.fused_merge, fuses_merge(b, kv, l.splits, 132, 2), "{b} {kv} {ctx}");
+    }
+    // A window bounds the work for two heads per CTA too (tiles of 32 tokens).
+    assert_eq!(decode_layout(64, 8, 131072, 4000, 0, 132, 2), lay(64, 8, 4000 + 32));
+    // Degenerate device numbers do not panic.
+    assert_eq!(decode_layout(0, 0, 0, 0, 0, 0, 0), layout(1, 1, false));
 }
 
 #[test]
