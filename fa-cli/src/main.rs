@@ -39,8 +39,9 @@ enum Command {
         #[arg(long)]
         quick: bool,
         /// Paged KV-cache benchmarks instead: device copy bandwidth, split-KV
-        /// decode (ms, GB/s) over batch × context, and chunked prefill
-        /// (2k chunks over a 32k context) vs the dense forward kernel.
+        /// decode (ms, GB/s) over batch × context, each call timed after an
+        /// L2 flush as `sdpa_anchor.py --decode` times PyTorch's, and chunked
+        /// prefill (2k chunks over a 32k context) vs the dense forward kernel.
         #[arg(long)]
         decode: bool,
         /// Forward benchmark with q, k, v, out as [batch, heads, seqlen, d]

@@ -339,8 +339,13 @@ impl Device {
     /// A zero-filled device allocation of at least `bytes` bytes.
     pub(crate) fn alloc_zeroed_workspace(&self, bytes: usize) -> Result<CudaSlice<u8>> {
         let mut buf = self.alloc_bytes(bytes)?;
-        self.stream.memset_zeros(&mut buf).map_err(|e| FaError::cuda("cuMemsetD8Async", e))?;
+        self.zero_workspace(&mut buf)?;
         Ok(buf)
+    }
+
+    /// Zeroes `buf` in stream order (asynchronous).
+    pub(crate) fn zero_workspace(&self, buf: &mut CudaSlice<u8>) -> Result<()> {
+        self.stream.memset_zeros(buf).map_err(|e| FaError::cuda("cuMemsetD8Async", e))
     }
 
     /// Device-to-device copy of `n` bytes (benchmarks).
