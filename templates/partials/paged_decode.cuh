@@ -150,8 +150,9 @@ constexpr int pd_smem_ctas(int stages) { return kPdSmemPerSm / (pd_smem_layout(s
 // 121.4; hd256 (1 CTA/SM both): 666.3 -> 627.9 / 351.3 -> 318.8; hd192,
 // where 3 stages leave 1 CTA/SM instead of 2: 363.0 -> 456.9, so 2 stages.
 // The exception is f16 hd80 (4 -> 3 CTAs/SM): 198.5 -> 203.7 at 64 x 4096,
-// 110.2 -> 109.3 at 1 x 131072. TMA loader (kPdStages tiles in flight): 2
-// stages beat 3 and 4.
+// 110.2 -> 109.3 at 1 x 131072. H100, bf16 hd128 (cuDNN 353.7 / 184.9 us):
+// 370.5 -> 365.1 at 64 x 4096, but 191.7 -> 194.8 at 1 x 131072 (49 -> 33
+// splits). TMA loader (kPdStages tiles in flight): 2 stages beat 3 and 4.
 #ifndef PD_STAGES                                           // tuning override (-DPD_STAGES=n)
 #define PD_STAGES (kPdTma ? 2 : (pd_smem_ctas(3) >= (pd_smem_ctas(2) < 2 ? pd_smem_ctas(2) : 2) ? 3 : 2))
 #endif
