@@ -176,24 +176,30 @@ pub fn uses_decode(spec: &KernelSpec, seqlen_q: usize) -> bool {
 /// page size, or the caller's hint `FwdOptions::max_seqlen_k` when smaller.
 /// Without a hint, a batch of much shorter contexts gets more splits than it
 /// needs; the extra splits see no tiles and cost only their launch slots.
-pub fn num_splits(
-    batch: usize,
-    kv_heads: usize,
-    max_context: usize,
-    window: usize,
-    sink: usize,
-    sm_count: usize,
-    occupancy: usize,
-) -> usize {
-    best_splits(batch * kv_heads, DECODE_TILE_TOKENS, max_context, window, sink, sm_count * occupancy).0
+pub fn num_splits(problem: &DecodeProblem, sm_count: usize, occupancy: usize) -> usize {
+    best_splits(problem, problem.batch * problem.kv_heads, DECODE_TILE_TOKENS, sm_count * occupancy).0
+}
+
+/// What the decode heuristics ([`num_splits`], [`decode_layout`]) know of a
+/// decode launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DecodeProblem {
+    pub batch: usize,
+    pub kv_heads: usize,
+    /// Bound on the longest context (see [`num_splits`]).
+    pub max_context: usize,
+    /// The cell's sliding window (0: none).
+    pub window: usize,
+    /// The cell's sink tokens.
+    pub sink: usize,
 }
 
 /// The least-cost split count of [`num_splits`] and its cost in tile
 /// times, for `base` CTAs per split walking tiles of `n` tokens.
-fn best_splits(base: usize, n: usize, max_context: usize, window: usize, sink: usize, slots: usize) -> (usize, usize) {
-    let mut eff = max_context;
-    if window > 0 {
-        eff = eff.min(window + n + sink.div_ceil(n) * n);
+fn best_splits(problem: &DecodeProblem, base: usize, n: usize, slots: usize) -> (usize, usize) {
+    let mut eff = problem.max_context;
+    if problem.window > 0 {
+        eff = eff.min(problem.window + n + problem.sink.div_ceil(n) * n);
     }
     let t = eff.div_ceil(n).max(1);
     let base = base.max(1);
@@ -235,18 +241,11 @@ pub struct DecodeLayout {
 /// where the costs tie and two heads need twice the splits (32 × 8192, 16 ×
 /// 16384, 1 × 131072) they were up to 10% slower. Four heads per CTA: no
 /// faster (254.5 µs at 64 × 4096).
-pub fn decode_layout(
-    batch: usize,
-    kv_heads: usize,
-    max_context: usize,
-    window: usize,
-    sink: usize,
-    sm_count: usize,
-    occupancy: usize,
-) -> DecodeLayout {
+pub fn decode_layout(problem: &DecodeProblem, sm_count: usize, occupancy: usize) -> DecodeLayout {
+    let (batch, kv_heads) = (problem.batch, problem.kv_heads);
     let slots = sm_count * occupancy;
-    let one = best_splits(batch * kv_heads, DECODE_TILE_ROWS, max_context, window, sink, slots);
-    let two = best_splits(batch * kv_heads.div_ceil(2), DECODE_TILE_ROWS / 2, max_context, window, sink, slots);
+    let one = best_splits(problem, batch * kv_heads, DECODE_TILE_ROWS, slots);
+    let two = best_splits(problem, batch * kv_heads.div_ceil(2), DECODE_TILE_ROWS / 2, slots);
     let (heads_per_cta, splits) = if kv_heads & 1 == 0 && two.0 == 1 && two.1 < one.1 { (2, 1) } else { (1, one.0) };
     let groups = kv_heads.div_ceil(heads_per_cta);
     DecodeLayout { heads_per_cta, splits, fused_merge: fuses_merge(batch, groups, splits, sm_count, occupancy) }
@@ -565,15 +564,14 @@ pub(crate) fn launch_decode(
     })? as u32;
     let decode = dev.kernel(hot, &decode_entry(spec), load, smem)?;
     let occ = dev.memo(hot, "decode_occupancy", || Ok(dev.occupancy(&decode, DECODE_THREADS, smem)? as u64))? as usize;
-    let layout = decode_layout(
-        plan.batch,
-        plan.num_kv_heads,
-        plan.decode_context,
-        spec.window().unwrap_or(0) as usize,
-        spec.sink().unwrap_or(0) as usize,
-        dev.sm_count() as usize,
-        occ,
-    );
+    let problem = DecodeProblem {
+        batch: plan.batch,
+        kv_heads: plan.num_kv_heads,
+        max_context: plan.decode_context,
+        window: spec.window().unwrap_or(0) as usize,
+        sink: spec.sink().unwrap_or(0) as usize,
+    };
+    let layout = decode_layout(&problem, dev.sm_count() as usize, occ);
     let groups = plan.num_kv_heads.div_ceil(layout.heads_per_cta);
     let grid = (layout.splits as u32, groups as u32, plan.batch as u32);
     if layout.splits == 1 {

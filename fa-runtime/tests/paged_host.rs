@@ -3,8 +3,8 @@
 //! the routing rule. No GPU, no NVRTC.
 
 use fa_runtime::paged::{
-    check_slots, check_tables, decode_layout, fuses_merge, num_splits, uses_decode, validate_append, workspace_bytes,
-    AppendShapes, DecodeLayout, PagedAppendParams, PagedDecodeParams,
+    check_slots, check_tables, decode_layout, fuses_merge, uses_decode, validate_append, workspace_bytes, AppendShapes,
+    DecodeLayout, DecodeProblem, PagedAppendParams, PagedDecodeParams,
 };
 use fa_runtime::validate::ArgMeta;
 use fa_runtime::{ElemType, FaError, KernelSpec};
@@ -23,7 +23,6 @@ fn m(shape: &[usize], elem: ElemType) -> ArgMeta<'_> {
 fn spec(f: impl FnOnce(fa_spec::SpecBuilder) -> fa_spec::SpecBuilder) -> KernelSpec {
     f(KernelSpec::builder().arch(Arch::Sm90a).dtype(Dtype::Bf16).head_dim(128)).build().unwrap()
 }
-
 
 const HEADER: &str = include_str!("../../templates/partials/paged_params.cuh");
 
@@ -279,6 +278,21 @@ fn table_checks() {
     assert!(check_slots(&[-2], 10, 4).is_err());
 }
 
+/// `paged::num_splits` of (batch, kv heads, max context, window, sink) on
+/// `sm` SMs at `occ` CTAs each.
+fn num_splits(
+    batch: usize,
+    kv_heads: usize,
+    max_context: usize,
+    window: usize,
+    sink: usize,
+    sm: usize,
+    occ: usize,
+) -> usize {
+    let problem = DecodeProblem { batch, kv_heads, max_context, window, sink };
+    fa_runtime::paged::num_splits(&problem, sm, occ)
+}
+
 #[test]
 fn split_heuristic() {
     // H100, hd128: 132 SMs × 3 CTAs. One sequence, 8 KV heads, 32k context:
@@ -312,7 +326,9 @@ fn split_heuristic() {
 #[test]
 fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
     // H100 / H200, hd128: 132 SMs x 2 CTAs (264 slots).
-    let lay = |b, kv, ctx| decode_layout(b, kv, ctx, 0, 0, 132, 2);
+    let lay = |batch, kv_heads, max_context| {
+        decode_layout(&DecodeProblem { batch, kv_heads, max_context, ..Default::default() }, 132, 2)
+    };
     let layout = |heads_per_cta, splits, fused_merge| DecodeLayout { heads_per_cta, splits, fused_merge };
     // 64 x 4096: 512 CTAs of 64 tiles (2 waves x 66 = 132 tile times)
     // against 256 CTAs of 128 tiles (1 wave x 130): two heads per CTA.
@@ -335,9 +351,10 @@ fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
         assert_eq!(l.fused_merge, fuses_merge(b, kv, l.splits, 132, 2), "{b} {kv} {ctx}");
     }
     // A window bounds the work for two heads per CTA too (tiles of 32 tokens).
-    assert_eq!(decode_layout(64, 8, 131072, 4000, 0, 132, 2), lay(64, 8, 4000 + 32));
+    let windowed = DecodeProblem { batch: 64, kv_heads: 8, max_context: 131072, window: 4000, sink: 0 };
+    assert_eq!(decode_layout(&windowed, 132, 2), lay(64, 8, 4000 + 32));
     // Degenerate device numbers do not panic.
-    assert_eq!(decode_layout(0, 0, 0, 0, 0, 0, 0), layout(1, 1, false));
+    assert_eq!(decode_layout(&DecodeProblem::default(), 0, 0), layout(1, 1, false));
 }
 
 #[test]
