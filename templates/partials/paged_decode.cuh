@@ -36,8 +36,10 @@
 // variant_exp.py, SDPA cuDNN on the contiguous cache in the same call):
 // 64 x 4096 252.3 us (1 split) against cuDNN 245.3 and 269.2 for the TMA
 // loader; 1 x 131072 (33 splits, fused merge) 136.7 against 129.6 / 147.8.
-// Its copies alone (-DPD_LOAD_ONLY) take 244.2 / 129.9 us: the loader reads
-// as fast as cuDNN, and what is left is how the math overlaps the copies.
+// Its copies alone (-DPD_LOAD_ONLY) take 244.2 us against cuDNN's 242.3 in
+// one call, 245.8 against 240.4 in another (132.1 against 127.4 at 1 x
+// 131072, fused), where the whole kernel took 247.9 / 133.6: the math adds
+// about 1%, and the rest of the gap is in reading scattered 256-byte rows.
 // How the loader got here (same-call A/Bs, H200, cuDNN 240-245 / 127-131 us;
 // kernels-dev/paged/stream_probe.py times bare copy rings of the same bytes):
 //   * TMA row copies (-DPD_TMA=1): bulk copies into 128-byte-aligned rows
@@ -61,7 +63,13 @@
 //     against 252); 2 warps per CTA with 32-row tiles (243.6 at 64 x 4096 at
 //     4 CTAs/SM, but 145.7 against 133.5 at 1 x 131072); hc = 2 kv heads per
 //     CTA (1-1.5% faster where no split is needed, e.g. 248.7 against 252.0,
-//     slower with splits: 150 against 136 at 1 x 131072).
+//     slower with splits: 150 against 136 at 1 x 131072, so the host pairs
+//     heads only without splits, fa_runtime::paged::decode_layout); issuing
+//     the next tile before the wait for the current one (its stage held this
+//     warp's previous tile, so 3 tiles in flight during the wait): 247.9
+//     against 248.2 us, 133.6 against 133.1 (cuDNN 240.4 / 127.4). The copies
+//     alone take 245.8 / 132.1 us in that call: what is left of the gap to
+//     cuDNN is in the reads of scattered 256-byte rows, not in the math.
 //   * No gain with the TMA loader: page order and token- vs head-major pages
 //     (<= 1.5%), L2 bulk prefetch 1-4 tiles ahead (314-444 us), per-warp
 //     mbarrier pipelines, each row as two copies (one aligned), fragments
