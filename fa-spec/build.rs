@@ -22,6 +22,9 @@ fn main() {
     println!("cargo:rerun-if-changed={}", root.display());
     let mut entries = Vec::new();
     collect(&root, &root, &mut entries);
-    let code = format!("/// (name, text) of every template.\npub(crate) const TEMPLATES: &[(&str, &str)] = &[\n{}];\n", entries.concat());
+    let code = format!(
+        "/// (name, text) of every template.\npub(crate) const TEMPLATES: &[(&str, &str)] = &[\n{}];\n",
+        entries.concat()
+    );
     fs::write(Path::new(&env::var("OUT_DIR").unwrap()).join("templates.rs"), code).unwrap();
 }

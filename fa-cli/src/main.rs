@@ -155,10 +155,16 @@ fn cache(action: CacheAction) -> Result<(), String> {
             let mut entries = cache.list().map_err(|e| e.to_string())?;
             entries.sort_by(|a, b| a.key.cmp(&b.key));
             for e in &entries {
-                let age = e.modified.and_then(|m| m.elapsed().ok()).map_or("?".to_string(), |d| format!("{}s", d.as_secs()));
+                let age =
+                    e.modified.and_then(|m| m.elapsed().ok()).map_or("?".to_string(), |d| format!("{}s", d.as_secs()));
                 println!("{:<90} {:>9} {:>8}", e.key, e.bytes, age);
             }
-            eprintln!("{} entr{} in {}", entries.len(), if entries.len() == 1 { "y" } else { "ies" }, cache.requested_dir().display());
+            eprintln!(
+                "{} entr{} in {}",
+                entries.len(),
+                if entries.len() == 1 { "y" } else { "ies" },
+                cache.requested_dir().display()
+            );
         }
         CacheAction::Clear => {
             let n = cache.clear().map_err(|e| e.to_string())?;
@@ -173,8 +179,14 @@ fn bench(quick: bool, head_major: bool) -> Result<(), String> {
     let run = || -> Result<(), fa_runtime::FaError> {
         let dev = fa_runtime::Device::new(0)?;
         let arch = arch_for(&dev);
-        eprintln!("device 0: {} (cc {:?}, {} SMs); cells for {arch}", dev.name(), dev.compute_capability(), dev.sm_count());
-        let spec = fa_spec::KernelSpec::builder().arch(arch).dtype(fa_spec::Dtype::Bf16).head_dim(128).causal().build()?;
+        eprintln!(
+            "device 0: {} (cc {:?}, {} SMs); cells for {arch}",
+            dev.name(),
+            dev.compute_capability(),
+            dev.sm_count()
+        );
+        let spec =
+            fa_spec::KernelSpec::builder().arch(arch).dtype(fa_spec::Dtype::Bf16).head_dim(128).causal().build()?;
         let c = bench_compile(&spec, &std::env::temp_dir())?;
         eprintln!(
             "compile {}: cold NVRTC {:.0} ms, warm disk-cache load {:.3} ms, {} CUBIN bytes",

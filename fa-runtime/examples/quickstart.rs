@@ -7,7 +7,7 @@
 //! installed (`FA_NVRTC_PATH=$PWD/.nvrtc/nvidia/cu13/lib` after the test
 //! command has installed it), and runs the CPU reference alone.
 
-use fa_runtime::reference::{Precision, Problem, QLayout, KvLayout, RefSpec};
+use fa_runtime::reference::{KvLayout, Precision, Problem, QLayout, RefSpec};
 use fa_runtime::{flash_attention, Device, FaError, FwdOptions, Tensor};
 use half::bf16;
 
@@ -41,8 +41,11 @@ fn main() -> Result<(), FaError> {
     let k = random(BATCH * SEQLEN * KV_HEADS * D, 2);
     let v = random(BATCH * SEQLEN * KV_HEADS * D, 3);
 
-    let (qf, kf, vf): (Vec<f32>, Vec<f32>, Vec<f32>) =
-        (q.iter().map(|x| x.to_f32()).collect(), k.iter().map(|x| x.to_f32()).collect(), v.iter().map(|x| x.to_f32()).collect());
+    let (qf, kf, vf): (Vec<f32>, Vec<f32>, Vec<f32>) = (
+        q.iter().map(|x| x.to_f32()).collect(),
+        k.iter().map(|x| x.to_f32()).collect(),
+        v.iter().map(|x| x.to_f32()).collect(),
+    );
     let problem = Problem {
         spec: RefSpec::from_spec(&spec),
         num_heads: HEADS,

@@ -166,7 +166,8 @@ fn time_one<E: Element>(
     let mut lse: Tensor<f32> = dev.alloc_zeros(&[b, h, s])?;
     let opts = FwdOptions::new().layout(grid.layout);
     let mut run = || {
-        kernel.forward(dev, ForwardArgs::new(q.as_ref(), k.as_ref(), v.as_ref(), o.as_mut(), lse.as_mut()).options(opts))
+        kernel
+            .forward(dev, ForwardArgs::new(q.as_ref(), k.as_ref(), v.as_ref(), o.as_mut(), lse.as_mut()).options(opts))
     };
     for _ in 0..grid.warmup {
         run()?;

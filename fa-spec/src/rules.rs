@@ -12,8 +12,19 @@ use std::fmt;
 
 /// The keys of the attribute, in the order the README documents them.
 pub const KEYS: [&str; 13] = [
-    "arch", "dtype", "head_dim", "causal", "window", "sink", "alibi", "softcap", "gqa", "varlen", "paged",
-    "page_size", "backward",
+    "arch",
+    "dtype",
+    "head_dim",
+    "causal",
+    "window",
+    "sink",
+    "alibi",
+    "softcap",
+    "gqa",
+    "varlen",
+    "paged",
+    "page_size",
+    "backward",
 ];
 
 /// The value written after `key =`, or its absence for a flag.
@@ -224,11 +235,7 @@ pub fn validate<S: Clone>(args: &[RawArg<S>], whole: &S) -> Result<KernelSpec, V
                 None => err(
                     Rule::ValueKind,
                     span,
-                    format!(
-                        "`head_dim` needs an integer value, one of {} (found {})",
-                        list_u32(&HEAD_DIMS),
-                        arg.value
-                    ),
+                    format!("`head_dim` needs an integer value, one of {} (found {})", list_u32(&HEAD_DIMS), arg.value),
                 ),
             },
             "window" | "sink" | "gqa" | "page_size" => {
@@ -255,7 +262,13 @@ pub fn validate<S: Clone>(args: &[RawArg<S>], whole: &S) -> Result<KernelSpec, V
                     continue;
                 }
                 if n < 1 || n > i128::from(max) {
-                    err(rule, span, format!("{known} = {n} is out of range: expected an integer in 1..={max}, the number of {what}"));
+                    err(
+                        rule,
+                        span,
+                        format!(
+                            "{known} = {n} is out of range: expected an integer in 1..={max}, the number of {what}"
+                        ),
+                    );
                     continue;
                 }
                 match known {

@@ -143,10 +143,7 @@ fn wide_hd128_tile(spec: &KernelSpec) -> bool {
         return false;
     }
     let plain = !spec.is_causal_masked() && !spec.alibi() && spec.softcap().is_none() && !spec.varlen();
-    let sm90a = spec.arch() == Arch::Sm90a
-        && spec.window().is_none()
-        && spec.sink().is_none()
-        && !spec.varlen();
+    let sm90a = spec.arch() == Arch::Sm90a && spec.window().is_none() && spec.sink().is_none() && !spec.varlen();
     plain || sm90a
 }
 
@@ -213,7 +210,13 @@ pub fn tile_config(spec: &KernelSpec) -> TileConfig {
     };
     let max = spec.arch().max_smem_per_block();
     let swizzle = swizzled(spec);
-    let tile = |&(block_m, block_n, num_warps, stages): &(u32, u32, u32, u32)| TileConfig { block_m, block_n, num_warps, stages, swizzle };
+    let tile = |&(block_m, block_n, num_warps, stages): &(u32, u32, u32, u32)| TileConfig {
+        block_m,
+        block_n,
+        num_warps,
+        stages,
+        swizzle,
+    };
     candidates
         .iter()
         .map(tile)

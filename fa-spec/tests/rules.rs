@@ -172,7 +172,12 @@ fn every_valid_head_dim_has_a_tile_that_fits_shared_memory() {
             for dtype in [Dtype::F16, Dtype::Bf16, Dtype::E4m3] {
                 let Ok(s) = KernelSpec::builder().arch(arch).dtype(dtype).head_dim(d).build() else { continue };
                 let t = tile_config(&s);
-                assert!(t.smem_bytes(&s) <= arch.max_smem_per_block(), "{}: {} bytes", s.kernel_name(), t.smem_bytes(&s));
+                assert!(
+                    t.smem_bytes(&s) <= arch.max_smem_per_block(),
+                    "{}: {} bytes",
+                    s.kernel_name(),
+                    t.smem_bytes(&s)
+                );
                 assert!(t.threads() <= 1024 && t.block_m.is_multiple_of(16) && t.block_n.is_multiple_of(16));
             }
         }
@@ -223,7 +228,10 @@ fn swizzled_rows_are_unpadded_and_taken_only_where_they_compile_without_spills()
     assert!(swz(cell(Arch::Sm90a, 128)) && swz(cell(Arch::Sm90a, 128).causal().alibi()) && swz(cell(Arch::Sm100, 128)));
     assert!(!swz(cell(Arch::Sm80, 128)) && !swz(cell(Arch::Sm89, 128)), "sm_80 / sm_89 hd128 spills swizzled");
     assert!(swz(cell(Arch::Sm90a, 128).gqa(8)) && swz(cell(Arch::Sm100, 128).gqa(8)));
-    assert!(swz(cell(Arch::Sm90a, 192).alibi()) && !swz(cell(Arch::Sm80, 192).alibi()), "hd192 ALiBi spills off sm_90a");
+    assert!(
+        swz(cell(Arch::Sm90a, 192).alibi()) && !swz(cell(Arch::Sm80, 192).alibi()),
+        "hd192 ALiBi spills off sm_90a"
+    );
 
     // Swizzled rows carry no 16-byte pad: (64 + 2 * 64) rows of 512 bytes.
     let s = cell(Arch::Sm90a, 256).build().unwrap();

@@ -88,11 +88,7 @@ fn representative_cells_compile_for_every_arch_and_hot_ones_do_not_spill() {
                         // them hold, so the test keeps them all).
                         let hot = !spec.dtype().is_fp8();
                         if hot && k.spill_bytes() > 0 {
-                            failures.lock().unwrap().push(format!(
-                                "{} spills {} bytes",
-                                k.entry,
-                                k.spill_bytes()
-                            ));
+                            failures.lock().unwrap().push(format!("{} spills {} bytes", k.entry, k.spill_bytes()));
                         }
                         report.lock().unwrap().push(format!(
                             "{:<64} {:<8} {:>3} regs {:>4} B spill",
