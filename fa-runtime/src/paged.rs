@@ -118,11 +118,10 @@ const _: () = assert!(std::mem::size_of::<PagedAppendParams>() == PAGED_APPEND_P
 
 /// Threads of a `_decode` CTA.
 pub const DECODE_THREADS: u32 = 128;
-/// Shared-memory rows of a `_decode` KV tile: 64 / heads_per_cta tokens of
-/// heads_per_cta kv heads.
-pub const DECODE_TILE_ROWS: usize = 64;
-/// Tokens per KV tile of `_decode` with one kv head per CTA.
-pub const DECODE_TILE_TOKENS: usize = DECODE_TILE_ROWS;
+/// Tokens per KV tile of `_decode` with one kv head per CTA; a tile is 64
+/// shared-memory rows, so with `heads_per_cta` heads it holds 64 /
+/// heads_per_cta tokens of each.
+pub const DECODE_TILE_TOKENS: usize = 64;
 /// (sequence, head) pairs per `_decode_merge` CTA (one warp each).
 pub const MERGE_WARPS: u32 = 4;
 /// Threads of an `_append` CTA (one 16-byte chunk each).
@@ -244,8 +243,8 @@ pub struct DecodeLayout {
 pub fn decode_layout(problem: &DecodeProblem, sm_count: usize, occupancy: usize) -> DecodeLayout {
     let (batch, kv_heads) = (problem.batch, problem.kv_heads);
     let slots = sm_count * occupancy;
-    let one = best_splits(problem, batch * kv_heads, DECODE_TILE_ROWS, slots);
-    let two = best_splits(problem, batch * kv_heads.div_ceil(2), DECODE_TILE_ROWS / 2, slots);
+    let one = best_splits(problem, batch * kv_heads, DECODE_TILE_TOKENS, slots);
+    let two = best_splits(problem, batch * kv_heads.div_ceil(2), DECODE_TILE_TOKENS / 2, slots);
     let (heads_per_cta, splits) = if kv_heads & 1 == 0 && two.0 == 1 && two.1 < one.1 { (2, 1) } else { (1, one.0) };
     let groups = kv_heads.div_ceil(heads_per_cta);
     DecodeLayout { heads_per_cta, splits, fused_merge: fuses_merge(batch, groups, splits, sm_count, occupancy) }

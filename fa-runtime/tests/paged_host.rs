@@ -295,7 +295,7 @@ fn num_splits(
 
 #[test]
 fn split_heuristic() {
-    // H100, hd128: 132 SMs × 3 CTAs. One sequence, 8 KV heads, 32k context:
+    // 132 SMs × 3 CTAs (396 slots). One sequence, 8 KV heads, 32k context:
     // 512 tiles; up to 49 splits fit one wave, and 47 is the fewest splits
     // with 11 tiles each.
     assert_eq!(num_splits(1, 8, 32768, 0, 0, 132, 3), 47);
@@ -399,7 +399,8 @@ fn paged_sources_carry_every_entry_point() {
 
 #[test]
 fn the_merge_is_fused_when_every_split_is_resident_at_once() {
-    // H200: 132 SMs, 3 decode CTAs per SM at hd128 (396 slots).
+    // 132 SMs at 3 decode CTAs per SM (396 slots; hd128 has 2 since its
+    // 3-stage ring, but the rule is the same).
     let fused = |batch, splits| fuses_merge(batch, 8, splits, 132, 3);
     assert!(fused(1, 49), "1 x 131072: 8 heads x 49 splits = 392 CTAs, one wave");
     assert!(!fused(1, 50), "400 CTAs: two waves");
