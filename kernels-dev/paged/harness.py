@@ -322,7 +322,7 @@ def test_cell(torch, c, mod, small=False):
     sm = torch.cuda.get_device_properties(0).multi_processor_count
     for hc in [h for h in (1, 2, 4) if h <= mod.threads // 32]:   # heads per CTA <= warps
         hs = paged_num_splits(prob.B, (kvh + hc - 1) // hc, max(ctxs), sm, mod.occ, c["window"], c["sink"], block_n=mod.threads // 2 // hc)
-        for splits in sorted({1, 3, 7, hs} if not small else {1, 3}):
+        for splits in sorted({1, 3, 7, 40, 150, hs} if not small else {1, 3}):   # 40, 150: merges of 32+ / 128+ splits
             for fused in (False, True):   # _decode_merge, then the merge inside _decode
                 mod.fused = fused
                 o, lse = prob.run(mod, splits, hc=hc)

@@ -12,7 +12,8 @@ a device copy in the same process.
 
   python3 stream_probe.py align   # only TMA bulk copies by piece size (128 B -
                                   # 2 KB) and shared-memory destination alignment
-  python3 stream_probe.py cpasync # only 16-byte cp.async rings (XOR-swizzled rows)
+  python3 stream_probe.py cpasync # only 16-byte cp.async rings (XOR-swizzled rows, 32 / 16 KB
+                                  # stages) and plain loads by CTAs per SM
 """
 import os, sys, json, ctypes
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -99,25 +100,25 @@ tma(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split
     }
 }
 
-// 16-byte cp.async streaming into a ring of `stages` x 32 KB (256-byte rows as
-// in the "rows" pattern: 16 lanes per row, 2 rows per warp instruction);
-// stages - 1 tiles in flight, wait_group + __syncthreads per tile, as a
-// cp.async consumer would.
-extern "C" __global__ void __launch_bounds__(128)
-cpa(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split, int nsub, int sub_off,
-    int row_stride, int page_bytes, int stages, int zfill) {
+// 16-byte cp.async streaming into a ring of `stages` x `srows` rows of 256
+// bytes (the "rows" pattern: 16 lanes per row, 2 rows per warp instruction;
+// srows = 128: 32 KB stages); stages - 1 tiles in flight, wait_group +
+// __syncthreads per tile, as a cp.async consumer would.
+template <int STAGES>
+__device__ void cpa_ring(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split, int nsub, int sub_off,
+                         int row_stride, int page_bytes, int srows, int zfill) {
     extern __shared__ __align__(128) unsigned char sm[];
     const int sub = blockIdx.x % nsub, split = blockIdx.x / nsub, seq = blockIdx.y;
     const int* tb = bt + seq * bt_stride + split * pages_per_split;
-    const int tiles = pages_per_split * 16 / 128;   // 128 rows of 256 B per tile, 16 rows per page
+    const int tiles = pages_per_split * 16 / srows;   // srows rows of 256 B per tile, 16 rows per page
     const unsigned sbase = (unsigned)__cvta_generic_to_shared(sm);
     const int tid = threadIdx.x;
     auto issue = [&](int t) {
-        const unsigned st = sbase + (t % stages) * 32768;
-#pragma unroll
-        for (int u = 0; u < 16; ++u) {
+        const unsigned st = sbase + (t % STAGES) * srows * 256;
+#pragma unroll 8
+        for (int u = 0; u < srows / 8; ++u) {
             const int i = u * 128 + tid, r = i >> 4, c = i & 15;
-            const int gr = t * 128 + r;
+            const int gr = t * srows + r;
             const unsigned char* src = base + (long long)tb[gr >> 4] * page_bytes + sub * sub_off + (gr & 15) * row_stride + c * 16;
             if (zfill)   // the src-size (zero-fill) form, as a masked loader issues it
                 asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(st + r * 256 + ((c ^ (r & 7)) << 4)), "l"(src), "r"(16) : "memory");
@@ -125,19 +126,22 @@ cpa(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split
                 asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(st + r * 256 + ((c ^ (r & 7)) << 4)), "l"(src) : "memory");
         }
     };
-    for (int t = 0; t < stages - 1; ++t) {
+    for (int t = 0; t < STAGES - 1; ++t) {
         if (t < tiles) issue(t);
         asm volatile("cp.async.commit_group;" ::: "memory");
     }
     for (int t = 0; t < tiles; ++t) {
-        if (stages == 2) asm volatile("cp.async.wait_group 0;" ::: "memory");
-        else if (stages == 3) asm volatile("cp.async.wait_group 1;" ::: "memory");
-        else asm volatile("cp.async.wait_group 2;" ::: "memory");
+        asm volatile("cp.async.wait_group %0;" :: "n"(STAGES - 2) : "memory");
         __syncthreads();
-        if (t + stages - 1 < tiles) issue(t + stages - 1);
+        if (t + STAGES - 1 < tiles) issue(t + STAGES - 1);
         asm volatile("cp.async.commit_group;" ::: "memory");
     }
 }
+#define CPA(n) extern "C" __global__ void __launch_bounds__(128) \
+cpa##n(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split, int nsub, int sub_off, \
+       int row_stride, int page_bytes, int srows, int zfill) { \
+    cpa_ring<n>(base, bt, bt_stride, pages_per_split, nsub, sub_off, row_stride, page_bytes, srows, zfill); }
+CPA(2) CPA(3) CPA(4) CPA(5) CPA(6) CPA(7) CPA(8) CPA(10)
 """
 
 
@@ -190,18 +194,38 @@ def align(torch, cu, mod, buf, bt, B, NPG, PB, total, copy_bw):
 
 
 def cpasync(torch, cu, mod, buf, bt, B, NPG, PB, total, copy_bw):
-    """16-byte cp.async rings of 32 KB stages (XOR-swizzled rows), the "rows" pattern."""
-    fc = cu.cuModuleGetFunction(mod, b"cpa")[1]
-    cu.cuFuncSetAttribute(fc, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 227 * 1024)
-    cfgs = [(stages, splits, 0) for stages in (2, 3, 4, 6) for splits in (4, 16)] + [(2, 4, 1), (3, 4, 1)]
-    for i, (stages, splits, zfill) in enumerate([cfgs[0]] + cfgs):   # (the first one twice: warm-up)
-        smem = stages * 32768
+    """16-byte cp.async rings (XOR-swizzled rows), the "rows" pattern: stages of
+    32 KB (128 rows) or 16 KB (64 rows), so that bytes in flight per SM and
+    stage size can be told apart."""
+    cfgs = [(stages, 128, splits, 0) for stages in (2, 3, 4, 6) for splits in (4, 16)] + [(2, 128, 4, 1), (3, 128, 4, 1)]
+    cfgs += [(stages, 64, splits, 0) for stages in (3, 4, 5, 7, 8, 10) for splits in (4, 16)]
+    for i, (stages, srows, splits, zfill) in enumerate([cfgs[0]] + cfgs):   # (the first one twice: warm-up)
+        fc = cu.cuModuleGetFunction(mod, f"cpa{stages}".encode())[1]
+        cu.cuFuncSetAttribute(fc, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 227 * 1024)
+        kb = srows * 256 // 1024
+        smem = stages * srows * 256
         args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(NPG // splits),
-                ctypes.c_int(8), ctypes.c_int(256), ctypes.c_int(2048), ctypes.c_int(PB), ctypes.c_int(stages), ctypes.c_int(zfill)]
+                ctypes.c_int(8), ctypes.c_int(256), ctypes.c_int(2048), ctypes.c_int(PB), ctypes.c_int(srows), ctypes.c_int(zfill)]
         t, occ = time_kernel(torch, cu, fc, (8 * splits, B), 128, smem, args)
         if i > 0:
-            H.log(f"cp.async{' (zero-fill form)' if zfill else ''} {stages} x 32 KB stages ({stages - 1} in flight), grid {8 * splits:3d}x{B}, {occ} CTAs/SM "
-                  f"({occ * (stages - 1) * 32} KB in flight/SM): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
+            H.log(f"cp.async{' (zero-fill form)' if zfill else ''} {stages:2d} x {kb} KB stages ({stages - 1} in flight), grid {8 * splits:3d}x{B}, {occ} CTAs/SM "
+                  f"({occ * (stages - 1) * kb:3d} KB in flight/SM): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
+
+
+# the decode's pattern (a CTA reads one kv head: 16 rows of 256 B at 2 KB
+# stride per page): (nsub, sub_off, lg_chunks_row, lg_rows, row_stride, splits)
+ROWS = (8, 256, 4, 4, 2048, 4)
+
+
+def plain_by_occupancy(torch, cu, fn, buf, bt, B, NPG, PB, out, total, copy_bw):
+    """Plain loads of the "rows" pattern with fewer CTAs per SM (dynamic shared
+    memory as the limiter): the bytes in flight per SM it takes."""
+    cu.cuFuncSetAttribute(fn, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 200 * 1024)
+    for occ in (2, 3, 4, 6, 8):
+        smem = (228 * 1024) // occ - 1024 - 8 * 1024 if occ < 8 else 0
+        nsub, splits = ROWS[0], ROWS[5]
+        t, o2 = time_kernel(torch, cu, fn, (nsub * splits, B), 256, max(smem, 0), rd_args(buf, bt, NPG, PB, out, ROWS))
+        H.log(f"shuffled rows, plain loads, {o2} CTAs/SM ({o2 * 32} KB in flight/SM): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
 
 
 def main():
@@ -225,10 +249,11 @@ def main():
     H.log(f"copy {copy_bw / 1e9:.0f} GB/s; bytes read per pattern {total / 1e9:.3f} GB")
     if sys.argv[1:] == ["align"]:   # only the destination-alignment sweep
         return align(torch, cu, mod, buf, orders["shuffled"], B, NPG, PB, total, copy_bw)
-    if sys.argv[1:] == ["cpasync"]:   # only the cp.async ring
-        return cpasync(torch, cu, mod, buf, orders["shuffled"], B, NPG, PB, total, copy_bw)
+    if sys.argv[1:] == ["cpasync"]:   # only the cp.async rings (and the plain-load ones to compare)
+        cpasync(torch, cu, mod, buf, orders["shuffled"], B, NPG, PB, total, copy_bw)
+        return plain_by_occupancy(torch, cu, fn, buf, orders["shuffled"], B, NPG, PB, out, total, copy_bw)
     # name: (nsub, sub_off, lg_chunks_row, lg_rows, row_stride, splits)
-    pats = {"rows  (256 B x 16 @ 2 KB)": (8, 256, 4, 4, 2048, 4),
+    pats = {"rows  (256 B x 16 @ 2 KB)": ROWS,
             "rows  splits 16": (8, 256, 4, 4, 2048, 16),
             "hnd4k (4 KB runs)": (8, 4096, 8, 0, 0, 4),
             "page  (32 KB pages)": (1, 0, 11, 0, 0, 32),
@@ -238,17 +263,10 @@ def main():
             nsub, splits = pat[0], pat[5]
             t, _ = time_kernel(torch, cu, fn, (nsub * splits, B), 256, 0, rd_args(buf, bt, NPG, PB, out, pat))
             H.log(f"{oname:8s} {pname:28s} grid {nsub * splits:3d}x{B}: {t * 1e6:7.1f} us {total / t / 1e9:6.0f} GB/s {100 * total / t / copy_bw:5.1f}% of copy")
-    # --- plain loads with fewer CTAs per SM (dynamic smem as the limiter): bytes in flight
+    plain_by_occupancy(torch, cu, fn, buf, orders["shuffled"], B, NPG, PB, out, total, copy_bw)
     ft = cu.cuModuleGetFunction(mod, b"tma")[1]
-    cu.cuFuncSetAttribute(fn, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 200 * 1024)
     cu.cuFuncSetAttribute(ft, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 227 * 1024)
     bt = orders["shuffled"]
-    for occ in (2, 3, 4, 6, 8):
-        smem = (228 * 1024) // occ - 1024 - 8 * 1024 if occ < 8 else 0
-        pat = pats["rows  (256 B x 16 @ 2 KB)"]
-        nsub, splits = pat[0], pat[5]
-        t, o2 = time_kernel(torch, cu, fn, (nsub * splits, B), 256, max(smem, 0), rd_args(buf, bt, NPG, PB, out, pat))
-        H.log(f"shuffled rows, plain loads, {o2} CTAs/SM ({o2 * 32} KB in flight/SM): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
     # --- TMA bulk copies: rows of 256 B (the decode's pattern) or 4 KB (head-major runs)
     for (pat, rowb, rpp, rs, soff, nsub, splits) in (("rows", 256, 16, 2048, 256, 8, 4), ("rows", 256, 16, 2048, 256, 8, 16),
                                                       ("hnd4k", 4096, 1, 0, 4096, 8, 4)):

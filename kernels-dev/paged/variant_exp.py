@@ -2,7 +2,8 @@
 """Decode variants (-D flag sets, e.g. -DPD_TMA=1 -DPD_STAGES=2) against the default kernel (GPU machine).
 
   CHECKS="..;.." VARIANTS="..;.." python3 kernels-dev/paged/variant_exp.py   # correctness, timing + SDPA
-  OLD_RENDERED=dir ... variant_exp.py    # also time another render of the bench cell (same params ABI)
+  OLD_RENDERED=dir ... variant_exp.py    # also time another render of the bench cell (same params ABI;
+                                         # OLD_FUSED=1: with the merge inside _decode)
   VARIANTS="fused;..."                    # "fused" (not a -D flag): the merge inside _decode
   ncu --profile-from-start off ... variant_exp.py ncu   # one launch each: default, first variant, cuDNN (64 x 4096)
 
@@ -62,6 +63,7 @@ def main():
         name, cub, lg = H._compile_worker((src, bc["kernel_name"], "sm_90a", ()))
         assert cub is not None, lg
         mods["previous"] = H.Module(bc, cub, torch)
+        mods["previous"].fused = os.environ.get("OLD_FUSED") == "1"   # the merge inside _decode, as "fused"
         H.log(f"previous: smem {mods['previous'].smem} B, regs {mods['previous'].regs}, CTAs/SM {mods['previous'].occ}")
     if not ncu:
         copy_bw = H.copy_bandwidth(torch)

@@ -70,6 +70,22 @@
 //     against 248.2 us, 133.6 against 133.1 (cuDNN 240.4 / 127.4). The copies
 //     alone take 245.8 / 132.1 us in that call: what is left of the gap to
 //     cuDNN is in the reads of scattered 256-byte rows, not in the math.
+//   * Also no gain (H200, same calls, cuDNN 239.4-245.3 us): the block-table
+//     lookup for tile v + 1 issued with the copies of tile v (251.3 against
+//     243.7 us with hc = 2, 248.2 against 247.6 with hc = 1, 133.1 against
+//     132.2 at 1 x 131072); the split merge with its LSEs held in registers
+//     and 16 partial rows in flight per batch (135.2 against 134.5 us at 1 x
+//     131072: the merge is not what the tail costs); 2 warps per CTA at 4
+//     CTAs/SM (249.3 against 249.7 us for hc = 2 at 64 x 4096, copies alone
+//     249.2 against 249.0; 142.4 against 134.1 at 1 x 131072); deeper rings
+//     at 1 CTA/SM (5 / 7 stages: 367 / 377 us). Bare cp.async rings in that
+//     call (stream_probe.py cpasync): 3 x 32 KB stages at 2 CTAs/SM, this
+//     kernel's shape, 245.4-245.9 us; 3 x 16 KB at 4 CTAs/SM (16 warps)
+//     240.7-243.6; 7 x 16 KB at 2 CTAs/SM (192 KB in flight) 248.8-252.4;
+//     any ring at 1 CTA/SM 302-330. Past ~128 KB in flight per SM, what
+//     counts is the warps per SM issuing copies: this kernel's shared
+//     memory (three 8 KB stages per warp) allows 8, its registers (O and Q
+//     fragments padded to 16 query rows, 168 a thread) 12.
 //   * No gain with the TMA loader: page order and token- vs head-major pages
 //     (<= 1.5%), L2 bulk prefetch 1-4 tiles ahead (314-444 us), per-warp
 //     mbarrier pipelines, each row as two copies (one aligned), fragments
