@@ -102,8 +102,8 @@ tma(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split
 
 // 16-byte cp.async streaming into a ring of `stages` x `srows` rows of 256
 // bytes (the "rows" pattern: 16 lanes per row, 2 rows per warp instruction;
-// srows = 128: 32 KB stages); stages - 1 tiles in flight, wait_group +
-// __syncthreads per tile, as a cp.async consumer would.
+// srows = 128: 32 KB stages) by the CTA's 64-256 threads; stages - 1 tiles
+// in flight, wait_group + __syncthreads per tile, as a cp.async consumer would.
 template <int STAGES>
 __device__ void cpa_ring(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split, int nsub, int sub_off,
                          int row_stride, int page_bytes, int srows, int zfill) {
@@ -116,8 +116,8 @@ __device__ void cpa_ring(const unsigned char* base, const int* bt, int bt_stride
     auto issue = [&](int t) {
         const unsigned st = sbase + (t % STAGES) * srows * 256;
 #pragma unroll 8
-        for (int u = 0; u < srows / 8; ++u) {
-            const int i = u * 128 + tid, r = i >> 4, c = i & 15;
+        for (int u = 0; u < srows * 16 / (int)blockDim.x; ++u) {
+            const int i = u * blockDim.x + tid, r = i >> 4, c = i & 15;
             const int gr = t * srows + r;
             const unsigned char* src = base + (long long)tb[gr >> 4] * page_bytes + sub * sub_off + (gr & 15) * row_stride + c * 16;
             if (zfill)   // the src-size (zero-fill) form, as a masked loader issues it
@@ -137,7 +137,7 @@ __device__ void cpa_ring(const unsigned char* base, const int* bt, int bt_stride
         asm volatile("cp.async.commit_group;" ::: "memory");
     }
 }
-#define CPA(n) extern "C" __global__ void __launch_bounds__(128) \
+#define CPA(n) extern "C" __global__ void __launch_bounds__(256) \
 cpa##n(const unsigned char* base, const int* bt, int bt_stride, int pages_per_split, int nsub, int sub_off, \
        int row_stride, int page_bytes, int srows, int zfill) { \
     cpa_ring<n>(base, bt, bt_stride, pages_per_split, nsub, sub_off, row_stride, page_bytes, srows, zfill); }
@@ -197,18 +197,20 @@ def cpasync(torch, cu, mod, buf, bt, B, NPG, PB, total, copy_bw):
     """16-byte cp.async rings (XOR-swizzled rows), the "rows" pattern: stages of
     32 KB (128 rows) or 16 KB (64 rows), so that bytes in flight per SM and
     stage size can be told apart."""
-    cfgs = [(stages, 128, splits, 0) for stages in (2, 3, 4, 6) for splits in (4, 16)] + [(2, 128, 4, 1), (3, 128, 4, 1)]
-    cfgs += [(stages, 64, splits, 0) for stages in (3, 4, 5, 7, 8, 10) for splits in (4, 16)]
-    for i, (stages, srows, splits, zfill) in enumerate([cfgs[0]] + cfgs):   # (the first one twice: warm-up)
+    cfgs = [(stages, 128, splits, 0, 128) for stages in (2, 3, 4, 6) for splits in (4, 16)] + [(2, 128, 4, 1, 128), (3, 128, 4, 1, 128)]
+    cfgs += [(stages, 64, splits, 0, 128) for stages in (3, 4, 5, 7, 8, 10) for splits in (4, 16)]
+    # the same rings issued by 2 or 8 warps a CTA: warps per SM against CTAs per SM
+    cfgs += [(3, srows, 4, 0, threads) for srows in (128, 64) for threads in (64, 256)]
+    for i, (stages, srows, splits, zfill, threads) in enumerate([cfgs[0]] + cfgs):   # (the first one twice: warm-up)
         fc = cu.cuModuleGetFunction(mod, f"cpa{stages}".encode())[1]
         cu.cuFuncSetAttribute(fc, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 227 * 1024)
         kb = srows * 256 // 1024
         smem = stages * srows * 256
         args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(NPG // splits),
                 ctypes.c_int(8), ctypes.c_int(256), ctypes.c_int(2048), ctypes.c_int(PB), ctypes.c_int(srows), ctypes.c_int(zfill)]
-        t, occ = time_kernel(torch, cu, fc, (8 * splits, B), 128, smem, args)
+        t, occ = time_kernel(torch, cu, fc, (8 * splits, B), threads, smem, args)
         if i > 0:
-            H.log(f"cp.async{' (zero-fill form)' if zfill else ''} {stages:2d} x {kb} KB stages ({stages - 1} in flight), grid {8 * splits:3d}x{B}, {occ} CTAs/SM "
+            H.log(f"cp.async{' (zero-fill form)' if zfill else ''} {stages:2d} x {kb} KB stages ({stages - 1} in flight), {threads // 32} warps, grid {8 * splits:3d}x{B}, {occ} CTAs/SM "
                   f"({occ * (stages - 1) * kb:3d} KB in flight/SM): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
 
 

@@ -83,9 +83,15 @@
 //     kernel's shape, 245.4-245.9 us; 3 x 16 KB at 4 CTAs/SM (16 warps)
 //     240.7-243.6; 7 x 16 KB at 2 CTAs/SM (192 KB in flight) 248.8-252.4;
 //     any ring at 1 CTA/SM 302-330. Past ~128 KB in flight per SM, what
-//     counts is the warps per SM issuing copies: this kernel's shared
-//     memory (three 8 KB stages per warp) allows 8, its registers (O and Q
-//     fragments padded to 16 query rows, 168 a thread) 12.
+//     counts is the warps per SM issuing copies. Another call (cuDNN 240.2
+//     us): 3 x 32 KB stages at 2 CTAs/SM issued by 2 / 4 / 8 warps a CTA
+//     288.7 / 242.0-242.5 / 239.2 us, 3 x 16 KB at 4 CTAs/SM 240.3 / 238.8
+//     / 239.2, against this kernel (hc = 2) 242.4 for its copies alone and
+//     243.7 whole. More warps a SM do not fit: this kernel's shared memory
+//     (three 8 KB stages per warp) allows 8, its registers (O and Q
+//     fragments padded to 16 query rows, 168 a thread) 12. Two kv heads per
+//     CTA with splits stay slower at 1 x 131072 (copies alone 137.2-139.5
+//     against 131.0 us with one head, 64-66 splits against 33).
 //   * No gain with the TMA loader: page order and token- vs head-major pages
 //     (<= 1.5%), L2 bulk prefetch 1-4 tiles ahead (314-444 us), per-warp
 //     mbarrier pipelines, each row as two copies (one aligned), fragments
