@@ -73,9 +73,7 @@
 //   * Also no gain (H200, same calls, cuDNN 239.4-245.3 us): the block-table
 //     lookup for tile v + 1 issued with the copies of tile v (251.3 against
 //     243.7 us with hc = 2, 248.2 against 247.6 with hc = 1, 133.1 against
-//     132.2 at 1 x 131072); the split merge with its LSEs held in registers
-//     and 16 partial rows in flight per batch (135.2 against 134.5 us at 1 x
-//     131072: the merge is not what the tail costs); 2 warps per CTA at 4
+//     132.2 at 1 x 131072); 2 warps per CTA at 4
 //     CTAs/SM (249.3 against 249.7 us for hc = 2 at 64 x 4096, copies alone
 //     249.2 against 249.0; 142.4 against 134.1 at 1 x 131072); deeper rings
 //     at 1 CTA/SM (5 / 7 stages: 367 / 377 us). Bare cp.async rings in that
@@ -92,6 +90,17 @@
 //     fragments padded to 16 query rows, 168 a thread) 12. Two kv heads per
 //     CTA with splits stay slower at 1 x 131072 (copies alone 137.2-139.5
 //     against 131.0 us with one head, 64-66 splits against 33).
+//   * Where a split launch's time goes (1 x 131072, 33 splits, H200,
+//     kernels-dev/paged/timeline.py, -DPD_TIMELINE): the CTAs start within
+//     0.2 us, their first tile lands 4.3-7.0 us later (block-table lookup,
+//     then the copies, both from DRAM); the main loops end at 119.6 us
+//     (median) to 124.9 (last), the steady state reading 4.71-4.75 TB/s;
+//     storing the partials takes 0.9-2.8 us and counting 0.5-2.5, and the
+//     last split's merge 3.7 us (4.6-5.0 before its LSEs were loaded once
+//     and 16 rows put in flight); the span is 129.9 us against an event
+//     time of 134.8 (cuDNN 129.5). Event times (same calls): 133.9-134.5
+//     against 133.9-135.3 us at 1 x 131072, 133.2-133.7 against 134.0-134.5
+//     at 2 x 65536, 41.8-42.4 against 42.4-42.7 at 8 x 4096.
 //   * No gain with the TMA loader: page order and token- vs head-major pages
 //     (<= 1.5%), L2 bulk prefetch 1-4 tiles ahead (314-444 us), per-warp
 //     mbarrier pipelines, each row as two copies (one aligned), fragments
@@ -324,42 +333,94 @@ FA_DEVICE PdF4 pd_ldcg4(const float* a) {
     asm("ld.global.cg.v4.f32 { %0, %1, %2, %3 }, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(a));
     return v;
 }
+// -DPD_TIMELINE (measurement aid, kernels-dev/paged/timeline.py): thread 0
+// of each CTA records %globaltimer at the points below (and its SM) in
+// pd_timeline, read back by the host.
+#ifdef PD_TIMELINE
+__device__ unsigned long long pd_timeline[4096 * 16];
+FA_DEVICE void pd_stamp(int k, unsigned long long v) {
+    const int cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    if (threadIdx.x == 0 && cta < 4096) pd_timeline[cta * 16 + k] = v;
+}
+FA_DEVICE unsigned long long pd_now() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t) :: "memory");
+    return t;
+}
+#define PD_STAMP(k) pd_stamp(k, pd_now())
+#else
+#define PD_STAMP(k)
+#endif
 // O of (sequence b, query head h) = sum_s exp(lse_s - lse) O_s over the
-// splits' partials, by one warp.
+// splits' partials, by one warp. In the fused merge this is the tail of the
+// launch, so its L2 round trips are what it costs: one for the LSEs (lane l
+// keeps those of splits l, l + 32, ... up to kPdMergeLse * 32 in registers;
+// more are reloaded, and so are their weights), then one per 16 splits for
+// the partial rows. Measured (H200, kernels-dev/paged/timeline.py), the
+// last CTA's merge at 1 x 131072 (33 splits): 4.7-5.0 us with the LSEs
+// loaded three times and 8 rows in flight, 2.9 us with them loaded once and
+// 32 rows in flight.
+constexpr int kPdMergeLse = 4;   // 128 splits: fa_runtime::paged::MAX_SPLITS
 FA_DEVICE void pd_merge_head(const PagedDecodeParams& p, int b, int h, int lane) {
     const int wg = b * p.num_heads + h;
     const int S = p.num_splits;
     const long long plane = (long long)p.batch * p.num_heads;
     const float* la = p.lse_accum + wg;
+    float ls[kPdMergeLse];
+#pragma unroll
+    for (int r = 0; r < kPdMergeLse; ++r) ls[r] = lane + 32 * r < S ? pd_ldcg(la + (lane + 32 * r) * plane) : FA_NEG_INF;
     float mx = FA_NEG_INF;
-    for (int s = lane; s < S; s += 32) mx = fmaxf(mx, pd_ldcg(la + s * plane));
+#pragma unroll
+    for (int r = 0; r < kPdMergeLse; ++r) mx = fmaxf(mx, ls[r]);
+    for (int s = lane + 32 * kPdMergeLse; s < S; s += 32) mx = fmaxf(mx, pd_ldcg(la + s * plane));
     mx = pd_warp_max(mx);
+    // w[r]: lane l's weight of split l + 32 r (0 for absent splits)
+    float w[kPdMergeLse];
     float sum = 0.0f;
+#pragma unroll
+    for (int r = 0; r < kPdMergeLse; ++r) {
+        w[r] = mx == FA_NEG_INF ? 0.0f : fast_exp2((ls[r] - mx) * kLog2e);
+        sum += w[r];
+    }
     if (mx != FA_NEG_INF)
-        for (int s = lane; s < S; s += 32) sum += fast_exp2((pd_ldcg(la + s * plane) - mx) * kLog2e);
+        for (int s = lane + 32 * kPdMergeLse; s < S; s += 32) sum += fast_exp2((pd_ldcg(la + s * plane) - mx) * kLog2e);
     sum = pd_warp_sum(sum);
     const float lse = mx == FA_NEG_INF ? FA_NEG_INF : mx + fast_log2(sum) * kLn2;
     const float inv = mx == FA_NEG_INF ? 0.0f : 1.0f / sum;
+    PD_STAMP(9);   // merge: LSEs combined (warp 0)
     // Every split wrote its partial (O = 0 and LSE = -inf where it saw no
-    // key), so the partials are read unconditionally: the loads of a group
-    // of splits are in flight together instead of one L2 round trip after
-    // another (this merge is the tail of a one-wave decode; H200, 1 x 131072,
-    // 33 splits: 141.4-142.5 against 144.1-145.1 us with _decode_merge, same
-    // calls). Lane j holds the weight of split s0 + j; the column loop is
-    // lane-uniform for the shuffles.
+    // key), so the partials are read unconditionally: the loads of 16
+    // splits are in flight together. Lane j holds the weight of split s0 +
+    // j; the loops are lane-uniform for the shuffles.
     for (int c0 = 0; c0 < kHeadDim / 4; c0 += 32) {
         const int c4 = c0 + lane;
         const bool on = c4 < kHeadDim / 4;
         PdF4 acc = {0.0f, 0.0f, 0.0f, 0.0f};
         for (int s0 = 0; s0 < S; s0 += 32) {
             const int n = min(32, S - s0);
-            const float w = lane < n && mx != FA_NEG_INF ? fast_exp2((pd_ldcg(la + (s0 + lane) * plane) - mx) * kLog2e) * inv : 0.0f;
-#pragma unroll 8
-            for (int j = 0; j < n; ++j) {
-                const float wt = __shfl_sync(0xffffffffu, w, j);
-                if (on) {
-                    const PdF4 ov = pd_ldcg4(p.o_accum + ((s0 + j) * plane + wg) * kHeadDim + c4 * 4);
-                    acc.x += wt * ov.x; acc.y += wt * ov.y; acc.z += wt * ov.z; acc.w += wt * ov.w;
+            const int g32 = s0 >> 5;
+            float wl = 0.0f;
+#pragma unroll
+            for (int r = 0; r < kPdMergeLse; ++r)
+                if (g32 == r) wl = w[r];
+            if (g32 >= kPdMergeLse && lane < n && mx != FA_NEG_INF)
+                wl = fast_exp2((pd_ldcg(la + (s0 + lane) * plane) - mx) * kLog2e);
+            wl *= inv;
+            const float* oa = p.o_accum + (s0 * plane + wg) * kHeadDim + c4 * 4;   // split s0, these columns
+            // (unrolled, the compiler hoists both batches' loads: 128 registers,
+            // spills where 3 CTAs share an SM)
+#pragma unroll 1
+            for (int j0 = 0; j0 < n; j0 += 16) {
+                PdF4 ov[16];
+#pragma unroll
+                for (int j = 0; j < 16; ++j)
+                    if (on && j0 + j < n) ov[j] = pd_ldcg4(oa + (j0 + j) * plane * kHeadDim);
+#pragma unroll
+                for (int j = 0; j < 16; ++j) {
+                    const float wt = __shfl_sync(0xffffffffu, wl, j0 + j);
+                    if (on && j0 + j < n) {
+                        acc.x += wt * ov[j].x; acc.y += wt * ov[j].y; acc.z += wt * ov[j].z; acc.w += wt * ov[j].w;
+                    }
                 }
             }
         }
@@ -376,6 +437,10 @@ FA_DEVICE void pd_merge_head(const PagedDecodeParams& p, int b, int h, int lane)
 // so for hc > 1 each token's hc head rows are one contiguous run of the page.
 // Warp w serves kv head kvh0 + (w % hc) and the 16-token slice w / hc of the tile.
 FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
+    PD_STAMP(0);   // entry
+#ifdef PD_TIMELINE
+    { u32 smid; asm volatile("mov.u32 %0, %%smid;" : "=r"(smid)); pd_stamp(6, smid); }
+#endif
     const int split = blockIdx.x, b = blockIdx.z;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
@@ -561,6 +626,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         }
 
         const int stage = it % kPdStages;
+        if (it == 0) PD_STAMP(1);             // first tile in shared memory
+        if (it == n_tiles - 1) PD_STAMP(7);   // last tile in shared memory
 #ifndef PD_LOAD_ONLY   // measurement aid (-DPD_LOAD_ONLY): the K/V pipeline without the math; wrong results
         const int key0 = (rg.tile(v0 + it) << tshift) + kb * 16;   // first key of this warp
         const u32 ks = pipe_base + stage * (2 * kPdKVBytes);
@@ -663,6 +730,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     }
     if constexpr (!kPdTma) cp_async_wait<0>();   // (TMA: every issued tile was waited for)
     __syncthreads();   // ring no longer read: reuse it as the warp-combine buffer
+    PD_STAMP(2);   // main loop done
 
     // ---- combine the warps of each head (each normalised, with its log2-LSE)
     float* so = (float*)smem;
@@ -718,6 +786,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             if (c4 == 0) p.lse_accum[rowi] = lse_nat;
         }
     }
+    PD_STAMP(3);   // output or partials stored
     // Fused merge (merge_counters set): the last split of (sequence, kv group)
     // to finish merges that group's heads and resets its counter to 0.
     if (!direct && p.merge_counters != nullptr) {
@@ -727,13 +796,16 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         __syncthreads();
         if (tid == 0) pd_last = atomicAdd(cnt, 1) == p.num_splits - 1;
         __syncthreads();
+        PD_STAMP(4);   // counted
         if (pd_last) {
             __threadfence();   // every other split's partials before reading them
+            PD_STAMP(8);   // merge fenced
             for (int hr = warp; hr < (kGqa << hcs); hr += kPdWarps) {
                 const int kvh = kvh0 + hr / kGqa;
                 if (kvh < p.num_kv_heads) pd_merge_head(p, b, kvh * kGqa + hr % kGqa, lane);
             }
             if (tid == 0) *cnt = 0;
+            PD_STAMP(5);   // merged
         }
     }
 }
