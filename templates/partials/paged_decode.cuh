@@ -100,7 +100,12 @@
 //     and 16 rows put in flight); the span is 129.9 us against an event
 //     time of 134.8 (cuDNN 129.5). Event times (same calls): 133.9-134.5
 //     against 133.9-135.3 us at 1 x 131072, 133.2-133.7 against 134.0-134.5
-//     at 2 x 65536, 41.8-42.4 against 42.4-42.7 at 8 x 4096.
+//     at 2 x 65536, 41.8-42.4 against 42.4-42.7 at 8 x 4096. Handing the
+//     last quarter of each head's 16-token slices out from a counter
+//     (branch exp/paged-decode-dynamic) made the loops end together
+//     (123.5-131.5 us) but the reworked loop streamed slower (4.47 against
+//     4.71 TB/s; 134.8 against 131.8 us, and 264 against 247.5 at 64 x 4096
+//     where nothing is handed out).
 //   * No gain with the TMA loader: page order and token- vs head-major pages
 //     (<= 1.5%), L2 bulk prefetch 1-4 tiles ahead (314-444 us), per-warp
 //     mbarrier pipelines, each row as two copies (one aligned), fragments
