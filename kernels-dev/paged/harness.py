@@ -392,6 +392,16 @@ def time_fn(torch, fn, iters=30, warm=5):
     return ts[len(ts) // 2] * 1e-3
 
 
+def sdpa_inputs(prob):
+    """SDPA's view of a Problem with equal contexts: Q [B, H, 1, d] and the
+    cache as contiguous K / V [B, kv heads, ctx, d]."""
+    torch = prob.torch
+    q4 = prob.q.view(prob.B, prob.H, 1, prob.d)
+    kd = torch.stack(prob.K).permute(0, 2, 1, 3).contiguous()
+    vd = torch.stack(prob.V).permute(0, 2, 1, 3).contiguous()
+    return q4, kd, vd
+
+
 def copy_bandwidth(torch):
     """The card's copy bandwidth (bytes read + written / s): median of a 2 GiB y.copy_(x)."""
     x = torch.empty(1 << 30, dtype=torch.int16, device="cuda").fill_(1)

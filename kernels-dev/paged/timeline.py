@@ -90,9 +90,7 @@ def main():
         first, last = pct([us(r[1]) for r in st if r[1]], 0.5), pct([us(r[7]) for r in st if r[7]], 0.5)
         H.log(f"kernel span (first start to last end) {max(ends):.2f} us; bytes / (median last tile - median first tile) "
               f"{kvbytes / ((last - first) * 1e-6) / 1e9:.0f} GB/s")
-        q4 = prob.q.view(B, Hq, 1, d)
-        kd = torch.stack(prob.K).permute(0, 2, 1, 3).contiguous()
-        vd = torch.stack(prob.V).permute(0, 2, 1, 3).contiguous()
+        q4, kd, vd = H.sdpa_inputs(prob)
         del prob
         torch.cuda.empty_cache()
         with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):

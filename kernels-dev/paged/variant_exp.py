@@ -93,9 +93,7 @@ def main():
                 t = H.time_fn(torch, lambda: m.decode(P), iters=50)
                 H.log(f"B={B:3d} ctx={ctx:6d} [{name}] splits={s:3d}{'*' if s == hs else ' '} "
                       f"{t * 1e6:7.1f} us {kvbytes / t / 1e9:6.0f} GB/s {100 * kvbytes / t / copy_bw:5.1f}%")
-        q4 = prob.q.view(B, Hq, 1, d)
-        kd = torch.stack(prob.K).permute(0, 2, 1, 3).contiguous()
-        vd = torch.stack(prob.V).permute(0, 2, 1, 3).contiguous()
+        q4, kd, vd = H.sdpa_inputs(prob)
         del prob
         torch.cuda.empty_cache()
         for nm, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
