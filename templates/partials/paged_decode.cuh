@@ -354,7 +354,7 @@ FA_DEVICE unsigned long long pd_now() {
 }
 #define PD_STAMP(k) pd_stamp(k, pd_now())
 #else
-#define PD_STAMP(k)
+#define PD_STAMP(k) ((void)0)
 #endif
 // O of (sequence b, query head h) = sum_s exp(lse_s - lse) O_s over the
 // splits' partials, by one warp. In the fused merge this is the tail of the
@@ -362,9 +362,10 @@ FA_DEVICE unsigned long long pd_now() {
 // keeps those of splits l, l + 32, ... up to kPdMergeLse * 32 in registers;
 // more are reloaded, and so are their weights), then one per 16 splits for
 // the partial rows. Measured (H200, kernels-dev/paged/timeline.py), the
-// last CTA's merge at 1 x 131072 (33 splits): 4.7-5.0 us with the LSEs
-// loaded three times and 8 rows in flight, 2.9 us with them loaded once and
-// 32 rows in flight.
+// last CTA's merge at 1 x 131072 (33 splits): 4.6-5.0 us with the LSEs
+// loaded three times and 8 rows in flight, 3.7 us with them loaded once and
+// 16 rows in flight (2.9 with 32, but those spill where 3 CTAs share an SM,
+// or, as a runtime-unrolled loop, serialise a group of fewer than 32).
 constexpr int kPdMergeLse = 4;   // 128 splits: fa_runtime::paged::MAX_SPLITS
 FA_DEVICE void pd_merge_head(const PagedDecodeParams& p, int b, int h, int lane) {
     const int wg = b * p.num_heads + h;
