@@ -226,7 +226,10 @@ class Problem:
             P.merge_counters = self.counters.data_ptr()
         return P
 
-    def run(self, mod, splits, poison=True, hc=1):
+    def buffers(self, splits):
+        """Uninitialised O [B, H, d], LSE [B, H] and, with splits, the split
+        partials O_accum [splits, B, H, d] / LSE_accum [splits, B, H] (else
+        None): what params() points a decode at."""
         torch = self.torch
         o = torch.empty(self.B, self.H, self.d, dtype=self.dt, device="cuda")
         lse = torch.empty(self.B, self.H, dtype=torch.float32, device="cuda")
@@ -234,6 +237,10 @@ class Problem:
         if splits > 1:
             oacc = torch.empty(splits, self.B, self.H, self.d, dtype=torch.float32, device="cuda")
             lacc = torch.empty(splits, self.B, self.H, dtype=torch.float32, device="cuda")
+        return o, lse, oacc, lacc
+
+    def run(self, mod, splits, poison=True, hc=1):
+        o, lse, oacc, lacc = self.buffers(splits)
         if poison:
             for t in (o, lse, oacc, lacc):
                 if t is not None: t.fill_(float("nan"))
@@ -432,10 +439,7 @@ def bench(torch, c, mods, results):
             row[f"heuristic_splits_{vlabel}_hc{hc}"] = hs
             cands = sorted({hs, max(1, hs // 2), hs * 2} | ({32, 64} if B == 1 else {1, 2}))
             for s in cands:
-                o = torch.empty(B, H, d, dtype=prob.dt, device="cuda")
-                lse = torch.empty(B, H, dtype=torch.float32, device="cuda")
-                oacc = torch.empty(s, B, H, d, dtype=torch.float32, device="cuda")
-                lacc = torch.empty(s, B, H, dtype=torch.float32, device="cuda")
+                o, lse, oacc, lacc = prob.buffers(s)
                 P = prob.params(o, lse, oacc, lacc, s, hc)
                 t = time_fn(torch, lambda: mod.decode(P), iters=30)
                 bw = (kvbytes + qob) / t
@@ -456,9 +460,7 @@ def bench(torch, c, mods, results):
         row["spot_lse_err"] = (lse[b0] - torch.logsumexp(s_, -1)).abs().max().item()
         log(f"  ({tag}) spot check vs fp32: max|o-ref| {row['spot_err']:.2e}, lse {row['spot_lse_err']:.2e}")
         # SDPA on the equivalent contiguous cache
-        q4 = prob.q.view(B, H, 1, d)
-        kd = torch.stack(prob.K).permute(0, 2, 1, 3).contiguous()   # [B, KVH, ctx, d]
-        vd = torch.stack(prob.V).permute(0, 2, 1, 3).contiguous()
+        q4, kd, vd = sdpa_inputs(prob)
         del prob
         torch.cuda.empty_cache()
         for name, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION),

@@ -59,10 +59,7 @@ def main():
             for vname, (k2, v2, bt, hnd) in variants.items():
                 if vname not in os.environ.get("LAYOUTS", "shuffled NHD,in-order HND").split(","): continue
                 for s in sorted({hs, max(1, hs - 1), hs + 1}):
-                    o = torch.empty(B, Hq, d, dtype=prob.dt, device="cuda")
-                    lse = torch.empty(B, Hq, dtype=torch.float32, device="cuda")
-                    oacc = torch.empty(s, B, Hq, d, dtype=torch.float32, device="cuda")
-                    lacc = torch.empty(s, B, Hq, dtype=torch.float32, device="cuda")
+                    o, lse, oacc, lacc = prob.buffers(s)
                     P = prob.params(o, lse, oacc, lacc, s, hc)
                     P.k_cache, P.v_cache, P.block_table = k2.data_ptr(), v2.data_ptr(), bt.data_ptr()
                     P.block_table_stride, P.num_blocks = bt.shape[1], k2.shape[0]
@@ -72,9 +69,7 @@ def main():
                     t = H.time_fn(torch, lambda: m.decode(P), iters=40)
                     print(f"B={B:3d} ctx={ctx:6d} [{name}] hc={hc} {vname:13s} splits={s:3d}{'*' if s == hs else ' '} "
                           f"{t * 1e6:7.1f} us {kvbytes / t / 1e9:6.0f} GB/s {100 * kvbytes / t / copy_bw:5.1f}%", flush=True)
-        q4 = prob.q.view(B, Hq, 1, d)
-        kd = torch.stack(prob.K).permute(0, 2, 1, 3).contiguous()
-        vd = torch.stack(prob.V).permute(0, 2, 1, 3).contiguous()
+        q4, kd, vd = H.sdpa_inputs(prob)
         del prob, variants
         torch.cuda.empty_cache()
         for nm, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):

@@ -50,10 +50,7 @@ def main():
     for B, ctx, hc, splits in cases:
         prob = H.Problem(torch, bc, [ctx] * B, KVH, fill_nan=False, seed=3, bt_pad=0)
         s = splits or H.paged_num_splits(B, (KVH + hc - 1) // hc, ctx, sm, m.occ, block_n=64 // hc)
-        o = torch.empty(B, Hq, d, dtype=prob.dt, device="cuda")
-        lse = torch.empty(B, Hq, dtype=torch.float32, device="cuda")
-        oacc = torch.empty(s, B, Hq, d, dtype=torch.float32, device="cuda")
-        lacc = torch.empty(s, B, Hq, dtype=torch.float32, device="cuda")
+        o, lse, oacc, lacc = prob.buffers(s)
         P = prob.params(o, lse, oacc, lacc, s, hc, fused=True)
         t = H.time_fn(torch, lambda: m.decode(P), iters=50)
         kvbytes = 2 * B * ctx * KVH * d * 2 + 2 * B * Hq * d * 2

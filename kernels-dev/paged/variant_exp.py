@@ -81,10 +81,7 @@ def main():
             hs = H.paged_num_splits(B, (KVH + hc - 1) // hc, ctx, sm, m.occ, block_n=64 // hc)   # as the runtime plans it
             extra = [int(x) for x in os.environ.get("SPLITS", "").split(",") if x.strip()]   # more split counts to time
             for s in ([hs] if ncu else sorted({hs, max(1, hs - 1), hs + 1, *extra})):
-                o = torch.empty(B, Hq, d, dtype=prob.dt, device="cuda")
-                lse = torch.empty(B, Hq, dtype=torch.float32, device="cuda")
-                oacc = torch.empty(s, B, Hq, d, dtype=torch.float32, device="cuda")
-                lacc = torch.empty(s, B, Hq, dtype=torch.float32, device="cuda")
+                o, lse, oacc, lacc = prob.buffers(s)
                 P = prob.params(o, lse, oacc, lacc, s, hc, fused=m.fused)
                 if ncu:
                     torch.cuda.synchronize(); torch.cuda.profiler.start()
