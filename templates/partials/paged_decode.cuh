@@ -147,6 +147,13 @@ constexpr bool kPdTma = kSm >= 90 && PD_ARCH_TMA && PD_TMA && !kIsFp8;
 #define PD_WARP_PIPE 1
 #endif
 constexpr bool kPdWarpPipe = PD_WARP_PIPE;
+// cp.async loader: where the page size is a multiple of a warp's 16 tokens,
+// those tokens share one page and the loader takes its short path.
+// -DPD_ONE_PAGE=0: the general path for every page size.
+#ifndef PD_ONE_PAGE
+#define PD_ONE_PAGE 1
+#endif
+constexpr bool kPdOnePage = PD_ONE_PAGE && kPageSize % 16 == 0;
 constexpr int kPdMT        = (kGqa + 15) / 16;              // 16-row m-tiles of query heads
 constexpr int kPdRows      = kPdMT * 16;
 constexpr int kPdElemBytes = kIsFp8 ? 1 : 2;
@@ -319,6 +326,16 @@ FA_DEVICE int pd_ld_col(int col, int key) {
     return pd_chunk(col >> 4, key) * 16 + (col & 15);
 #endif
 }
+// ldmatrix address of this lane's row `row` at byte column col + lane_col
+// (col a compile-time multiple of 32, lane_col < 32). Swizzled rows are
+// multiples of 128 bytes, so the chunk of col + lane_col is that of lane_col
+// XOR a constant: the address is two operations on the tile's lane_col
+// address, and no lane-dependent offset per col is hoisted out of the main
+// loop (at hd256 those were 13 registers, spilled).
+FA_DEVICE u32 pd_ld_addr(u32 row, int lane_col, int key, int col) {
+    if constexpr (kPdSwizzle) return ((row + pd_ld_col(lane_col, key)) ^ (col & 0x70)) + (col & ~0x7f);
+    else return row + pd_ld_col(col + lane_col, key);
+}
 
 // 4 f32 -> 4 packed 16-bit values (8 bytes) of the cell dtype.
 FA_DEVICE void pd_store4(void* dst, const PdF4& v) {
@@ -483,10 +500,6 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         constexpr int HS = decltype(hcs_c)::value;
         const int tokw = (rg.tile(v0 + v) << (kPdTileShift - HS)) + kb * 16;   // this warp's first token
         const int j = tokw + (lane & 15);
-        const int pg = j / kPageSize;
-        const bool live = j < ctx && my_kvh < p.num_kv_heads && pd_visible(j, pos) && pg < p.block_table_stride;
-        int blk = live ? __ldg(bt + pg) : -1;
-        if (blk >= p.num_blocks) blk = -1;   // invalid entries read nothing (zero rows)
         const u32 ks = pipe_base + stage * (2 * kPdKVBytes);
         const u32 vs = ks + kPdKVBytes;
         constexpr int kIt = 16 * kPdChunks / 32;   // chunks per lane (kPdChunks is even)
@@ -496,6 +509,60 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         // the main loop: that held 30 (hd128) to 70 (hd192) more registers.
         u32 ln;
         asm volatile("mov.u32 %0, %%laneid;" : "=r"(ln));
+        if constexpr (kPdOnePage) {
+            // The warp's 16 tokens lie in one page (tokw is a multiple of 16):
+            // one block-table entry, rows at the page stride, so a copy needs
+            // a few adds where the general path below computes a 64-bit
+            // address per copy from a shuffled block (~60 instructions a
+            // K + V pair, 70% of the main loop's; about 15 now).
+            const int pg = tokw / kPageSize;
+            int blk0 = tokw < ctx && my_kvh < p.num_kv_heads && pg < p.block_table_stride ? __ldg(bt + pg) : -1;
+            if (blk0 >= p.num_blocks) blk0 = -1;   // invalid entries read nothing (zero rows)
+            const bool pv = blk0 >= 0;
+            const int slot0 = tokw % kPageSize;
+            const u8* kp = kc + (pv ? ((long long)blk0 * p.k_block_stride + (long long)slot0 * p.k_page_stride + (long long)my_kvh * p.k_head_stride) * kPdElemBytes : 0);
+            const u8* vp = vc + (pv ? ((long long)blk0 * p.v_block_stride + (long long)slot0 * p.v_page_stride + (long long)my_kvh * p.v_head_stride) * kPdElemBytes : 0);
+            const long long kps = p.k_page_stride * kPdElemBytes, vps = p.v_page_stride * kPdElemBytes;
+            if constexpr (32 % kPdChunks == 0) {
+                // Copy u of lane ln: chunk c of row r0 + kR u. The sources
+                // step by kR rows, the swizzled chunk by a constant XOR.
+                constexpr int kR = 32 / kPdChunks;   // rows per copy instruction (a power of 2, <= 4)
+                const int r0 = (int)ln / kPdChunks, c = (int)ln % kPdChunks;
+                const u8* ksrc = kp + r0 * kps + c * 16;
+                const u8* vsrc = vp + r0 * vps + c * 16;
+                // (r0 + kR u) & 7 == r0 ^ (kR u & 7) as r0 < kR, and a swizzled
+                // row is a multiple of 128 bytes: the chunk of copy u is an XOR
+                // of the first copy's address with a constant
+                const u32 d0 = (((kb * 16 + r0) << HS) + hw) * kPdRowBytes + (kPdSwizzle ? c ^ r0 : c) * 16;
+#pragma unroll
+                for (int u = 0; u < kIt; ++u) {
+                    const int jr = tokw + r0 + kR * u;
+                    const bool ok = pv && jr < ctx && pd_visible(jr, pos);
+                    const u32 dst = (kPdSwizzle ? d0 ^ (((kR * u) & 7) << 4) : d0) + u * ((kR << HS) * kPdRowBytes);
+                    cp_async_16(ks + dst, ksrc, ok);   // (an address in the page even where not ok)
+                    cp_async_16(vs + dst, vsrc, ok);
+                    ksrc += kR * kps;
+                    vsrc += kR * vps;
+                }
+            } else {
+#pragma unroll
+                for (int u = 0; u < kIt; ++u) {
+                    const int i = (int)ln + 32 * u;
+                    const int ri = i / kPdChunks, c = i % kPdChunks;   // row of the slice, 16-byte chunk
+                    const int jr = tokw + ri;
+                    const bool ok = pv && jr < ctx && pd_visible(jr, pos);
+                    const u32 dst = (((kb * 16 + ri) << HS) + hw) * kPdRowBytes + pd_chunk(c, ri) * 16;   // key & 7 == ri & 7
+                    cp_async_16(ks + dst, kp + ri * kps + c * 16, ok);
+                    cp_async_16(vs + dst, vp + ri * vps + c * 16, ok);
+                }
+            }
+            if (lane < 16) flags[stage * kPdBlockN + ((kb * 16 + lane) << HS) + hw] = pv && j < ctx && pd_visible(j, pos) ? 1 : 0;
+            return;
+        }
+        const int pg = j / kPageSize;
+        const bool live = j < ctx && my_kvh < p.num_kv_heads && pd_visible(j, pos) && pg < p.block_table_stride;
+        int blk = live ? __ldg(bt + pg) : -1;
+        if (blk >= p.num_blocks) blk = -1;   // invalid entries read nothing (zero rows)
 #pragma unroll
         for (int u = 0; u < kIt; ++u) {
             const int i = (int)ln + 32 * u;
@@ -650,7 +717,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 #pragma unroll
         for (int kk = 0; kk < kHeadDim / 16; ++kk) {
             u32 kbf[4];
-            ldmatrix_x4(kbf, ks + krow_ld * kPdRowBytes + pd_ld_col((kk * 16 + ((lane >> 3) & 1) * 8) * 2, krow_ld >> hcs));
+            ldmatrix_x4(kbf, pd_ld_addr(ks + krow_ld * kPdRowBytes, ((lane >> 3) & 1) * 16, krow_ld >> hcs, kk * 32));
 #pragma unroll
             for (int mt = 0; mt < kPdMT; ++mt) {
                 mma_16816<kIsBF16>(s[mt][0], qf[mt][kk], kbf[0], kbf[1]);
@@ -684,6 +751,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         for (int mt = 0; mt < kPdMT; ++mt)
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
+                if (mt * 16 + 8 * r >= kGqa) continue;   // rows of zero padding only (compile time)
                 float mx = m[mt][r];
 #pragma unroll
                 for (int nt = 0; nt < 2; ++nt)
@@ -713,15 +781,16 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         u32 pa[kPdMT][4];
 #pragma unroll
         for (int mt = 0; mt < kPdMT; ++mt) {
+            const bool lo_only = mt * 16 + 8 >= kGqa;   // rows g + 8 are padding: P = 0 there (their O stays 0)
             pa[mt][0] = pack_x2<kIsBF16>(s[mt][0][0], s[mt][0][1]);
-            pa[mt][1] = pack_x2<kIsBF16>(s[mt][0][2], s[mt][0][3]);
+            pa[mt][1] = lo_only ? 0u : pack_x2<kIsBF16>(s[mt][0][2], s[mt][0][3]);
             pa[mt][2] = pack_x2<kIsBF16>(s[mt][1][0], s[mt][1][1]);
-            pa[mt][3] = pack_x2<kIsBF16>(s[mt][1][2], s[mt][1][3]);
+            pa[mt][3] = lo_only ? 0u : pack_x2<kIsBF16>(s[mt][1][2], s[mt][1][3]);
         }
 #pragma unroll
         for (int dn = 0; dn < kHeadDim / 16; ++dn) {
             u32 vb[4];
-            ldmatrix_x4_trans(vb, vs + vrow_ld * kPdRowBytes + pd_ld_col((dn * 16 + (lane >> 4) * 8) * 2, vrow_ld >> hcs));
+            ldmatrix_x4_trans(vb, pd_ld_addr(vs + vrow_ld * kPdRowBytes, (lane >> 4) * 16, vrow_ld >> hcs, dn * 32));
 #pragma unroll
             for (int mt = 0; mt < kPdMT; ++mt) {
                 mma_16816<kIsBF16>(o[mt][2 * dn], pa[mt], vb[0], vb[1]);
@@ -745,6 +814,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     for (int mt = 0; mt < kPdMT; ++mt)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
+            if (mt * 16 + 8 * r >= kGqa) continue;   // padding rows (never read)
             const float lsum = quad_sum(l[mt][r]);
             const int row = mt * 16 + g + 8 * r;
             const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
