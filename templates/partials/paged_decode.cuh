@@ -106,6 +106,29 @@
 //     (123.5-131.5 us) but the reworked loop streamed slower (4.47 against
 //     4.71 TB/s; 134.8 against 131.8 us, and 264 against 247.5 at 64 x 4096
 //     where nothing is handed out).
+//   * Instructions (ncu at base clocks, H200, 64 x 4096, hc = 2): the
+//     general loader path's 64-bit address per copy (from a shuffled block)
+//     was 70% of the main loop's instructions; the kernel executed 112.3M
+//     instructions in 308 us against cuDNN's 38.5M in 247. With the
+//     one-page path (kPdOnePage), ldmatrix addresses as XORs of the tile's
+//     (pd_ld_addr) and the padding query rows skipped: 51.0M in 255 us. At
+//     boost clocks (harness timing, same calls) it gained 1-2%: H200 64 x
+//     4096 247.8-248.3 against 251.9-252.4 us (hc = 1), 247.2-248.4
+//     against 248.9-250.6 (hc = 2), 8 x 4096 40.1-41.3 against 41.7-42.4,
+//     1 x 131072 level (133.9-135.9 against 133.9-135.7; cuDNN 244.8-245.7
+//     / 129.4-130.8); H100 359.5 against 365.2 (hc = 1), 358.2 against
+//     364.3 (hc = 2), 190.7 against 193.7 at 1 x 131072, 54.6 against 55.9
+//     at 8 x 4096 (cuDNN 354.1 / 184.8). Copies alone are then 1-3% ahead
+//     of the whole kernel (244.6-245.2 / 130.6-131.4 us): a second
+//     S chain (PD_S_CHAINS) takes back 0-1.5% (8 x 4096 40.1 / 41.3
+//     against 40.7 / 41.6), where a second S pass costs 1.1% and skipping
+//     P V gains 0.3%.
+//   * 8-key warp slices, 8 warps a CTA (16 warps per SM, 128 registers; O^T
+//     = V^T P^T with m16n8k8 so query heads pad to 8; branch
+//     exp/paged-decode-8key): copies alone 240.8-242.4 us against
+//     243.3-243.4 (cuDNN 240.1-240.5), but the whole kernel 249.6-250.0
+//     against 243.0-243.3 (hc = 2) and 137.0-139.8 against 130.9-135.9 at
+//     1 x 131072: the math of 16 warps is not hidden behind the copies.
 //   * No gain with the TMA loader: page order and token- vs head-major pages
 //     (<= 1.5%), L2 bulk prefetch 1-4 tiles ahead (314-444 us), per-warp
 //     mbarrier pipelines, each row as two copies (one aligned), fragments
@@ -714,15 +737,38 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.0f;
+#ifndef PD_S_CHAINS   // measurement override (-DPD_S_CHAINS=1: one chain)
+#define PD_S_CHAINS 2
+#endif
+        // S accumulates in PD_S_CHAINS independent chains per n-tile (k-steps
+        // kk % PD_S_CHAINS), summed at the end: S is the head of each tile's
+        // dependent path (S, softmax, P V), and its latency shows in the time.
+        float s_odd[kPdMT][2][4];
+#pragma unroll
+        for (int mt = 0; mt < kPdMT; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) s_odd[mt][nt][e] = 0.0f;
 #pragma unroll
         for (int kk = 0; kk < kHeadDim / 16; ++kk) {
             u32 kbf[4];
             ldmatrix_x4(kbf, pd_ld_addr(ks + krow_ld * kPdRowBytes, ((lane >> 3) & 1) * 16, krow_ld >> hcs, kk * 32));
 #pragma unroll
             for (int mt = 0; mt < kPdMT; ++mt) {
-                mma_16816<kIsBF16>(s[mt][0], qf[mt][kk], kbf[0], kbf[1]);
-                mma_16816<kIsBF16>(s[mt][1], qf[mt][kk], kbf[2], kbf[3]);
+                float (&s0)[4] = PD_S_CHAINS == 2 && (kk & 1) ? s_odd[mt][0] : s[mt][0];
+                float (&s1)[4] = PD_S_CHAINS == 2 && (kk & 1) ? s_odd[mt][1] : s[mt][1];
+                mma_16816<kIsBF16>(s0, qf[mt][kk], kbf[0], kbf[1]);
+                mma_16816<kIsBF16>(s1, qf[mt][kk], kbf[2], kbf[3]);
             }
+        }
+        if constexpr (PD_S_CHAINS == 2) {
+#pragma unroll
+            for (int mt = 0; mt < kPdMT; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) s[mt][nt][e] += s_odd[mt][nt][e];
         }
 
         // mask + score modifiers
