@@ -738,7 +738,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 #pragma unroll
                 for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.0f;
 #ifndef PD_S_CHAINS   // measurement override (-DPD_S_CHAINS=1: one chain)
-#define PD_S_CHAINS 2
+#define PD_S_CHAINS (kPdMT == 1 ? 2 : 1)   // (two m-tiles are four chains already)
 #endif
         // S accumulates in PD_S_CHAINS independent chains per n-tile (k-steps
         // kk % PD_S_CHAINS), summed at the end: S is the head of each tile's
