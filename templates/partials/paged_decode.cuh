@@ -360,6 +360,14 @@ FA_DEVICE u32 pd_ld_addr(u32 row, int lane_col, int key, int col) {
     else return row + pd_ld_col(col + lane_col, key);
 }
 
+// Byte offsets of the K and V cache rows of (block, slot in the page, kv head).
+FA_DEVICE long long pd_k_row(const PagedDecodeParams& p, int blk, int slot, int kvh) {
+    return ((long long)blk * p.k_block_stride + (long long)slot * p.k_page_stride + (long long)kvh * p.k_head_stride) * kPdElemBytes;
+}
+FA_DEVICE long long pd_v_row(const PagedDecodeParams& p, int blk, int slot, int kvh) {
+    return ((long long)blk * p.v_block_stride + (long long)slot * p.v_page_stride + (long long)kvh * p.v_head_stride) * kPdElemBytes;
+}
+
 // 4 f32 -> 4 packed 16-bit values (8 bytes) of the cell dtype.
 FA_DEVICE void pd_store4(void* dst, const PdF4& v) {
     u32 lo = pack_x2<kIsBF16>(v.x, v.y), hi = pack_x2<kIsBF16>(v.z, v.w);
@@ -543,8 +551,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             if (blk0 >= p.num_blocks) blk0 = -1;   // invalid entries read nothing (zero rows)
             const bool pv = blk0 >= 0;
             const int slot0 = tokw % kPageSize;
-            const u8* kp = kc + (pv ? ((long long)blk0 * p.k_block_stride + (long long)slot0 * p.k_page_stride + (long long)my_kvh * p.k_head_stride) * kPdElemBytes : 0);
-            const u8* vp = vc + (pv ? ((long long)blk0 * p.v_block_stride + (long long)slot0 * p.v_page_stride + (long long)my_kvh * p.v_head_stride) * kPdElemBytes : 0);
+            const u8* kp = kc + (pv ? pd_k_row(p, blk0, slot0, my_kvh) : 0);
+            const u8* vp = vc + (pv ? pd_v_row(p, blk0, slot0, my_kvh) : 0);
             const long long kps = p.k_page_stride * kPdElemBytes, vps = p.v_page_stride * kPdElemBytes;
             if constexpr (32 % kPdChunks == 0) {
                 // Copy u of lane ln: chunk c of row r0 + kR u. The sources
@@ -593,8 +601,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             const int b0 = __shfl_sync(0xffffffffu, blk, ri);
             const bool ok = b0 >= 0;
             const int slot = (tokw + ri) % kPageSize;
-            const long long kofs = ok ? ((long long)b0 * p.k_block_stride + (long long)slot * p.k_page_stride + (long long)my_kvh * p.k_head_stride) * kPdElemBytes + c * 16 : 0;
-            const long long vofs = ok ? ((long long)b0 * p.v_block_stride + (long long)slot * p.v_page_stride + (long long)my_kvh * p.v_head_stride) * kPdElemBytes + c * 16 : 0;
+            const long long kofs = ok ? pd_k_row(p, b0, slot, my_kvh) + c * 16 : 0;
+            const long long vofs = ok ? pd_v_row(p, b0, slot, my_kvh) + c * 16 : 0;
             const u32 dst = (((kb * 16 + ri) << HS) + hw) * kPdRowBytes + pd_chunk(c, ri) * 16;   // key & 7 == ri & 7
             cp_async_16(ks + dst, kc + kofs, ok);
             cp_async_16(vs + dst, vc + vofs, ok);
@@ -619,8 +627,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             const int blk = pg < p.block_table_stride ? bt[pg] : -1;
             ok = blk >= 0 && blk < p.num_blocks;
             const int slot = j % kPageSize;
-            src += isv ? ((long long)blk * p.v_block_stride + (long long)slot * p.v_page_stride + (long long)kvh * p.v_head_stride) * kPdElemBytes
-                       : ((long long)blk * p.k_block_stride + (long long)slot * p.k_page_stride + (long long)kvh * p.k_head_stride) * kPdElemBytes;
+            src += isv ? pd_v_row(p, blk, slot, kvh) : pd_k_row(p, blk, slot, kvh);
         }
         const u32 dst = pipe_base + stage * (2 * kPdKVBytes) + (isv ? kPdKVBytes : 0) + r * kPdRowBytes;
         const u32 bar = bar_base + stage * 8;
