@@ -179,6 +179,15 @@ constexpr bool kPdWarpPipe = PD_WARP_PIPE;
 constexpr bool kPdOnePage = PD_ONE_PAGE && kPageSize % 16 == 0;
 constexpr int kPdMT        = (kGqa + 15) / 16;              // 16-row m-tiles of query heads
 constexpr int kPdRows      = kPdMT * 16;
+// Whether rows g + 8 r of m-tile mt (g = lane / 4) are all zero padding
+// (query heads >= kGqa): their softmax, P and combine are skipped.
+constexpr bool pd_padding_rows(int mt, int r) { return mt * 16 + 8 * r >= kGqa; }
+// Independent accumulator chains of S per n-tile (2: even / odd k-steps;
+// two m-tiles are four chains already). -DPD_S_CHAINS=1: one chain.
+#ifndef PD_S_CHAINS
+#define PD_S_CHAINS (kPdMT == 1 ? 2 : 1)
+#endif
+constexpr int kPdSChains   = PD_S_CHAINS;
 constexpr int kPdElemBytes = kIsFp8 ? 1 : 2;
 constexpr int kPdChunks    = kHeadDim * kPdElemBytes / 16;  // 16-byte chunks per K/V row
 // Shared-memory row stride of the K/V ring. cp.async: unpadded, chunk c of
@@ -737,10 +746,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         const u32 vs = ks + kPdKVBytes;
         const u8* fl = flags + stage * kPdBlockN;
 
-#ifndef PD_S_CHAINS   // measurement override (-DPD_S_CHAINS=1: one chain)
-#define PD_S_CHAINS (kPdMT == 1 ? 2 : 1)   // (two m-tiles are four chains already)
-#endif
-        // S accumulates in PD_S_CHAINS independent chains per n-tile (s: even
+        // S accumulates in kPdSChains independent chains per n-tile (s: even
         // k-steps, s_odd: odd ones), summed at the end: S heads each tile's
         // dependent path (S, softmax, P V); 0-1.5% faster, see the header.
         float s[kPdMT][2][4], s_odd[kPdMT][2][4];
@@ -756,13 +762,13 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             ldmatrix_x4(kbf, pd_ld_addr(ks + krow_ld * kPdRowBytes, ((lane >> 3) & 1) * 16, krow_ld >> hcs, kk * 32));
 #pragma unroll
             for (int mt = 0; mt < kPdMT; ++mt) {
-                float (&s0)[4] = PD_S_CHAINS == 2 && (kk & 1) ? s_odd[mt][0] : s[mt][0];
-                float (&s1)[4] = PD_S_CHAINS == 2 && (kk & 1) ? s_odd[mt][1] : s[mt][1];
+                float (&s0)[4] = kPdSChains == 2 && (kk & 1) ? s_odd[mt][0] : s[mt][0];
+                float (&s1)[4] = kPdSChains == 2 && (kk & 1) ? s_odd[mt][1] : s[mt][1];
                 mma_16816<kIsBF16>(s0, qf[mt][kk], kbf[0], kbf[1]);
                 mma_16816<kIsBF16>(s1, qf[mt][kk], kbf[2], kbf[3]);
             }
         }
-        if constexpr (PD_S_CHAINS == 2) {
+        if constexpr (kPdSChains == 2) {
 #pragma unroll
             for (int mt = 0; mt < kPdMT; ++mt)
 #pragma unroll
@@ -797,7 +803,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         for (int mt = 0; mt < kPdMT; ++mt)
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-                if (mt * 16 + 8 * r >= kGqa) continue;   // rows of zero padding only (compile time)
+                if (pd_padding_rows(mt, r)) continue;
                 float mx = m[mt][r];
 #pragma unroll
                 for (int nt = 0; nt < 2; ++nt)
@@ -827,7 +833,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         u32 pa[kPdMT][4];
 #pragma unroll
         for (int mt = 0; mt < kPdMT; ++mt) {
-            const bool lo_only = mt * 16 + 8 >= kGqa;   // rows g + 8 are padding: P = 0 there (their O stays 0)
+            const bool lo_only = pd_padding_rows(mt, 1);   // P = 0 in the padding rows (their O stays 0)
             pa[mt][0] = pack_x2<kIsBF16>(s[mt][0][0], s[mt][0][1]);
             pa[mt][1] = lo_only ? 0u : pack_x2<kIsBF16>(s[mt][0][2], s[mt][0][3]);
             pa[mt][2] = pack_x2<kIsBF16>(s[mt][1][0], s[mt][1][1]);
@@ -860,7 +866,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     for (int mt = 0; mt < kPdMT; ++mt)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            if (mt * 16 + 8 * r >= kGqa) continue;   // padding rows (never read)
+            if (pd_padding_rows(mt, r)) continue;   // (never read)
             const float lsum = quad_sum(l[mt][r]);
             const int row = mt * 16 + g + 8 * r;
             const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
