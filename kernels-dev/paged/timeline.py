@@ -11,6 +11,7 @@ launch's event time and SDPA cuDNN on the contiguous cache.
   EXTRA="-DPD_LOAD_ONLY" python3 kernels-dev/paged/timeline.py
   RDIR=dir python3 kernels-dev/paged/timeline.py   # the cells rendered into dir
   CASES=1x131072x1x0,64x4096x2x0 ...               # batch x ctx x kv heads per CTA x splits (0: heuristic)
+  DUMP=dir ...                                     # also write each case's raw stamps (ns, SM id) as JSON
 """
 import os, sys, json
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -66,6 +67,9 @@ def main():
         torch.cuda.synchronize()
         st = tl.view(-1, 16)[:n].cpu().tolist()
         t0 = min(r[0] for r in st)
+        if os.environ.get("DUMP"):   # raw stamps (CTA index = split + splits * (group + groups * sequence))
+            with open(os.path.join(os.environ["DUMP"], f"tl_{B}x{ctx}x{hc}x{s}.json"), "w") as fh:
+                json.dump({"splits": s, "stamps": [[v - t0 if i != 6 else v for i, v in enumerate(r)] for r in st]}, fh)
         us = lambda v: (v - t0) / 1e3
         H.log(f"== B={B} ctx={ctx} hc={hc} splits={s}: {n} CTAs, event time {t * 1e6:.1f} us "
               f"({100 * kvbytes / t / copy_bw:.1f}% of copy)")
