@@ -203,8 +203,8 @@ class Problem:
         self.slopes = (torch.rand(H, generator=g, device="cuda") * 0.5 + 0.01).float()
         self.cl = torch.tensor(ctxs, dtype=torch.int32, device="cuda")
         self.scale = 1.0 / math.sqrt(d)
-        # arrival counters of the fused merge (zero; the kernel leaves them zero)
-        self.counters = torch.zeros(B * kvh, dtype=torch.int32, device="cuda")
+        # arrival counters of the fused merge, then its slice claims (zero; the kernel leaves them zero)
+        self.counters = torch.zeros(2 * B * kvh, dtype=torch.int32, device="cuda")
 
     def params(self, o, lse, oacc, lacc, splits, hc=1, fused=False):
         """fused: the merge inside _decode (merge_counters set when there are splits to merge)."""

@@ -105,7 +105,10 @@
 //     (branch exp/paged-decode-dynamic) made the loops end together
 //     (123.5-131.5 us) but the reworked loop streamed slower (4.47 against
 //     4.71 TB/s; 134.8 against 131.8 us, and 264 against 247.5 at 64 x 4096
-//     where nothing is handed out).
+//     where nothing is handed out): one loop for both, the step's token
+//     through shared memory. Handing out half of them from a loop of their
+//     own (dyn in paged_decode_block), with the one-page loader and the
+//     fused merge staged in shared memory (pd_merge_group), gains 3% there.
 //   * Instructions (ncu at base clocks, H200, 64 x 4096, hc = 2): the
 //     general loader path's 64-bit address per copy (from a shuffled block)
 //     was 70% of the main loop's instructions; the kernel executed 112.3M
@@ -179,6 +182,19 @@ constexpr bool kPdWarpPipe = PD_WARP_PIPE;
 constexpr bool kPdOnePage = PD_ONE_PAGE && kPageSize % 16 == 0;
 constexpr int kPdMT        = (kGqa + 15) / 16;              // 16-row m-tiles of query heads
 constexpr int kPdRows      = kPdMT * 16;
+// Split launches with the fused merge hand out slices dynamically (dyn in
+// paged_decode_block), all but the first kPdDynFixed eighths of them, where
+// the registers allow a second main loop: up to 64 O registers a thread
+// (hd 256 spilled 28 B on sm_90a with it, in both loops; nothing without).
+// -DPD_DYNAMIC=0: fixed ranges; -DPD_DYN_FIXED=n: tuning override.
+#ifndef PD_DYNAMIC
+#define PD_DYNAMIC (kHeadDim * kPdMT <= 128)
+#endif
+#ifndef PD_DYN_FIXED
+#define PD_DYN_FIXED 4
+#endif
+constexpr bool kPdDynamic = PD_DYNAMIC;
+constexpr int kPdDynFixed = PD_DYN_FIXED;
 // Whether rows g + 8 r of m-tile mt (g = lane / 4) are all zero padding
 // (query heads >= kGqa): their softmax, P and combine are skipped.
 constexpr bool pd_padding_rows(int mt, int r) { return mt * 16 + 8 * r >= kGqa; }
@@ -495,6 +511,108 @@ FA_DEVICE void pd_merge_head(const PagedDecodeParams& p, int b, int h, int lane)
     if (lane == 0 && p.lse != nullptr) p.lse[wg] = lse;
 }
 
+// The fused merge of a group's rows (its R query heads) by the split that
+// finishes last, staged in shared memory: every split's partial rows of the
+// group are in flight together as 16-byte cp.asyncs (the ring is free by
+// then, and pd_merge_head holds only 16 rows in registers), while one warp
+// per row combines the LSEs into per-split weights; then each thread sums
+// its columns over the splits. A batch of the splits that fits at a time:
+// [weights R x S | running sums R x hd | the batch's partials]. False (the
+// caller merges per head instead) where not even one split fits.
+// Measured (H200, 1 x 131072, 33 splits, timeline.py): the last split's
+// merge 2.8 us against 4.6 per head; event time 130.7-130.9 us against
+// 131.6 (-DPD_MERGE_SMEM=0), same calls.
+#ifndef PD_MERGE_SMEM   // measurement override: -DPD_MERGE_SMEM=0 merges with pd_merge_head
+#define PD_MERGE_SMEM 1
+#endif
+FA_DEVICE bool pd_merge_group(const PagedDecodeParams& p, u8* smem, int b, int h0, int R, int tid) {
+    constexpr int C4 = kHeadDim / 4;
+    const int S = p.num_splits;
+    const int wbytes = (R * S * 4 + 15) / 16 * 16;
+    const int rbytes = R * kHeadDim * 4;   // one split's partial rows of the group
+    const int batch = (kPdFlagOffset - wbytes - rbytes) / rbytes;
+    if (!PD_MERGE_SMEM || batch < 1) return false;
+    const int warp = tid >> 5, lane = tid & 31;
+    float* wts = (float*)smem;
+    PdF4* sums = (PdF4*)(smem + wbytes);
+    const u32 rows = smem_addr(smem + wbytes + rbytes);
+    const long long plane = (long long)p.batch * p.num_heads;
+    const float* src0 = p.o_accum + ((long long)b * p.num_heads + h0) * kHeadDim;   // split 0's rows of the group
+    const int items = R * C4;   // float4 columns of the group
+    auto issue = [&](int s0) {
+        const int n = min(batch, S - s0);
+        for (int i = tid; i < items; i += kPdThreads) {
+            const float* src = src0 + s0 * plane * kHeadDim + i * 4;
+            for (int j = 0; j < n; ++j) cp_async_16(rows + (j * items + i) * 16, src + j * plane * kHeadDim, true);
+        }
+        cp_async_commit();
+    };
+    // Weights w_s = exp(lse_s - lse) of row r, as pd_merge_head computes
+    // them. The LSEs of each warp's first row are loaded before the copies
+    // are issued, which would otherwise queue ahead of them (timeline, 1 x
+    // 131072: 1.6 us from the fence to the weights, against 2.6).
+    const float* la0 = p.lse_accum + (long long)b * p.num_heads + h0;
+    float ls[kPdMergeLse];
+    auto load_lse = [&](int r) {
+#pragma unroll
+        for (int k = 0; k < kPdMergeLse; ++k)
+            ls[k] = r < R && lane + 32 * k < S ? pd_ldcg(la0 + r + (lane + 32 * k) * plane) : FA_NEG_INF;
+    };
+    load_lse(warp);
+    issue(0);
+    for (int r = warp; r < R; r += kPdWarps) {
+        if (r != warp) load_lse(r);
+        const float* la = la0 + r;
+        float mx = FA_NEG_INF;
+#pragma unroll
+        for (int k = 0; k < kPdMergeLse; ++k) mx = fmaxf(mx, ls[k]);
+        for (int s = lane + 32 * kPdMergeLse; s < S; s += 32) mx = fmaxf(mx, pd_ldcg(la + s * plane));
+        mx = pd_warp_max(mx);
+        float sum = 0.0f;
+#pragma unroll
+        for (int k = 0; k < kPdMergeLse; ++k) {
+            ls[k] = mx == FA_NEG_INF ? 0.0f : fast_exp2((ls[k] - mx) * kLog2e);
+            sum += ls[k];
+        }
+        for (int s = lane + 32 * kPdMergeLse; s < S; s += 32)
+            if (mx != FA_NEG_INF) sum += fast_exp2((pd_ldcg(la + s * plane) - mx) * kLog2e);
+        sum = pd_warp_sum(sum);
+        const float inv = mx == FA_NEG_INF ? 0.0f : 1.0f / sum;
+#pragma unroll
+        for (int k = 0; k < kPdMergeLse; ++k)
+            if (lane + 32 * k < S) wts[r * S + lane + 32 * k] = ls[k] * inv;
+        for (int s = lane + 32 * kPdMergeLse; s < S; s += 32)
+            wts[r * S + s] = mx == FA_NEG_INF ? 0.0f : fast_exp2((pd_ldcg(la + s * plane) - mx) * kLog2e) * inv;
+        if (lane == 0 && p.lse != nullptr) p.lse[(long long)b * p.num_heads + h0 + r] = mx == FA_NEG_INF ? FA_NEG_INF : mx + fast_log2(sum) * kLn2;
+    }
+    PD_STAMP(9);   // merge: weights of warp 0's rows
+    const PdF4* part = (const PdF4*)(smem + wbytes + rbytes);
+    for (int s0 = 0; s0 < S; s0 += batch) {
+        cp_async_wait<0>();
+        __syncthreads();   // the batch's rows and (first batch) every weight
+        const int n = min(batch, S - s0);
+        for (int i = tid; i < items; i += kPdThreads) {   // thread-owned columns: no barrier on sums
+            const float* w = wts + (i / C4) * S + s0;
+            PdF4 acc = s0 == 0 ? PdF4{0.0f, 0.0f, 0.0f, 0.0f} : sums[i];
+            for (int j = 0; j < n; ++j) {
+                const PdF4 v = part[j * items + i];
+                acc.x += w[j] * v.x; acc.y += w[j] * v.y; acc.z += w[j] * v.z; acc.w += w[j] * v.w;
+            }
+            if (s0 + batch < S) {
+                sums[i] = acc;
+            } else {
+                const int h = h0 + i / C4;
+                pd_store4((u8*)p.o + ((long long)b * p.o_batch_stride + (long long)h * p.o_head_stride + (i % C4) * 4) * 2, acc);
+            }
+        }
+        if (s0 + batch < S) {
+            __syncthreads();   // the batch read before its rows are overwritten
+            issue(s0 + batch);
+        }
+    }
+    return true;
+}
+
 // CTA = (split, group of hc = heads_per_cta kv heads, sequence). A pipeline
 // tile is kPdBlockN = 64 smem rows = (64 / hc) tokens x hc heads, token-major,
 // so for hc > 1 each token's hc head rows are one contiguous run of the page.
@@ -523,6 +641,51 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const int v0 = min(split * per, total);
     const int n_tiles = min(v0 + per, total) - v0;
 
+    // Dynamic slices (split launches with the fused merge, one kv head per
+    // CTA): the SMs of a launch stream at different paces (H200, 1 x 131072
+    // with fixed ranges: full-length CTAs ended their loops from 100 to 122
+    // us, by SM), and with fixed ranges the launch waits for the slowest. So
+    // each warp takes a fixed range of the first kPdDynFixed eighths of its
+    // head's 16-token slices, then claims the rest from a counter shared by
+    // the head's splits, in claims that shrink from 8 slices to 1 as they run
+    // out; each claim is issued one claim ahead, so its atomic is not waited
+    // for while slices are left. Online softmax does not care which slices a
+    // warp sees, and the merge combines whatever each split saw. The loop is
+    // a second copy of the fixed-range one (which keeps its code), with the
+    // tokens of the slices in flight in registers.
+    // Measured (H200, same calls, SDPA cuDNN 130.9-131.2 us): 1 x 131072
+    // 128.3-128.4 us against 132.6-132.8 with fixed ranges; 2 x 65536
+    // 129.2-129.7 against 132.4-132.5 (cuDNN 130.3-130.7); 8 x 4096 level
+    // (40.2-40.4 against 39.8-40.7); fixed eighths 2 / 0 (all claimed):
+    // 128.4-129.0 / 130.3-130.4 us at 1 x 131072. Loop ends (timeline):
+    // 111.7-120.7 us, where fixed ranges gave 57.5 (the short last split) to
+    // 126.0.
+    const bool dyn = !kPdTma && kPdWarpPipe && kPdDynamic && hcs == 0 && p.num_splits > 1 && p.merge_counters != nullptr;
+    const PdRange rgu = pd_range(ctx, 4);        // 16-token slices
+    const int U = rgu.count();
+    const int W = p.num_splits * kPdWarps;       // warps sharing the head's counter
+    const int k0 = dyn ? kPdDynFixed * U / (8 * W) : 0;   // fixed share per warp
+    const int ubase = W * k0;                    // the first claimed slice
+    int* claims = dyn ? p.merge_counters + ((long long)p.batch + b) * gridDim.y + blockIdx.y : nullptr;
+    int c_next = (split * kPdWarps + warp) * k0, c_end = c_next + k0;   // slices in hand
+    int pend_k = max(1, min(8, (U - ubase) / (2 * W)));                 // the claim in flight
+    int pend_raw = dyn && lane == 0 ? atomicAdd(claims, pend_k) : 0;
+    // This warp's next slice (its first token), -1 when none is left.
+    auto next_tok = [&]() {
+        if (c_next >= c_end) {   // the slices in hand are used up: the claim in flight takes over
+            const int start = ubase + __shfl_sync(0xffffffffu, pend_raw, 0);
+            c_next = start;
+            c_end = min(start + pend_k, U);
+            if (start < U) {
+                pend_k = max(1, min(8, (U - c_end) / (2 * W)));
+                if (lane == 0) pend_raw = atomicAdd(claims, pend_k);
+            }
+        }
+        return c_next < c_end ? rgu.tile(c_next++) << 4 : -1;
+    };
+    // Fixed ranges: this warp's first token in pipeline step v.
+    auto slice_tok = [&](int v) { return (rg.tile(v0 + v) << tshift) + kb * 16; };
+
     u8* flags = smem + kPdFlagOffset;
     const u32 pipe_base = smem_addr(smem);
 
@@ -536,9 +699,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // slice (one block-table load per lane, all in flight together), and each
     // 16-byte copy takes its row's block from a shuffle: no per-copy load, no
     // per-thread array of lookups (those spilled or issued slowly, see above).
-    auto load_tile_hc = [&](auto hcs_c, int v, int stage) {
+    auto load_tile_hc = [&](auto hcs_c, int tokw, int stage) {   // tokw: this warp's first token
         constexpr int HS = decltype(hcs_c)::value;
-        const int tokw = (rg.tile(v0 + v) << (kPdTileShift - HS)) + kb * 16;   // this warp's first token
         const int j = tokw + (lane & 15);
         const u32 ks = pipe_base + stage * (2 * kPdKVBytes);
         const u32 vs = ks + kPdKVBytes;
@@ -652,15 +814,17 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         }
         if (!isv) flags[stage * kPdBlockN + r] = ok ? 1 : 0;
     };
+    // (the shift a compile-time constant: the loader then knows tokw's alignment)
+    auto tile_tok = [&](auto hcs_c, int v) { return (rg.tile(v0 + v) << (kPdTileShift - decltype(hcs_c)::value)) + kb * 16; };
     auto load_tile = [&](int v, int stage) {
         if constexpr (kPdTma) {
             if (hcs == 0) load_tile_tma(PdInt<0>(), v, stage);
             else if (hcs == 1) load_tile_tma(PdInt<1>(), v, stage);
             else load_tile_tma(PdInt<2>(), v, stage);
         } else {
-            if (hcs == 0) load_tile_hc(PdInt<0>(), v, stage);
-            else if (hcs == 1) load_tile_hc(PdInt<1>(), v, stage);
-            else load_tile_hc(PdInt<2>(), v, stage);
+            if (hcs == 0) load_tile_hc(PdInt<0>(), tile_tok(PdInt<0>(), v), stage);
+            else if (hcs == 1) load_tile_hc(PdInt<1>(), tile_tok(PdInt<1>(), v), stage);
+            else load_tile_hc(PdInt<2>(), tile_tok(PdInt<2>(), v), stage);
         }
     };
     if constexpr (kPdTma) {
@@ -673,9 +837,15 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // issued right after tile it has been consumed (before waiting for it + 1),
     // so up to kPdStages tiles are in flight per CTA. cp.async: kPdStages - 1.
     constexpr int kPdAhead = kPdTma ? kPdStages : kPdStages - 1;
+    int tq[kPdAhead];   // dyn: the first tokens of the slices in flight (-1: none)
 #pragma unroll
     for (int s = 0; s < kPdAhead; ++s) {
-        if (s < n_tiles) load_tile(s, s);
+        if (dyn) {
+            tq[s] = next_tok();
+            if (tq[s] >= 0) load_tile_hc(PdInt<0>(), tq[s], s);
+        } else if (s < n_tiles) {
+            load_tile(s, s);
+        }
         if constexpr (!kPdTma) cp_async_commit();
     }
     if constexpr (kPdTma) __syncthreads();   // flags / zero-filled rows of the prologue tiles
@@ -725,23 +895,9 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const int krow_ld = ((kb * 16 + (lane >> 4) * 8 + (lane & 7)) << hcs) + hw;        // ldmatrix (K)
     const int vrow_ld = ((kb * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) << hcs) + hw;  // ldmatrix.trans (V)
 
-    // ---- main loop
-    for (int it = 0; it < n_tiles; ++it) {
-        if constexpr (kPdTma) {
-            pd_mbar_wait(bar_base + (it % kPdStages) * 8, (it / kPdStages) & 1);
-        } else {
-            cp_async_wait<kPdStages - 2>();
-            if constexpr (kPdWarpPipe) __syncwarp();   // a warp's rows, flags and stage are its own
-            else __syncthreads();
-            if (it + kPdStages - 1 < n_tiles) load_tile(it + kPdStages - 1, (it + kPdStages - 1) % kPdStages);
-            cp_async_commit();
-        }
-
-        const int stage = it % kPdStages;
-        if (it == 0) PD_STAMP(1);             // first tile in shared memory
-        if (it == n_tiles - 1) PD_STAMP(7);   // last tile in shared memory
+    // This warp's 16-token slice in ring stage `stage`, first key key0.
+    auto attend = [&](int stage, int key0) {
 #ifndef PD_LOAD_ONLY   // measurement aid (-DPD_LOAD_ONLY): the K/V pipeline without the math; wrong results
-        const int key0 = (rg.tile(v0 + it) << tshift) + kb * 16;   // first key of this warp
         const u32 ks = pipe_base + stage * (2 * kPdKVBytes);
         const u32 vs = ks + kPdKVBytes;
         const u8* fl = flags + stage * kPdBlockN;
@@ -850,9 +1006,42 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             }
         }
 #endif
-        if constexpr (kPdTma) {
-            __syncthreads();   // stage of tile it consumed by every warp (also publishes flags / zero rows of tile it + 1)
-            if (it + kPdStages < n_tiles) load_tile(it + kPdStages, it % kPdStages);
+    };
+
+    // ---- main loop
+    if (dyn) {
+        for (int it = 0; tq[0] >= 0; ++it) {
+            cp_async_wait<kPdStages - 2>();
+            __syncwarp();   // a warp's rows, flags and stage are its own
+            const int tn = next_tok();
+            if (tn >= 0) load_tile_hc(PdInt<0>(), tn, (it + kPdStages - 1) % kPdStages);
+            cp_async_commit();
+            if (it == 0) PD_STAMP(1);   // first tile in shared memory
+            attend(it % kPdStages, tq[0]);
+#pragma unroll
+            for (int s = 0; s + 1 < kPdAhead; ++s) tq[s] = tq[s + 1];
+            tq[kPdAhead - 1] = tn;
+        }
+        PD_STAMP(7);   // (after its last tile)
+    } else {
+        for (int it = 0; it < n_tiles; ++it) {
+            if constexpr (kPdTma) {
+                pd_mbar_wait(bar_base + (it % kPdStages) * 8, (it / kPdStages) & 1);
+            } else {
+                cp_async_wait<kPdStages - 2>();
+                if constexpr (kPdWarpPipe) __syncwarp();   // a warp's rows, flags and stage are its own
+                else __syncthreads();
+                if (it + kPdStages - 1 < n_tiles) load_tile(it + kPdStages - 1, (it + kPdStages - 1) % kPdStages);
+                cp_async_commit();
+            }
+
+            if (it == 0) PD_STAMP(1);             // first tile in shared memory
+            if (it == n_tiles - 1) PD_STAMP(7);   // last tile in shared memory
+            attend(it % kPdStages, slice_tok(it));
+            if constexpr (kPdTma) {
+                __syncthreads();   // stage of tile it consumed by every warp (also publishes flags / zero rows of tile it + 1)
+                if (it + kPdStages < n_tiles) load_tile(it + kPdStages, it % kPdStages);
+            }
         }
     }
     if constexpr (!kPdTma) cp_async_wait<0>();   // (TMA: every issued tile was waited for)
@@ -916,7 +1105,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     }
     PD_STAMP(3);   // output or partials stored
     // Fused merge (merge_counters set): the last split of (sequence, kv group)
-    // to finish merges that group's heads and resets its counter to 0.
+    // to finish merges that group's heads and resets its counters to 0.
     if (!direct && p.merge_counters != nullptr) {
         __shared__ int pd_last;
         int* cnt = p.merge_counters + (long long)b * gridDim.y + blockIdx.y;
@@ -928,11 +1117,13 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         if (pd_last) {
             __threadfence();   // every other split's partials before reading them
             PD_STAMP(8);   // merge fenced
-            for (int hr = warp; hr < (kGqa << hcs); hr += kPdWarps) {
-                const int kvh = kvh0 + hr / kGqa;
-                if (kvh < p.num_kv_heads) pd_merge_head(p, b, kvh * kGqa + hr % kGqa, lane);
+            const int h0 = kvh0 * kGqa, R = min(kGqa << hcs, (p.num_kv_heads - kvh0) * kGqa);
+            if (!pd_merge_group(p, smem, b, h0, R, tid))
+                for (int r = warp; r < R; r += kPdWarps) pd_merge_head(p, b, h0 + r, lane);
+            if (tid == 0) {
+                *cnt = 0;
+                if (dyn) *claims = 0;   // every warp of the group took its last claim before it counted
             }
-            if (tid == 0) *cnt = 0;
             PD_STAMP(5);   // merged
         }
     }

@@ -26,8 +26,10 @@ struct PagedDecodeParams {
     const float* q_descale;     // fp8 cells (reserved, decode not yet fp8): [batch, num_kv_heads], null = 1
     const float* k_descale;     // idem
     const float* v_descale;     // idem
-    int*         merge_counters; // [batch * gridDim.y] int32, all 0 before the launch (the kernel leaves them 0):
-                                 // set => the last split of each (sequence, kv group) merges it, no _decode_merge;
+    int*         merge_counters; // [2 * batch * gridDim.y] int32 (splits arrived, then slices claimed), all 0
+                                 // before the launch (the kernel leaves them 0): set => warps claim slices
+                                 // (one kv head per CTA) and the last split of each (sequence, kv group)
+                                 // merges it, no _decode_merge;
                                  // null => launch _decode_merge when num_splits > 1
     long long q_batch_stride, q_head_stride;                   // elements
     long long k_block_stride, k_page_stride, k_head_stride;    // elements (page_stride = stride of a slot)
