@@ -25,12 +25,17 @@
 // num_splits > 1: each split writes its normalised O and LSE to o_accum /
 // lse_accum; with p.merge_counters set (the host does so when every CTA is
 // resident at once, fa_runtime::paged::fuses_merge) the split that finishes
-// last for its (sequence, kv group) merges them, else _decode_merge does.
+// last for its (sequence, kv group) merges them (pd_merge_group), else
+// _decode_merge does.
 //
 // Visited tiles of N = 64/hc tokens (query position pos = ctx-1): main range
 // [lo, hi), hi = ceil(ctx / N), lo = floor(max(0, pos-W+1) / N) (0 without a window),
 // plus sink tiles [0, min(ceil(min(sink,ctx)/N), lo)). The list (sinks
 // first) is cut into num_splits contiguous chunks of ceil(T / num_splits).
+// With the fused merge and one kv head per CTA, the same list in 16-token
+// slices instead: each warp has a fixed range of the first half, and the
+// warps of all splits claim the rest from a counter (dyn in
+// paged_decode_block).
 //
 // Measured (H200, bf16 hd128, 32/8 heads, page 16, kernels-dev/paged/
 // variant_exp.py, SDPA cuDNN on the contiguous cache in the same call):
