@@ -445,32 +445,52 @@ FA_DEVICE unsigned long long pd_now() {
 // 16 rows in flight (2.9 with 32, but those spill where 3 CTAs share an SM,
 // or, as a runtime-unrolled loop, serialise a group of fewer than 32).
 constexpr int kPdMergeLse = 4;   // 128 splits: fa_runtime::paged::MAX_SPLITS
+// Lane l's LSEs of splits l + 32 k (k < kPdMergeLse; -inf for absent
+// splits) of the row whose split 0 is at la (splits a plane apart).
+FA_DEVICE void pd_load_lses(float (&ls)[kPdMergeLse], const float* la, int S, long long plane, int lane) {
+#pragma unroll
+    for (int k = 0; k < kPdMergeLse; ++k) ls[k] = lane + 32 * k < S ? pd_ldcg(la + (lane + 32 * k) * plane) : FA_NEG_INF;
+}
+// The splits' LSEs of one row combined by a warp: their max and the sum of
+// the weights exp(lse_s - max), both warp-wide; splits past kPdMergeLse * 32
+// are reloaded.
+struct PdLseRow {
+    float mx, sum;
+    FA_DEVICE float weight(const float* la, int s, long long plane) const {   // exp(lse_s - max), reloaded
+        return mx == FA_NEG_INF ? 0.0f : fast_exp2((pd_ldcg(la + s * plane) - mx) * kLog2e);
+    }
+    FA_DEVICE float inv() const { return mx == FA_NEG_INF ? 0.0f : 1.0f / sum; }
+    FA_DEVICE float lse() const { return mx == FA_NEG_INF ? FA_NEG_INF : mx + fast_log2(sum) * kLn2; }
+};
+// ls: lane l's LSEs (pd_load_lses) in, its weights of the same splits out
+// (0 for absent splits).
+FA_DEVICE PdLseRow pd_lse_weights(float (&ls)[kPdMergeLse], const float* la, int S, long long plane, int lane) {
+    PdLseRow row;
+    row.mx = FA_NEG_INF;
+#pragma unroll
+    for (int k = 0; k < kPdMergeLse; ++k) row.mx = fmaxf(row.mx, ls[k]);
+    for (int s = lane + 32 * kPdMergeLse; s < S; s += 32) row.mx = fmaxf(row.mx, pd_ldcg(la + s * plane));
+    row.mx = pd_warp_max(row.mx);
+    row.sum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kPdMergeLse; ++k) {
+        ls[k] = row.mx == FA_NEG_INF ? 0.0f : fast_exp2((ls[k] - row.mx) * kLog2e);
+        row.sum += ls[k];
+    }
+    if (row.mx != FA_NEG_INF)
+        for (int s = lane + 32 * kPdMergeLse; s < S; s += 32) row.sum += row.weight(la, s, plane);
+    row.sum = pd_warp_sum(row.sum);
+    return row;
+}
 FA_DEVICE void pd_merge_head(const PagedDecodeParams& p, int b, int h, int lane) {
     const int wg = b * p.num_heads + h;
     const int S = p.num_splits;
     const long long plane = (long long)p.batch * p.num_heads;
     const float* la = p.lse_accum + wg;
-    float ls[kPdMergeLse];
-#pragma unroll
-    for (int r = 0; r < kPdMergeLse; ++r) ls[r] = lane + 32 * r < S ? pd_ldcg(la + (lane + 32 * r) * plane) : FA_NEG_INF;
-    float mx = FA_NEG_INF;
-#pragma unroll
-    for (int r = 0; r < kPdMergeLse; ++r) mx = fmaxf(mx, ls[r]);
-    for (int s = lane + 32 * kPdMergeLse; s < S; s += 32) mx = fmaxf(mx, pd_ldcg(la + s * plane));
-    mx = pd_warp_max(mx);
-    // w[r]: lane l's weight of split l + 32 r (0 for absent splits)
-    float w[kPdMergeLse];
-    float sum = 0.0f;
-#pragma unroll
-    for (int r = 0; r < kPdMergeLse; ++r) {
-        w[r] = mx == FA_NEG_INF ? 0.0f : fast_exp2((ls[r] - mx) * kLog2e);
-        sum += w[r];
-    }
-    if (mx != FA_NEG_INF)
-        for (int s = lane + 32 * kPdMergeLse; s < S; s += 32) sum += fast_exp2((pd_ldcg(la + s * plane) - mx) * kLog2e);
-    sum = pd_warp_sum(sum);
-    const float lse = mx == FA_NEG_INF ? FA_NEG_INF : mx + fast_log2(sum) * kLn2;
-    const float inv = mx == FA_NEG_INF ? 0.0f : 1.0f / sum;
+    float w[kPdMergeLse];   // lane l's LSE, then weight, of split l + 32 r
+    pd_load_lses(w, la, S, plane, lane);
+    const PdLseRow row = pd_lse_weights(w, la, S, plane, lane);
+    const float inv = row.inv();
     PD_STAMP(9);   // merge: LSEs combined (warp 0)
     // Every split wrote its partial (O = 0 and LSE = -inf where it saw no
     // key), so the partials are read unconditionally: the loads of 16
@@ -487,8 +507,7 @@ FA_DEVICE void pd_merge_head(const PagedDecodeParams& p, int b, int h, int lane)
 #pragma unroll
             for (int r = 0; r < kPdMergeLse; ++r)
                 if (g32 == r) wl = w[r];
-            if (g32 >= kPdMergeLse && lane < n && mx != FA_NEG_INF)
-                wl = fast_exp2((pd_ldcg(la + (s0 + lane) * plane) - mx) * kLog2e);
+            if (g32 >= kPdMergeLse && lane < n) wl = row.weight(la, s0 + lane, plane);
             wl *= inv;
             const float* oa = p.o_accum + (s0 * plane + wg) * kHeadDim + c4 * 4;   // split s0, these columns
             // (unrolled, the compiler hoists both batches' loads: 128 registers,
@@ -513,7 +532,7 @@ FA_DEVICE void pd_merge_head(const PagedDecodeParams& p, int b, int h, int lane)
             pd_store4(dst, acc);
         }
     }
-    if (lane == 0 && p.lse != nullptr) p.lse[wg] = lse;
+    if (lane == 0 && p.lse != nullptr) p.lse[wg] = row.lse();
 }
 
 // The fused merge of a group's rows (its R query heads) by the split that
@@ -558,37 +577,18 @@ FA_DEVICE bool pd_merge_group(const PagedDecodeParams& p, u8* smem, int b, int h
     // 131072: 1.6 us from the fence to the weights, against 2.6).
     const float* la0 = p.lse_accum + (long long)b * p.num_heads + h0;
     float ls[kPdMergeLse];
-    auto load_lse = [&](int r) {
-#pragma unroll
-        for (int k = 0; k < kPdMergeLse; ++k)
-            ls[k] = r < R && lane + 32 * k < S ? pd_ldcg(la0 + r + (lane + 32 * k) * plane) : FA_NEG_INF;
-    };
-    load_lse(warp);
+    if (warp < R) pd_load_lses(ls, la0 + warp, S, plane, lane);
     issue(0);
     for (int r = warp; r < R; r += kPdWarps) {
-        if (r != warp) load_lse(r);
         const float* la = la0 + r;
-        float mx = FA_NEG_INF;
-#pragma unroll
-        for (int k = 0; k < kPdMergeLse; ++k) mx = fmaxf(mx, ls[k]);
-        for (int s = lane + 32 * kPdMergeLse; s < S; s += 32) mx = fmaxf(mx, pd_ldcg(la + s * plane));
-        mx = pd_warp_max(mx);
-        float sum = 0.0f;
-#pragma unroll
-        for (int k = 0; k < kPdMergeLse; ++k) {
-            ls[k] = mx == FA_NEG_INF ? 0.0f : fast_exp2((ls[k] - mx) * kLog2e);
-            sum += ls[k];
-        }
-        for (int s = lane + 32 * kPdMergeLse; s < S; s += 32)
-            if (mx != FA_NEG_INF) sum += fast_exp2((pd_ldcg(la + s * plane) - mx) * kLog2e);
-        sum = pd_warp_sum(sum);
-        const float inv = mx == FA_NEG_INF ? 0.0f : 1.0f / sum;
+        if (r != warp) pd_load_lses(ls, la, S, plane, lane);
+        const PdLseRow row = pd_lse_weights(ls, la, S, plane, lane);
+        const float inv = row.inv();
 #pragma unroll
         for (int k = 0; k < kPdMergeLse; ++k)
             if (lane + 32 * k < S) wts[r * S + lane + 32 * k] = ls[k] * inv;
-        for (int s = lane + 32 * kPdMergeLse; s < S; s += 32)
-            wts[r * S + s] = mx == FA_NEG_INF ? 0.0f : fast_exp2((pd_ldcg(la + s * plane) - mx) * kLog2e) * inv;
-        if (lane == 0 && p.lse != nullptr) p.lse[(long long)b * p.num_heads + h0 + r] = mx == FA_NEG_INF ? FA_NEG_INF : mx + fast_log2(sum) * kLn2;
+        for (int s = lane + 32 * kPdMergeLse; s < S; s += 32) wts[r * S + s] = row.weight(la, s, plane) * inv;
+        if (lane == 0 && p.lse != nullptr) p.lse[(long long)b * p.num_heads + h0 + r] = row.lse();
     }
     PD_STAMP(9);   // merge: weights of warp 0's rows
     const PdF4* part = (const PdF4*)(smem + wbytes + rbytes);
