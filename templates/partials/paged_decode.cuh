@@ -688,8 +688,10 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         }
         return c_next < c_end ? rgu.tile(c_next++) << 4 : -1;
     };
-    // Fixed ranges: this warp's first token in pipeline step v.
-    auto slice_tok = [&](int v) { return (rg.tile(v0 + v) << tshift) + kb * 16; };
+    // Fixed ranges: this warp's first token in pipeline step v, tiles of
+    // 2^shift tokens (the loader passes shift as a constant, so that it
+    // knows the token's alignment).
+    auto slice_tok = [&](int shift, int v) { return (rg.tile(v0 + v) << shift) + kb * 16; };
 
     u8* flags = smem + kPdFlagOffset;
     const u32 pipe_base = smem_addr(smem);
@@ -819,17 +821,15 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         }
         if (!isv) flags[stage * kPdBlockN + r] = ok ? 1 : 0;
     };
-    // (the shift a compile-time constant: the loader then knows tokw's alignment)
-    auto tile_tok = [&](auto hcs_c, int v) { return (rg.tile(v0 + v) << (kPdTileShift - decltype(hcs_c)::value)) + kb * 16; };
     auto load_tile = [&](int v, int stage) {
         if constexpr (kPdTma) {
             if (hcs == 0) load_tile_tma(PdInt<0>(), v, stage);
             else if (hcs == 1) load_tile_tma(PdInt<1>(), v, stage);
             else load_tile_tma(PdInt<2>(), v, stage);
         } else {
-            if (hcs == 0) load_tile_hc(PdInt<0>(), tile_tok(PdInt<0>(), v), stage);
-            else if (hcs == 1) load_tile_hc(PdInt<1>(), tile_tok(PdInt<1>(), v), stage);
-            else load_tile_hc(PdInt<2>(), tile_tok(PdInt<2>(), v), stage);
+            if (hcs == 0) load_tile_hc(PdInt<0>(), slice_tok(kPdTileShift, v), stage);
+            else if (hcs == 1) load_tile_hc(PdInt<1>(), slice_tok(kPdTileShift - 1, v), stage);
+            else load_tile_hc(PdInt<2>(), slice_tok(kPdTileShift - 2, v), stage);
         }
     };
     if constexpr (kPdTma) {
@@ -1042,7 +1042,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 
             if (it == 0) PD_STAMP(1);             // first tile in shared memory
             if (it == n_tiles - 1) PD_STAMP(7);   // last tile in shared memory
-            attend(it % kPdStages, slice_tok(it));
+            attend(it % kPdStages, slice_tok(tshift, it));
             if constexpr (kPdTma) {
                 __syncthreads();   // stage of tile it consumed by every warp (also publishes flags / zero rows of tile it + 1)
                 if (it + kPdStages < n_tiles) load_tile(it + kPdStages, it % kPdStages);
