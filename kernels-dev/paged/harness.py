@@ -8,6 +8,7 @@ gather-then-dense reference, and benchmarks against copy bandwidth and SDPA.
 
   python3 kernels-dev/paged/harness.py --correct --bench --out $OUT
   compute-sanitizer --tool memcheck python3 kernels-dev/paged/harness.py --small
+  PAGES=seq ...   # every sequence's pages in order instead of shuffled (measurement aid)
 """
 import zlib, argparse, ctypes, json, math, os, re, sys, time
 from concurrent.futures import ProcessPoolExecutor
@@ -173,6 +174,8 @@ class Problem:
         NB = sum(npages) + 3
         self.NB = NB
         perm = torch.randperm(NB, generator=g, device="cuda").to(torch.int32)
+        if os.environ.get("PAGES") == "seq":   # measurement aid: every sequence's pages in order, back to back
+            perm = torch.arange(NB, device="cuda", dtype=torch.int32)
         mbs = max(max(npages), 1) + bt_pad
         bt = torch.full((B, mbs), -1, dtype=torch.int32, device="cuda")
         o = 0
