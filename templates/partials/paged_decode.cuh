@@ -143,17 +143,17 @@
 //     staged in registers before the stage is refilled, 6-16 splits, CTA
 //     counts that fill whole waves.
 //   * No gain at 64 x 4096 without splits (H100, variant_exp.py and the
-//     branch's help_exp.py, same calls; this kernel, hc = 2, 357.2-359.6 us,
+//     branch's help_exp.py, same calls; this kernel, hc = 2, 357.2-360.3 us,
 //     cuDNN 353.0-354.2), where the loops end from 267 to 355 us (median
 //     340, by SM): helper CTAs past the batch that join the kv head with the
 //     most unclaimed slices and leave a partial for its owner to merge
-//     (branch exp/paged-decode-neediest) 361.4-364.0, and 363.0-363.4 with
+//     (branch exp/paged-decode-neediest) 361.4-363.5, and 363.0-363.4 with
 //     joins made impossible (the owners' claims, close / wait and exit
 //     count); they start when owners end (median 347 us), and the slowest
 //     owners' last slices are already in their own pipelines. Copy-only
 //     warps (branch exp/paged-decode-copiers: 4 or 8 more a CTA issuing the
 //     cp.asyncs, completing on mbarriers, setmaxnreg giving their registers
-//     to the math warps) 358.7-359.6 / 360.2-360.7. Two to four splits,
+//     to the math warps) 358.0-359.6 / 360.0-360.7. Two to four splits,
 //     one kv head per CTA, with the fused merge and claimed slices over four
 //     waves: 363.8-367.6. Pages in order instead of shuffled: 346.2-348.8
 //     against 347.3-348.9 (another card, cuDNN 343.2-343.5): the gap is not
