@@ -570,8 +570,8 @@ FA_DEVICE bool pd_merge_group(const PagedDecodeParams& p, u8* smem, int b, int h
     const int S = p.num_splits;
     const int wbytes = (R * S * 4 + 15) / 16 * 16;
     const int rbytes = R * kHeadDim * 4;   // one split's partial rows of the group
-    const int batch = (kPdFlagOffset - wbytes - rbytes) / rbytes;
-    if (!PD_MERGE_SMEM || batch < 1) return false;
+    const int fit = (kPdFlagOffset - wbytes - rbytes) / rbytes;   // splits of a batch (rows that fit in the ring)
+    if (!PD_MERGE_SMEM || fit < 1) return false;
     const int warp = tid >> 5, lane = tid & 31;
     float* wts = (float*)smem;
     PdF4* sums = (PdF4*)(smem + wbytes);
@@ -580,7 +580,7 @@ FA_DEVICE bool pd_merge_group(const PagedDecodeParams& p, u8* smem, int b, int h
     const float* src0 = p.o_accum + ((long long)b * p.num_heads + h0) * kHeadDim;   // split 0's rows of the group
     const int items = R * C4;   // float4 columns of the group
     auto issue = [&](int s0) {
-        const int n = min(batch, S - s0);
+        const int n = min(fit, S - s0);
         for (int i = tid; i < items; i += kPdThreads) {
             const float* src = src0 + s0 * plane * kHeadDim + i * 4;
             for (int j = 0; j < n; ++j) cp_async_16(rows + (j * items + i) * 16, src + j * plane * kHeadDim, true);
@@ -608,10 +608,10 @@ FA_DEVICE bool pd_merge_group(const PagedDecodeParams& p, u8* smem, int b, int h
     }
     PD_STAMP(9);   // merge: weights of warp 0's rows
     const PdF4* part = (const PdF4*)(smem + wbytes + rbytes);
-    for (int s0 = 0; s0 < S; s0 += batch) {
+    for (int s0 = 0; s0 < S; s0 += fit) {
         cp_async_wait<0>();
         __syncthreads();   // the batch's rows and (first batch) every weight
-        const int n = min(batch, S - s0);
+        const int n = min(fit, S - s0);
         for (int i = tid; i < items; i += kPdThreads) {   // thread-owned columns: no barrier on sums
             const float* w = wts + (i / C4) * S + s0;
             PdF4 acc = s0 == 0 ? PdF4{0.0f, 0.0f, 0.0f, 0.0f} : sums[i];
@@ -619,16 +619,16 @@ FA_DEVICE bool pd_merge_group(const PagedDecodeParams& p, u8* smem, int b, int h
                 const PdF4 v = part[j * items + i];
                 acc.x += w[j] * v.x; acc.y += w[j] * v.y; acc.z += w[j] * v.z; acc.w += w[j] * v.w;
             }
-            if (s0 + batch < S) {
+            if (s0 + fit < S) {
                 sums[i] = acc;
             } else {
                 const int h = h0 + i / C4;
                 pd_store4((u8*)p.o + ((long long)b * p.o_batch_stride + (long long)h * p.o_head_stride + (i % C4) * 4) * 2, acc);
             }
         }
-        if (s0 + batch < S) {
+        if (s0 + fit < S) {
             __syncthreads();   // the batch read before its rows are overwritten
-            issue(s0 + batch);
+            issue(s0 + fit);
         }
     }
     return true;
@@ -689,7 +689,10 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const int ubase = W * k0;                    // the first claimed slice
     int* claims = dyn ? p.merge_counters + ((long long)p.batch + b) * gridDim.y + blockIdx.y : nullptr;
     int c_next = (split * kPdWarps + warp) * k0, c_end = c_next + k0;   // slices in hand
-    int pend_k = max(1, min(8, (U - ubase) / (2 * W)));                 // the claim in flight
+    // Slices per claim: 8 while there are plenty, shrinking to 1 as the
+    // unclaimed ones (those past `from`) run out.
+    auto claim_len = [&](int from) { return max(1, min(8, (U - from) / (2 * W))); };
+    int pend_k = claim_len(ubase);                                      // the claim in flight
     int pend_raw = dyn && lane == 0 ? atomicAdd(claims, pend_k) : 0;
     // This warp's next slice (its first token), -1 when none is left.
     auto next_tok = [&]() {
@@ -698,7 +701,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             c_next = start;
             c_end = min(start + pend_k, U);
             if (start < U) {
-                pend_k = max(1, min(8, (U - c_end) / (2 * W)));
+                pend_k = claim_len(c_end);
                 if (lane == 0) pend_raw = atomicAdd(claims, pend_k);
             }
         }
@@ -713,6 +716,12 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const u32 pipe_base = smem_addr(smem);
 
     const int* bt = p.block_table + (long long)b * p.block_table_stride;
+    // The block of this sequence's page pg where `live`, else -1; pages past
+    // the table and entries outside [0, num_blocks) are -1 too (read nothing).
+    auto page_block = [&](int pg, bool live) {
+        const int blk = live && pg < p.block_table_stride ? __ldg(bt + pg) : -1;
+        return blk < p.num_blocks ? blk : -1;
+    };
     const u8* kc = (const u8*)p.k_cache;
     const u8* vc = (const u8*)p.v_cache;
 
@@ -741,8 +750,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             // address per copy from a shuffled block (~60 instructions a
             // K + V pair, 70% of the main loop's; about 15 now).
             const int pg = tokw / kPageSize;
-            int blk0 = tokw < ctx && my_kvh < p.num_kv_heads && pg < p.block_table_stride ? __ldg(bt + pg) : -1;
-            if (blk0 >= p.num_blocks) blk0 = -1;   // invalid entries read nothing (zero rows)
+            const int blk0 = page_block(pg, tokw < ctx && my_kvh < p.num_kv_heads);
             const bool pv = blk0 >= 0;
             const int slot0 = tokw % kPageSize;
             const u8* kp = kc + (pv ? pd_k_row(p, blk0, slot0, my_kvh) : 0);
@@ -785,9 +793,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             return;
         }
         const int pg = j / kPageSize;
-        const bool live = j < ctx && my_kvh < p.num_kv_heads && pd_visible(j, pos) && pg < p.block_table_stride;
-        int blk = live ? __ldg(bt + pg) : -1;
-        if (blk >= p.num_blocks) blk = -1;   // invalid entries read nothing (zero rows)
+        const int blk = page_block(pg, j < ctx && my_kvh < p.num_kv_heads && pd_visible(j, pos));
 #pragma unroll
         for (int u = 0; u < kIt; ++u) {
             const int i = (int)ln + 32 * u;
@@ -818,8 +824,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         const u8* src = isv ? vc : kc;
         if (ok) {
             const int pg = j / kPageSize;
-            const int blk = pg < p.block_table_stride ? bt[pg] : -1;
-            ok = blk >= 0 && blk < p.num_blocks;
+            const int blk = page_block(pg, true);
+            ok = blk >= 0;
             const int slot = j % kPageSize;
             src += isv ? pd_v_row(p, blk, slot, kvh) : pd_k_row(p, blk, slot, kvh);
         }
