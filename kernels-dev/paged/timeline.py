@@ -3,10 +3,11 @@
 
 Builds the bench cell with -DPD_TIMELINE (thread 0 of each CTA stamps
 %globaltimer at entry, first tile ready, last tile ready, main loop done,
-output stored, merge counted, merge fenced, LSEs combined and merged) and prints, per case, when the CTAs
-start, how long the first tile takes to arrive, how long the main loops run
-and what the epilogue and the fused merge add at the end, against the
-launch's event time and SDPA cuDNN on the contiguous cache.
+output stored, merge counted, merge fenced, LSEs combined and merged) and
+prints, per case, when the CTAs start, how long the first tile takes to
+arrive, how long the main loops run and what the epilogue and the fused
+merge add at the end, against the launch's event time and SDPA cuDNN on the
+contiguous cache.
 
   EXTRA="-DPD_LOAD_ONLY" python3 kernels-dev/paged/timeline.py
   RDIR=dir python3 kernels-dev/paged/timeline.py   # the cells rendered into dir
