@@ -145,7 +145,7 @@ class Module:
 
     def decode(self, P):
         hc = P.heads_per_cta
-        self._launch(self.f_dec, (P.num_splits, (P.num_kv_heads + hc - 1) // hc, P.batch), self.threads, self.smem, P)
+        self._launch(self.f_dec, ((P.num_kv_heads + hc - 1) // hc, P.num_splits, P.batch), self.threads, self.smem, P)
         if P.num_splits > 1 and not P.merge_counters:
             self._launch(self.f_merge, ((P.batch * P.num_heads + 3) // 4, 1, 1), 128, 0, P)
 
@@ -391,11 +391,27 @@ def test_append(torch, c, mod):
 
 
 # ---------------------------------------------------------------- benchmarks
+# FLUSH=1: every timed call (and timeline.py's recorded launches) follows a
+# 256 MiB memset that evicts L2, as `fa bench --decode` and sdpa_anchor.py
+# --decode time theirs; otherwise the next call finds the last one's tail
+# (and its block table and context lengths) in L2.
+FLUSH = os.environ.get("FLUSH") == "1"
+_flush_buf = []
+
+
+def flush_l2(torch):
+    if FLUSH:
+        if not _flush_buf:
+            _flush_buf.append(torch.empty(256 << 20, dtype=torch.uint8, device="cuda"))
+        _flush_buf[0].zero_()
+
+
 def time_fn(torch, fn, iters=30, warm=5):
     for _ in range(warm): fn()
     torch.cuda.synchronize()
     ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
     for a, b in ev:
+        flush_l2(torch)
         a.record(); fn(); b.record()
     torch.cuda.synchronize()
     ts = sorted(a.elapsed_time(b) for a, b in ev)
