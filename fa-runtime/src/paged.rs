@@ -214,8 +214,9 @@ fn best_splits(problem: &DecodeProblem, base: usize, n: usize, slots: usize) -> 
     best
 }
 
-/// How one decode launch is laid out: `grid = (splits, kv_heads /
-/// heads_per_cta, batch)`.
+/// How one decode launch is laid out: `grid = (kv_heads / heads_per_cta,
+/// splits, batch)` (consecutive CTAs serve different kv groups, so that each
+/// group's splits spread over the SMs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLayout {
     /// KV heads one CTA serves (1 or 2); its tiles are 64 / heads_per_cta
@@ -575,7 +576,7 @@ pub(crate) fn launch_decode(
     };
     let layout = decode_layout(&problem, dev.sm_count() as usize, occ);
     let groups = plan.num_kv_heads.div_ceil(layout.heads_per_cta);
-    let grid = (layout.splits as u32, groups as u32, plan.batch as u32);
+    let grid = (groups as u32, layout.splits as u32, plan.batch as u32);
     if layout.splits == 1 {
         let p = decode_params(plan, num_blocks, &layout, ptrs, alibi_slopes, 0, 0);
         return dev.launch(&decode, grid, DECODE_THREADS, smem, &p);

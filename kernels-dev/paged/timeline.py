@@ -3,16 +3,18 @@
 
 Builds the bench cell with -DPD_TIMELINE (thread 0 of each CTA stamps
 %globaltimer at entry, first tile ready, last tile ready, main loop done,
-output stored, merge counted, merge fenced, LSEs combined and merged) and
-prints, per case, when the CTAs start, how long the first tile takes to
-arrive, how long the main loops run and what the epilogue and the fused
-merge add at the end, against the launch's event time and SDPA cuDNN on the
-contiguous cache.
+warps combined, output stored, merge counted, merge fenced, merge copies
+issued, LSEs combined and merged; with dynamic slices, each warp's slice
+count and when warp 0 found its group's counter dry) and prints, per case,
+when the CTAs start, how long the first tile takes to arrive, how long the
+main loops run and what the epilogue and the fused merge add at the end,
+against the launch's event time and SDPA cuDNN on the contiguous cache.
 
   EXTRA="-DPD_LOAD_ONLY" python3 kernels-dev/paged/timeline.py
   RDIR=dir python3 kernels-dev/paged/timeline.py   # the cells rendered into dir
   CASES=1x131072x1x0,64x4096x2x0 ...               # batch x ctx x kv heads per CTA x splits (0: heuristic)
   DUMP=dir ...                                     # also write each case's raw stamps (ns, SM id) as JSON
+  FLUSH=1 ...                                      # evict L2 before each launch (as fa bench --decode)
 """
 import os, sys, json
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,15 +64,16 @@ def main():
             torch.cuda.synchronize()
             cu.cuMemsetD8(tl_ptr, 0, tl_size)
             cu.cuCtxSynchronize()
+            H.flush_l2(torch)
             m.decode(P)
         torch.cuda.synchronize()
         cu.cuMemcpyDtoD(tl.data_ptr(), tl_ptr, tl_size)
         torch.cuda.synchronize()
         st = tl.view(-1, 16)[:n].cpu().tolist()
         t0 = min(r[0] for r in st)
-        if os.environ.get("DUMP"):   # raw stamps (CTA index = split + splits * (group + groups * sequence))
+        if os.environ.get("DUMP"):   # raw stamps (CTA index = group + groups * (split + splits * sequence))
             with open(os.path.join(os.environ["DUMP"], f"tl_{B}x{ctx}x{hc}x{s}.json"), "w") as fh:
-                json.dump({"splits": s, "stamps": [[v - t0 if i != 6 else v for i, v in enumerate(r)] for r in st]}, fh)
+                json.dump({"splits": s, "stamps": [[v - t0 if i not in (6, 14) and v else v for i, v in enumerate(r)] for r in st]}, fh)
         us = lambda v: (v - t0) / 1e3
         H.log(f"== B={B} ctx={ctx} hc={hc} splits={s}: {n} CTAs, event time {t * 1e6:.1f} us "
               f"({100 * kvbytes / t / copy_bw:.1f}% of copy)")
@@ -79,14 +82,25 @@ def main():
         H.log(summary("main loop done", [us(r[2]) for r in st]))
         H.log(summary("loop: first to last tile", [(r[7] - r[1]) / 1e3 for r in st if r[1] and r[7]]))
         H.log(summary("last tile to loop done", [(r[2] - r[7]) / 1e3 for r in st if r[7]]))
-        H.log(summary("stored (after loop done)", [(r[3] - r[2]) / 1e3 for r in st]))
+        H.log(summary("combined (after loop done)", [(r[10] - r[2]) / 1e3 for r in st]))
+        H.log(summary("stored (after combined)", [(r[3] - r[10]) / 1e3 for r in st]))
         if s > 1:
             H.log(summary("counted (after stored)", [(r[4] - r[3]) / 1e3 for r in st if r[4]]))
             merged = [r for r in st if r[5]]
             H.log(summary("merge (after counted)", [(r[5] - r[4]) / 1e3 for r in merged]))
             H.log(summary("  fence (after counted)", [(r[8] - r[4]) / 1e3 for r in merged]))
-            H.log(summary("  LSEs (after fence)", [(r[9] - r[8]) / 1e3 for r in merged]))
+            H.log(summary("  issued (after fence)", [(r[12] - r[8]) / 1e3 for r in merged]))
+            H.log(summary("  LSEs (after issued)", [(r[9] - r[12]) / 1e3 for r in merged]))
             H.log(summary("  partials (after LSEs)", [(r[5] - r[9]) / 1e3 for r in merged]))
+        if any(r[15] for r in st):   # dynamic slices: when each group's counter ran dry, slices per SM
+            groups = (KVH + hc - 1) // hc
+            dry = [min(us(r[15]) for i, r in enumerate(st) if r[15] and i % groups == g0) for g0 in range(groups)]
+            H.log(f"group counters dry at {' '.join(f'{v:.1f}' for v in dry)} us")
+            per_sm = {}
+            for r in st:
+                per_sm[r[6]] = per_sm.get(r[6], 0) + sum((r[14] >> (16 * w)) & 0xffff for w in range(4))
+            v = sorted(per_sm.values())
+            H.log(f"16-token slices per SM: min {v[0]} median {v[len(v) // 2]} max {v[-1]}")
         ends = [us(max(r[2], r[3], r[4], r[5])) for r in st]
         H.log(summary("CTA end", ends))
         first, last = pct([us(r[1]) for r in st if r[1]], 0.5), pct([us(r[7]) for r in st if r[7]], 0.5)

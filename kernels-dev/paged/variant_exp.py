@@ -2,7 +2,8 @@
 """Decode variants (-D flag sets, e.g. -DPD_TMA=1 -DPD_STAGES=2) against the default kernel (GPU machine).
 
   CHECKS="..;.." VARIANTS="..;.." python3 kernels-dev/paged/variant_exp.py   # correctness, timing + SDPA
-  OLD_RENDERED=dir ... variant_exp.py    # also time another render of the bench cell (same params ABI;
+  OLD_RENDERED=dir ... variant_exp.py    # also time another render of the bench cell (same params ABI and
+                                         # grid (groups, splits, batch), i.e. rendered after the grid swap;
                                          # OLD_FUSED=1: with the merge inside _decode)
   VARIANTS="fused;..."                    # "fused" (not a -D flag): the merge inside _decode
   ncu --profile-from-start off ... variant_exp.py ncu   # one launch each: default, first variant, cuDNN (64 x 4096)

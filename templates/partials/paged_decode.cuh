@@ -1,7 +1,7 @@
 // ---------------------------------------------------------------------------
 // paged_decode: split-KV flash-decoding over a paged KV cache.
 //
-// One CTA = (split, group of heads_per_cta kv heads, sequence). GQA packing:
+// One CTA = (group of heads_per_cta kv heads, split, sequence), grid x, y, z. GQA packing:
 // the gqa query heads of a kv head are the rows of 16-row m-tiles (rows >= gqa
 // are zero padding), so every K/V page is read once per kv head. Tensor cores: mma.sync
 // m16n8k16, f32 accumulate.
@@ -33,8 +33,8 @@
 // plus sink tiles [0, min(ceil(min(sink,ctx)/N), lo)). The list (sinks
 // first) is cut into num_splits contiguous chunks of ceil(T / num_splits).
 // With the fused merge and one kv head per CTA, the same list in 16-token
-// slices instead: each warp has a fixed range of the first half, and the
-// warps of all splits claim the rest from a counter (dyn in
+// slices instead: each warp has a fixed, strided share of the first half,
+// and the warps of all splits claim the rest from a counter (dyn in
 // paged_decode_block).
 //
 // Measured (H200, bf16 hd128, 32/8 heads, page 16, kernels-dev/paged/
@@ -158,6 +158,29 @@
 //     waves: 363.8-367.6. Pages in order instead of shuffled: 346.2-348.8
 //     against 347.3-348.9 (another card, cuDNN 343.2-343.5): the gap is not
 //     in the page scatter.
+//   * The end of a split launch (H100, 1 x 131072, 33 splits, timeline.py
+//     with FLUSH=1, L2 evicted as fa bench times): the SMs streamed 451 to
+//     646 16-token slices each. With the splits in grid x, a group's 33 CTAs
+//     took a run of the block scheduler's SM order, the groups' counters ran
+//     dry from 167 to 183 us, and the last merge ended at 192.4; with the
+//     groups in x they ran dry within 171-174 us. That order, and the first
+//     block-table entries prefetched before the context length arrives
+//     (both in paged_decode_block), same calls: 195.7 / 196.0 us before,
+//     194.8 / 194.7 with the order, 195.4 / 195.2 with the prefetch, 194.4 /
+//     194.6 with both (cuDNN 193.5 / 193.7). On another H100: 194.7 / 195.0
+//     against 194.5 / 194.6, and 2 x 65536 194.9 / 195.0 against 193.6 /
+//     193.7 (cuDNN 193.2 / 193.5, 192.6 / 193.1). What is left after the
+//     loops: the epilogue's first instructions come from a cold instruction
+//     cache under full memory load (the warp combine took 1.25 us median,
+//     up to 7.7, and 0.32 us when run a second time in the same CTA), and
+//     the merge's 33 cp.asyncs a thread take 1.1 us to issue; one bulk copy
+//     per split (sm_90) was slower (merge 3.1 against 2.4 us, 195.0-195.3
+//     against 194.5-194.6 us). Running the epilogue once early to warm the
+//     cache (a noinline function, called dry on ring stage 2 while the
+//     prologue's tiles were in flight) was worse: the first tile landed at
+//     17.7 us instead of 10.0 (median), the combine still took 2.5 us, and
+//     the launch 207.2-207.5 against 194.9-195.0 (8 x 4096: 77.3 against
+//     63.2; 64 x 4096: 380.6 against 368.9).
 // ---------------------------------------------------------------------------
 #ifndef PD_WARPS   // measurement override (harness only: the runtime launches 128 threads)
 #define PD_WARPS 4
@@ -447,8 +470,19 @@ FA_DEVICE unsigned long long pd_now() {
     return t;
 }
 #define PD_STAMP(k) pd_stamp(k, pd_now())
+// Dynamic slices, by lane 0 of each warp: 14 = the slices each warp
+// attended (16 bits per warp), 15 = when warp 0 found its head's counter dry.
+FA_DEVICE void pd_warp_stamp(int k, unsigned long long v) {
+    const int cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    if ((threadIdx.x & 31) == 0 && cta < 4096) {
+        if (k == 14) atomicOr(&pd_timeline[cta * 16 + k], v);
+        else pd_timeline[cta * 16 + k] = v;
+    }
+}
+#define PD_WARP_STAMP(k, v) pd_warp_stamp(k, v)
 #else
 #define PD_STAMP(k) ((void)0)
+#define PD_WARP_STAMP(k, v) ((void)0)
 #endif
 // O of (sequence b, query head h) = sum_s exp(lse_s - lse) O_s over the
 // splits' partials, by one warp. In the fused merge this is the tail of the
@@ -595,6 +629,7 @@ FA_DEVICE bool pd_merge_group(const PagedDecodeParams& p, u8* smem, int b, int h
     float ls[kPdMergeLse];
     if (warp < R) pd_load_lses(ls, la0 + warp, S, plane, lane);
     issue(0);
+    PD_STAMP(12);   // merge: first row's LSE loads and first batch's copies issued
     for (int r = warp; r < R; r += kPdWarps) {
         const float* la = la0 + r;
         if (r != warp) pd_load_lses(ls, la, S, plane, lane);
@@ -643,17 +678,43 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 #ifdef PD_TIMELINE
     { u32 smid; asm volatile("mov.u32 %0, %%smid;" : "=r"(smid)); pd_stamp(6, smid); }
 #endif
-    const int split = blockIdx.x, b = blockIdx.z;
+    // Grid (groups, splits, batch): consecutive CTAs serve different kv
+    // groups. The block scheduler hands consecutive CTAs to SMs in a fixed
+    // order, and SMs stream at different paces (H100, 1 x 131072: 451 to 646
+    // 16-token slices per SM). With the splits in x, one group's splits took
+    // a run of that order and the group streamed at its SMs' pace: the
+    // groups' slice counters ran dry from 167 to 183 us, and the launch waits
+    // for the last group. With the groups in x every group spans the whole
+    // order: 171 to 174 us.
+    const int grp = blockIdx.x, split = blockIdx.y, b = blockIdx.z;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
     const int hcs = p.heads_per_cta >= 4 ? 2 : (p.heads_per_cta >= 2 ? 1 : 0);   // log2(hc)
     const int hc = 1 << hcs;
-    const int kvh0 = blockIdx.y * hc;
+    const int kvh0 = grp * hc;
     const int tshift = kPdTileShift - hcs;      // log2(tokens per tile)
     const int hw = warp & (hc - 1);             // this warp's head within the group
     const int kb = warp >> hcs;                 // this warp's 16-token slice
     const int my_kvh = kvh0 + hw;
 
+    // Before the context length arrives (after an L2 flush, a DRAM round
+    // trip of its own), the block-table entries of this warp's first slices
+    // are fetched into L2: which slices come first does not depend on it (an
+    // unsplit launch starts at tile 0, and with dynamic slices below the
+    // fixed share is strided), so the first page lookup waits for an L2 hit
+    // instead of a second DRAM trip. Cells without a window or sink only.
+    if (kWindow == 0 && kSink == 0 && lane == 0) {
+        const bool dyn_split = kPdDynamic && !kPdTma && kPdWarpPipe && hcs == 0 && p.num_splits > 1 && p.merge_counters != nullptr;
+        if (dyn_split || p.num_splits == 1) {
+            const int* bt = p.block_table + (long long)b * p.block_table_stride;
+#pragma unroll
+            for (int s = 0; s < kPdStages - 1; ++s) {
+                const int tok = dyn_split ? (split * kPdWarps + warp + s * p.num_splits * kPdWarps) * 16 : (s << tshift) + kb * 16;
+                const int pg = tok / kPageSize;
+                if (pg < p.block_table_stride) asm volatile("prefetch.global.L2 [%0];" :: "l"(bt + pg));
+            }
+        }
+    }
     const int ctx = max(p.context_lens[b], 0);
     const int pos = ctx - 1;
     const PdRange rg = pd_range(ctx, tshift);
@@ -666,8 +727,9 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // CTA): the SMs of a launch stream at different paces (H200, 1 x 131072
     // with fixed ranges: full-length CTAs ended their loops from 100 to 122
     // us, by SM), and with fixed ranges the launch waits for the slowest. So
-    // each warp takes a fixed range of the first kPdDynFixed eighths of its
-    // head's 16-token slices, then claims the rest from a counter shared by
+    // each warp takes a fixed share of the first kPdDynFixed eighths of its
+    // head's 16-token slices (warp rank r of W: slices r, r + W, ...), then
+    // claims the rest from a counter shared by
     // the head's splits, in claims that shrink from 8 slices to 1 as they run
     // out; each claim is issued one claim ahead, so its atomic is not waited
     // for while slices are left. Online softmax does not care which slices a
@@ -687,10 +749,15 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const int W = p.num_splits * kPdWarps;       // warps sharing the head's counter
     const int k0 = dyn ? kPdDynFixed * U / (8 * W) : 0;   // fixed share per warp
     const int ubase = W * k0;                    // the first claimed slice
-    int* claims = dyn ? p.merge_counters + ((long long)p.batch + b) * gridDim.y + blockIdx.y : nullptr;
-    int c_next = (split * kPdWarps + warp) * k0, c_end = c_next + k0;   // slices in hand
+    int* claims = dyn ? p.merge_counters + ((long long)p.batch + b) * gridDim.x + grp : nullptr;
+    // Slices in hand: from c_next below c_end, W apart in the fixed share
+    // (below ubase), consecutive in a claim.
+    int c_next = split * kPdWarps + warp, c_end = ubase;
     // Slices per claim: 8 while there are plenty, shrinking to 1 as the
     // unclaimed ones (those past `from`) run out.
+#ifdef PD_TIMELINE
+    unsigned long long pd_dry = 0;
+#endif
     auto claim_len = [&](int from) { return max(1, min(8, (U - from) / (2 * W))); };
     int pend_k = claim_len(ubase);                                      // the claim in flight
     int pend_raw = dyn && lane == 0 ? atomicAdd(claims, pend_k) : 0;
@@ -700,12 +767,18 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             const int start = ubase + __shfl_sync(0xffffffffu, pend_raw, 0);
             c_next = start;
             c_end = min(start + pend_k, U);
+#ifdef PD_TIMELINE
+            if (start >= U && warp == 0 && pd_dry == 0) pd_dry = pd_now();
+#endif
             if (start < U) {
                 pend_k = claim_len(c_end);
                 if (lane == 0) pend_raw = atomicAdd(claims, pend_k);
             }
         }
-        return c_next < c_end ? rgu.tile(c_next++) << 4 : -1;
+        if (c_next >= c_end) return -1;
+        const int tok = rgu.tile(c_next) << 4;
+        c_next += c_next < ubase ? W : 1;
+        return tok;
     };
     // Fixed ranges: this warp's first token in pipeline step v, tiles of
     // 2^shift tokens (the loader passes shift as a constant, so that it
@@ -1048,6 +1121,12 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 #pragma unroll
             for (int s = 0; s + 1 < kPdAhead; ++s) tq[s] = tq[s + 1];
             tq[kPdAhead - 1] = tn;
+#ifdef PD_TIMELINE
+            if (tq[0] < 0) {
+                PD_WARP_STAMP(14, (unsigned long long)(it + 1) << (16 * warp));
+                if (warp == 0) PD_WARP_STAMP(15, pd_dry);
+            }
+#endif
         }
         PD_STAMP(7);   // (after its last tile)
     } else {
@@ -1095,6 +1174,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             }
         }
     __syncthreads();
+    PD_STAMP(10);   // warps' rows in shared memory
 
     const bool direct = p.num_splits == 1;
     const int nslices = kPdWarps >> hcs;        // warps per head
@@ -1135,7 +1215,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // to finish merges that group's heads and resets its counters to 0.
     if (!direct && p.merge_counters != nullptr) {
         __shared__ int pd_last;
-        int* cnt = p.merge_counters + (long long)b * gridDim.y + blockIdx.y;
+        int* cnt = p.merge_counters + (long long)b * gridDim.x + grp;
         __threadfence();   // this CTA's partials, device-wide, before it counts
         __syncthreads();
         if (tid == 0) pd_last = atomicAdd(cnt, 1) == p.num_splits - 1;

@@ -2,10 +2,10 @@
 // Entry points of the paged KV-cache kernels (params struct by value, see
 // partials/paged_params.cuh; launched by fa-runtime/src/paged.rs):
 //   {{ kernel_name }}_decode(PagedDecodeParams)
-//       grid (num_splits, ceil(num_kv_heads / heads_per_cta), batch), block kPdThreads (128),
+//       grid (ceil(num_kv_heads / heads_per_cta), num_splits, batch), block kPdThreads (128),
 //       dynamic smem kPdSmemBytes (= __constant__ {{ kernel_name }}_decode_smem_bytes;
 //       set CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES). num_splits is
-//       p.num_splits and must equal gridDim.x. num_splits == 1: writes o / lse.
+//       p.num_splits and must equal gridDim.y. num_splits == 1: writes o / lse.
 //       Else writes o_accum [num_splits, batch, num_heads, head_dim] f32 and
 //       lse_accum [num_splits, batch, num_heads] f32; with p.merge_counters
 //       set, the last split of each (sequence, kv group) then merges it into

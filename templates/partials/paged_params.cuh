@@ -26,7 +26,7 @@ struct PagedDecodeParams {
     const float* q_descale;     // fp8 cells (reserved, decode not yet fp8): [batch, num_kv_heads], null = 1
     const float* k_descale;     // idem
     const float* v_descale;     // idem
-    int*         merge_counters; // [2 * batch * gridDim.y] int32 (splits arrived, then slices claimed), all 0
+    int*         merge_counters; // [2 * batch * gridDim.x] int32 (splits arrived, then slices claimed), all 0
                                  // before the launch (the kernel leaves them 0): set => warps claim slices
                                  // (one kv head per CTA) and the last split of each (sequence, kv group)
                                  // merges it, no _decode_merge;
@@ -40,8 +40,8 @@ struct PagedDecodeParams {
     int   num_kv_heads;
     int   num_blocks;           // pages in each cache (validation bound for block_table entries)
     int   block_table_stride;   // max_blocks_per_seq (row stride of block_table; pages >= it are masked)
-    int   num_splits;           // == gridDim.x of _decode; 1 => _decode writes o/lse directly
-    int   heads_per_cta;        // kv heads served by one _decode CTA: 1, 2 or 4; gridDim.y = ceil(num_kv_heads / heads_per_cta)
+    int   num_splits;           // == gridDim.y of _decode; 1 => _decode writes o/lse directly
+    int   heads_per_cta;        // kv heads served by one _decode CTA: 1, 2 or 4; gridDim.x = ceil(num_kv_heads / heads_per_cta)
     float softmax_scale;
     float scale_log2;           // softmax_scale * log2(e)
     int   pad_;                 // set 0 (keeps sizeof a multiple of 8)
