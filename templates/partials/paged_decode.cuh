@@ -180,7 +180,12 @@
 //     prologue's tiles were in flight) was worse: the first tile landed at
 //     17.7 us instead of 10.0 (median), the combine still took 2.5 us, and
 //     the launch 207.2-207.5 against 194.9-195.0 (8 x 4096: 77.3 against
-//     63.2; 64 x 4096: 380.6 against 368.9).
+//     63.2; 64 x 4096: 380.6 against 368.9). The last claims taken one
+//     slice at a time when needed, not one claim ahead: the counters ran dry
+//     later (179.6-181.0 us) and the loops ended together (181.2-186.9
+//     against 173.4-187.0), but the last at the same time, and the launch
+//     took 194.8-195.2 against 194.8-194.9 us. Fixed shares of 2, 3, 5 or
+//     6 eighths (kPdDynFixed): 194.3-195.0 against 195.0-195.1 for 4.
 // ---------------------------------------------------------------------------
 #ifndef PD_WARPS   // measurement override (harness only: the runtime launches 128 threads)
 #define PD_WARPS 4
