@@ -739,9 +739,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // us, by SM), and with fixed ranges the launch waits for the slowest. So
     // each warp takes a fixed share of the first kPdDynFixed eighths of its
     // head's 16-token slices (warp rank r of W: slices r, r + W, ...), then
-    // claims the rest from a counter shared by
-    // the head's splits, in claims that shrink from 8 slices to 1 as they run
-    // out; each claim is issued one claim ahead, so its atomic is not waited
+    // claims the rest from a counter shared by the head's splits, in claims
+    // that shrink from 8 slices to 1 as they run out; each claim is issued one claim ahead, so its atomic is not waited
     // for while slices are left. Online softmax does not care which slices a
     // warp sees, and the merge combines whatever each split saw. The loop is
     // a second copy of the fixed-range one (which keeps its code), with the
