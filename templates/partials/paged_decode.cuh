@@ -470,9 +470,14 @@ FA_DEVICE PdF4 pd_ldcg4(const float* a) {
 // pd_timeline, read back by the host.
 #ifdef PD_TIMELINE
 __device__ unsigned long long pd_timeline[4096 * 16];
-FA_DEVICE void pd_stamp(int k, unsigned long long v) {
+// This CTA's stamp k (null past the first 4096 CTAs).
+FA_DEVICE unsigned long long* pd_slot(int k) {
     const int cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
-    if (threadIdx.x == 0 && cta < 4096) pd_timeline[cta * 16 + k] = v;
+    return cta < 4096 ? &pd_timeline[cta * 16 + k] : nullptr;
+}
+FA_DEVICE void pd_stamp(int k, unsigned long long v) {
+    unsigned long long* slot = pd_slot(k);
+    if (threadIdx.x == 0 && slot != nullptr) *slot = v;
 }
 FA_DEVICE unsigned long long pd_now() {
     unsigned long long t;
@@ -483,10 +488,10 @@ FA_DEVICE unsigned long long pd_now() {
 // Dynamic slices, by lane 0 of each warp: 14 = the slices each warp
 // attended (16 bits per warp), 15 = when warp 0 found its head's counter dry.
 FA_DEVICE void pd_warp_stamp(int k, unsigned long long v) {
-    const int cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
-    if ((threadIdx.x & 31) == 0 && cta < 4096) {
-        if (k == 14) atomicOr(&pd_timeline[cta * 16 + k], v);
-        else pd_timeline[cta * 16 + k] = v;
+    unsigned long long* slot = pd_slot(k);
+    if ((threadIdx.x & 31) == 0 && slot != nullptr) {
+        if (k == 14) atomicOr(slot, v);
+        else *slot = v;
     }
 }
 #define PD_WARP_STAMP(k, v) pd_warp_stamp(k, v)
