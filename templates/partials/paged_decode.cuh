@@ -712,32 +712,6 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const int kb = warp >> hcs;                 // this warp's 16-token slice
     const int my_kvh = kvh0 + hw;
 
-    // Before the context length arrives (after an L2 flush, a DRAM round
-    // trip of its own), the block-table entries of this warp's first slices
-    // are fetched into L2: which slices come first does not depend on it (an
-    // unsplit launch starts at tile 0, and with dynamic slices below the
-    // fixed share is strided), so the first page lookup waits for an L2 hit
-    // instead of a second DRAM trip. Cells without a window or sink only.
-    if (kWindow == 0 && kSink == 0 && lane == 0) {
-        const bool dyn_split = kPdDynamic && !kPdTma && kPdWarpPipe && hcs == 0 && p.num_splits > 1 && p.merge_counters != nullptr;
-        if (dyn_split || p.num_splits == 1) {
-            const int* bt = p.block_table + (long long)b * p.block_table_stride;
-#pragma unroll
-            for (int s = 0; s < kPdStages - 1; ++s) {
-                const int tok = dyn_split ? (split * kPdWarps + warp + s * p.num_splits * kPdWarps) * 16 : (s << tshift) + kb * 16;
-                const int pg = tok / kPageSize;
-                if (pg < p.block_table_stride) asm volatile("prefetch.global.L2 [%0];" :: "l"(bt + pg));
-            }
-        }
-    }
-    const int ctx = max(p.context_lens[b], 0);
-    const int pos = ctx - 1;
-    const PdRange rg = pd_range(ctx, tshift);
-    const int total = rg.count();
-    const int per = (total + p.num_splits - 1) / p.num_splits;
-    const int v0 = min(split * per, total);
-    const int n_tiles = min(v0 + per, total) - v0;
-
     // Dynamic slices (split launches with the fused merge, one kv head per
     // CTA): the SMs of a launch stream at different paces (H200, 1 x 131072
     // with fixed ranges: full-length CTAs ended their loops from 100 to 122
@@ -758,15 +732,40 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // 111.7-120.7 us, where fixed ranges gave 57.5 (the short last split) to
     // 126.0.
     const bool dyn = !kPdTma && kPdWarpPipe && kPdDynamic && hcs == 0 && p.num_splits > 1 && p.merge_counters != nullptr;
+    const int W = p.num_splits * kPdWarps;       // warps sharing the head's counter
+    const int first_slice = split * kPdWarps + warp;   // this warp's rank of W: its fixed share is first_slice + i W
+    const int* bt = p.block_table + (long long)b * p.block_table_stride;
+
+    // Before the context length arrives (after an L2 flush, a DRAM round
+    // trip of its own), the block-table entries of this warp's first slices
+    // are fetched into L2: which slices come first does not depend on it (an
+    // unsplit launch starts at tile 0, and with dynamic slices the fixed
+    // share is strided), so the first page lookup waits for an L2 hit
+    // instead of a second DRAM trip. Cells without a window or sink only.
+    if (kWindow == 0 && kSink == 0 && lane == 0 && (dyn || p.num_splits == 1)) {
+#pragma unroll
+        for (int s = 0; s < kPdStages - 1; ++s) {
+            const int tok = dyn ? (first_slice + s * W) * 16 : (s << tshift) + kb * 16;
+            const int pg = tok / kPageSize;
+            if (pg < p.block_table_stride) asm volatile("prefetch.global.L2 [%0];" :: "l"(bt + pg));
+        }
+    }
+    const int ctx = max(p.context_lens[b], 0);
+    const int pos = ctx - 1;
+    const PdRange rg = pd_range(ctx, tshift);
+    const int total = rg.count();
+    const int per = (total + p.num_splits - 1) / p.num_splits;
+    const int v0 = min(split * per, total);
+    const int n_tiles = min(v0 + per, total) - v0;
+
     const PdRange rgu = pd_range(ctx, 4);        // 16-token slices
     const int U = rgu.count();
-    const int W = p.num_splits * kPdWarps;       // warps sharing the head's counter
     const int k0 = dyn ? kPdDynFixed * U / (8 * W) : 0;   // fixed share per warp
     const int ubase = W * k0;                    // the first claimed slice
     int* claims = dyn ? p.merge_counters + ((long long)p.batch + b) * gridDim.x + grp : nullptr;
     // Slices in hand: from c_next below c_end, W apart in the fixed share
     // (below ubase), consecutive in a claim.
-    int c_next = split * kPdWarps + warp, c_end = ubase;
+    int c_next = first_slice, c_end = ubase;
     // Slices per claim: 8 while there are plenty, shrinking to 1 as the
     // unclaimed ones (those past `from`) run out.
 #ifdef PD_TIMELINE
@@ -802,7 +801,6 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     u8* flags = smem + kPdFlagOffset;
     const u32 pipe_base = smem_addr(smem);
 
-    const int* bt = p.block_table + (long long)b * p.block_table_stride;
     // The block of this sequence's page pg where `live`, else -1; pages past
     // the table and entries outside [0, num_blocks) are -1 too (read nothing).
     auto page_block = [&](int pg, bool live) {
