@@ -191,6 +191,23 @@
 //     the last resets the counter): the merge took 2.34 us against 2.75
 //     (issuing a quarter of the copies took 0.77 us against 1.09), 194.5-195.0
 //     against 195.0-195.2 us, but 8 x 4096 63.8-64.8 against 63.3-63.6.
+//   * What the math costs (H100, FLUSH=1, same calls; cuDNN 363.8-364.9 us
+//     at 64 x 4096, 193.1-194.1 at 1 x 131072): the copies alone
+//     (-DPD_LOAD_ONLY) take 363.7-364.5 / 193.2-193.6 us, level with cuDNN,
+//     against 366.7-368.8 / 194.6-195.5 for the whole kernel. The timeline
+//     at 64 x 4096 puts 1.9 us of that in the last SM's loop (0.4 of it the
+//     last slice's math) and 1.6 in the last CTA's epilogue (combine and
+//     store 2.2 us against 0.6). Half the MMAs (a timing proxy with wrong
+//     results) gain nothing at 64 x 4096 (366.8-367.2 against 366.7-366.8)
+//     and 0.2-0.5% at 1 x 131072, so S^T = K Q^T with O^T = V^T P^T (8
+//     query rows an MMA, half the MMAs for gqa <= 8) would not close it.
+//     Also no gain: Q loaded before the first tiles are issued (the first
+//     tile lands at 6.4 us median instead of 10.3, but the launch stays at
+//     368.3-368.5 against 367.9-368.8 us; 194.9-195.0 against 195.1-195.2);
+//     2 stages at 3 CTAs/SM (168 registers, no spill): 365.7-366.0 against
+//     367.4-367.8 us at 64 x 4096 (hc = 2), but 195.9-196.0 against
+//     194.8-195.5 at 1 x 131072 (49 splits against 33) and 194.7-194.8
+//     against 194.1 at 2 x 65536.
 // ---------------------------------------------------------------------------
 #ifndef PD_WARPS   // measurement override (harness only: the runtime launches 128 threads)
 #define PD_WARPS 4
