@@ -146,8 +146,14 @@ impl Launcher {
             self.fields.push(quote!(#id: ::core::option::Option::None));
         }
     }
-    fn finish(self, name: &str, call: TokenStream, entry: TokenStream) -> TokenStream {
+    /// The launcher `name`, which calls `entry` with a `call` struct; with
+    /// `args`, the tensors and options go in that struct's `args` field.
+    fn finish(self, name: &str, call: TokenStream, args: Option<TokenStream>, entry: TokenStream) -> TokenStream {
         let (fn_name, docs, params, fields) = (format_ident!("{}", name), self.docs, self.params, self.fields);
+        let inputs = match args {
+            Some(args) => quote!(args: #args { #(#fields,)* options: *options }),
+            None => quote!(#(#fields,)* options),
+        };
         quote! {
             #(#[doc = #docs])*
             #[allow(clippy::too_many_arguments)]
@@ -159,8 +165,7 @@ impl Launcher {
                 #entry(dev, #call {
                     spec: &Self::SPEC,
                     source: Self::CUDA_SOURCE,
-                    #(#fields,)*
-                    options,
+                    #inputs,
                 })
             }
         }
@@ -236,7 +241,12 @@ fn forward(spec: &KernelSpec) -> TokenStream {
     l.cell_option(e.is_fp8(), "v_descale", &f32_);
     l.output("out", &out_elem);
     l.output("lse", &f32_);
-    l.finish("forward", quote!(::fa_runtime::__private::ForwardCall), quote!(::fa_runtime::__private::forward))
+    l.finish(
+        "forward",
+        quote!(::fa_runtime::__private::ForwardCall),
+        Some(quote!(::fa_runtime::ForwardArgs)),
+        quote!(::fa_runtime::__private::forward),
+    )
 }
 
 /// Only for `backward` cells, which are never fp8 or paged (the whitelist).
@@ -260,7 +270,7 @@ fn backward(spec: &KernelSpec) -> TokenStream {
     for name in ["dq", "dk", "dv"] {
         l.output(name, &elem);
     }
-    l.finish("backward", quote!(::fa_runtime::__private::BackwardCall), quote!(::fa_runtime::__private::backward))
+    l.finish("backward", quote!(::fa_runtime::__private::BackwardCall), None, quote!(::fa_runtime::__private::backward))
 }
 
 /// Only for `paged` cells: writes new K/V tokens into the paged caches.

@@ -17,26 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A forward launch as the generated code describes it (see
-/// `api_contract.md`).
+/// `api_contract.md`): the cell and its source, and the same arguments as
+/// [`Kernel::forward`] takes.
 #[derive(Debug)]
 pub struct ForwardCall<'a> {
     pub spec: &'a KernelSpec,
     /// The cell's `CUDA_SOURCE`.
     pub source: &'static str,
-    pub q: TensorRef<'a>,
-    pub k: TensorRef<'a>,
-    pub v: TensorRef<'a>,
-    pub out: TensorMut<'a>,
-    pub lse: TensorMut<'a>,
-    pub cu_seqlens_q: Option<TensorRef<'a>>,
-    pub cu_seqlens_k: Option<TensorRef<'a>>,
-    pub block_table: Option<TensorRef<'a>>,
-    pub context_lens: Option<TensorRef<'a>>,
-    pub alibi_slopes: Option<TensorRef<'a>>,
-    pub q_descale: Option<TensorRef<'a>>,
-    pub k_descale: Option<TensorRef<'a>>,
-    pub v_descale: Option<TensorRef<'a>>,
-    pub options: &'a FwdOptions,
+    pub args: ForwardArgs<'a>,
 }
 
 /// A backward launch as the generated code describes it.
@@ -366,23 +354,7 @@ fn fwd_params(a: &ForwardArgs<'_>, p: &FwdPlan) -> FwdParams {
 /// Entry point of the generated `forward` launchers.
 pub fn forward(dev: &Device, call: ForwardCall<'_>) -> Result<()> {
     let hot = HotKey::Static(call.source.as_ptr() as usize, call.source.len());
-    let args = ForwardArgs {
-        q: call.q,
-        k: call.k,
-        v: call.v,
-        out: call.out,
-        lse: call.lse,
-        cu_seqlens_q: call.cu_seqlens_q,
-        cu_seqlens_k: call.cu_seqlens_k,
-        block_table: call.block_table,
-        context_lens: call.context_lens,
-        alibi_slopes: call.alibi_slopes,
-        q_descale: call.q_descale,
-        k_descale: call.k_descale,
-        v_descale: call.v_descale,
-        options: *call.options,
-    };
-    forward_impl(dev, call.spec, hot, call.source, &args)
+    forward_impl(dev, call.spec, hot, call.source, &call.args)
 }
 
 fn backward_shapes<'a>(call: &'a BackwardCall<'a>) -> BwdShapes<'a> {

@@ -23,7 +23,8 @@ pub struct FwdOptions {
     pub softmax_scale: Option<f32>,
     /// Longest query sequence (varlen cells).
     pub max_seqlen_q: Option<usize>,
-    /// Longest key sequence (varlen cells).
+    /// Longest key sequence (varlen cells); for paged cells an optional hint
+    /// of the longest context (decode splits, see above).
     pub max_seqlen_k: Option<usize>,
     /// How q, k, v and out are laid out (fixed-length, non-paged cells).
     pub layout: QkvLayout,
