@@ -899,6 +899,11 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         // against page 16, 258.6 against 256.2 us at 64 x 4096, 50.1 against
         // 48.6 at 8 x 4096, 145.5 against 138.6 at 1 x 131072 (144.4 with the
         // separate merge; cuDNN 256.4-256.6 / 49.8-50.1 / 139.3-139.6).
+        // An L2 prefetch of the next slice's block-table entries (another
+        // H200, same calls): page 1 144.2-144.5 against 145.0 us at 1 x
+        // 131072, but 267.9-268.3 against 264.9-265.0 at 64 x 4096 and
+        // 49.8-50.0 against 49.3-49.4 at 8 x 4096; page 16 slower at 64 x
+        // 4096 too (266.4-266.9 against 264.4-264.6).
         const int pg = j / kPageSize;
         const int blk = page_block(pg, j < ctx && my_kvh < p.num_kv_heads && pd_visible(j, pos));
 #pragma unroll
