@@ -214,8 +214,8 @@ fn best_splits(problem: &DecodeProblem, base: usize, n: usize, slots: usize) -> 
     best
 }
 
-/// How one decode launch is laid out: `grid = (kv_heads / heads_per_cta,
-/// splits, batch)` (consecutive CTAs serve different kv groups, so that each
+/// How one decode launch is laid out: `grid = (ceil(kv_heads /
+/// heads_per_cta), splits, batch)` (consecutive CTAs serve different kv groups, so that each
 /// group's splits spread over the SMs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLayout {

@@ -736,11 +736,12 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // each warp takes a fixed share of the first kPdDynFixed eighths of its
     // head's 16-token slices (warp rank r of W: slices r, r + W, ...), then
     // claims the rest from a counter shared by the head's splits, in claims
-    // that shrink from 8 slices to 1 as they run out; each claim is issued one claim ahead, so its atomic is not waited
-    // for while slices are left. Online softmax does not care which slices a
-    // warp sees, and the merge combines whatever each split saw. The loop is
-    // a second copy of the fixed-range one (which keeps its code), with the
-    // tokens of the slices in flight in registers.
+    // that shrink from 8 slices to 1 as they run out; each claim is issued
+    // one claim ahead, so its atomic is not waited for while slices are
+    // left. Online softmax does not care which slices a warp sees, and the
+    // merge combines whatever each split saw. The loop is a second copy of
+    // the fixed-range one (which keeps its code), with the tokens of the
+    // slices in flight in registers.
     // Measured (H200, same calls, SDPA cuDNN 130.9-131.2 us): 1 x 131072
     // 128.3-128.4 us against 132.6-132.8 with fixed ranges; 2 x 65536
     // 129.2-129.7 against 132.4-132.5 (cuDNN 130.3-130.7); 8 x 4096 level
