@@ -4,6 +4,8 @@
 // of one (token, kv head) row, for K and for V. Slots < 0 (padding) or
 // >= num_blocks * page_size are skipped: nothing is ever written out of range.
 // ---------------------------------------------------------------------------
+constexpr int kPdAppendThreads = 256;
+
 FA_DEVICE void paged_append_thread(const PagedAppendParams& p) {
     const long long i = (long long)blockIdx.x * kPdAppendThreads + threadIdx.x;
     const long long total = (long long)p.num_tokens * p.num_kv_heads * kPdChunks;

@@ -209,6 +209,7 @@
 //     194.8-195.5 at 1 x 131072 (49 splits against 33) and 194.7-194.8
 //     against 194.1 at 2 x 65536.
 // ---------------------------------------------------------------------------
+static_assert(!kIsFp8, "fp8 paged cells decode through _fwd (paged_all.cuh)");
 #ifndef PD_WARPS   // measurement override (harness only: the runtime launches 128 threads)
 #define PD_WARPS 4
 #endif
@@ -237,7 +238,7 @@ static_assert(1 << kPdTileShift == kPdBlockN, "kPdTileShift");
 #else
 #define PD_ARCH_TMA 0
 #endif
-constexpr bool kPdTma = kSm >= 90 && PD_ARCH_TMA && PD_TMA && !kIsFp8;
+constexpr bool kPdTma = kSm >= 90 && PD_ARCH_TMA && PD_TMA;
 // cp.async loader: each warp waits only for its own copies (__syncwarp)
 // instead of a CTA barrier per tile. -DPD_WARP_PIPE=0: __syncthreads.
 #ifndef PD_WARP_PIPE
@@ -275,8 +276,6 @@ constexpr bool pd_padding_rows(int mt, int r) { return mt * 16 + 8 * r >= kGqa; 
 #define PD_S_CHAINS (kPdMT == 1 ? 2 : 1)
 #endif
 constexpr int kPdSChains   = PD_S_CHAINS;
-constexpr int kPdElemBytes = kIsFp8 ? 1 : 2;
-constexpr int kPdChunks    = kHeadDim * kPdElemBytes / 16;  // 16-byte chunks per K/V row
 // Shared-memory row stride of the K/V ring. cp.async: unpadded, chunk c of
 // the row of token key at chunk c ^ (key & 7), so the 8 keys an ldmatrix
 // phase reads fall in 8 distinct 16-byte bank groups; + 16 bytes (same
@@ -340,7 +339,6 @@ constexpr u32 kPdRowGBytes = kHeadDim * kPdElemBytes;       // one K/V row in gl
 static_assert(!kPdTma || kPdThreads == 2 * kPdBlockN, "TMA loader: one K or V row per thread");
 constexpr bool kPdLogitsScaled = kHasSoftcap || kAlibi;     // scores carried as true logits
 constexpr int kPdMergeWarps = 4;                            // (b, h) pairs per _decode_merge CTA
-constexpr int kPdAppendThreads = 256;
 // fwd.cu.tera sets kSoftcap = 0 when the cell has no softcap: divide by this one.
 constexpr float kPdSoftcap = kHasSoftcap ? kSoftcap : 1.0f;
 

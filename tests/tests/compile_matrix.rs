@@ -54,6 +54,9 @@ fn matrix() -> Vec<KernelSpec> {
                     add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(hd).causal().gqa(8));
                 }
                 add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(128).window(1024).alibi().varlen());
+                // 80-byte fp8 rows: the paged cell once failed to compile (its
+                // source carried the 16-bit decode loader, which fp8 never runs).
+                add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(80).gqa(8).paged());
             }
         }
     }
