@@ -8,8 +8,8 @@
 //
 // KV is walked in tiles of kPdBlockN = 64 smem rows (64/hc tokens x hc kv
 // heads). Each warp owns 16 keys of one head of every tile: it fetches
-// exactly those 16 K and V rows itself (16-byte cp.async, one block-table
-// lookup per lane, the row's block passed to the copies by shuffle) into a
+// exactly those 16 K and V rows itself (16-byte cp.async, 8 lanes a row
+// where the row allows, one block-table lookup per page) into a
 // kPdStages-deep ring, waits only for its own copies, and keeps its own
 // online-softmax state; the warps of a head are merged through shared memory
 // at the end (log-sum-exp combine). Rows are unpadded with their 16-byte
@@ -246,8 +246,9 @@ constexpr bool kPdTma = kSm >= 90 && PD_ARCH_TMA && PD_TMA;
 #endif
 constexpr bool kPdWarpPipe = PD_WARP_PIPE;
 // cp.async loader: where the page size is a multiple of a warp's 16 tokens,
-// those tokens share one page and the loader takes its short path.
-// -DPD_ONE_PAGE=0: the general path for every page size.
+// those tokens share one page: one block-table entry, rows at the page stride.
+// -DPD_ONE_PAGE=0 (correctness aid): a lookup and a shuffle per row at every
+// page size.
 #ifndef PD_ONE_PAGE
 #define PD_ONE_PAGE 1
 #endif
@@ -276,6 +277,10 @@ constexpr bool pd_padding_rows(int mt, int r) { return mt * 16 + 8 * r >= kGqa; 
 #define PD_S_CHAINS (kPdMT == 1 ? 2 : 1)
 #endif
 constexpr int kPdSChains   = PD_S_CHAINS;
+// Lanes sharing a K/V row in the cp.async loader: the largest power of two
+// up to 8 that divides the row's 16-byte chunks (hd / 8: 8 to 32, all even).
+constexpr int kPdRowLanes = kPdChunks % 8 == 0 ? 8 : (kPdChunks % 4 == 0 ? 4 : 2);
+static_assert(kPdChunks % 2 == 0, "cp.async loader: whole rows per pair of lanes");
 // Shared-memory row stride of the K/V ring. cp.async: unpadded, chunk c of
 // the row of token key at chunk c ^ (key & 7), so the 8 keys an ldmatrix
 // phase reads fall in 8 distinct 16-byte bank groups; + 16 bytes (same
@@ -828,97 +833,76 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 
     // cp.async loader. Warp w fetches exactly the 16 rows it reads (its head
     // hw, its 16-token slice kb of the tile), so with PD_WARP_PIPE the ring
-    // needs no CTA barrier. Lane l looks up the page of token l % 16 of the
-    // slice (one block-table load per lane, all in flight together), and each
-    // 16-byte copy takes its row's block from a shuffle: no per-copy load, no
-    // per-thread array of lookups (those spilled or issued slowly, see above).
-    auto load_tile_hc = [&](auto hcs_c, int tokw, int stage) {   // tokw: this warp's first token
+    // needs no CTA barrier. Pages under 16 tokens: lane l looks up the page
+    // of token l % 16 of the slice (one block-table load per lane, all in
+    // flight together), and each row takes its block from a shuffle: no
+    // per-copy load, no per-thread array of lookups (those spilled or issued
+    // slowly, see above).
+    auto load_tile_hc = [&](auto hcs_c, int tokw, int stage) {   // tokw: this warp's first token (a multiple of 16)
         constexpr int HS = decltype(hcs_c)::value;
         const int j = tokw + (lane & 15);
         const u32 ks = pipe_base + stage * (2 * kPdKVBytes);
         const u32 vs = ks + kPdKVBytes;
-        constexpr int kIt = 16 * kPdChunks / 32;   // chunks per lane (kPdChunks is even)
-        static_assert(kIt * 32 == 16 * kPdChunks, "cp.async loader: whole chunks per lane");
         // The lane index is re-read per tile (volatile) so that the compiler
-        // does not hoist the kIt per-lane row / chunk / address terms out of
-        // the main loop: that held 30 (hd128) to 70 (hd192) more registers.
+        // does not hoist the per-lane row / chunk / address terms out of the
+        // main loop: that held 30 (hd128) to 70 (hd192) more registers.
         u32 ln;
         asm volatile("mov.u32 %0, %%laneid;" : "=r"(ln));
+        // kPdRowLanes = L lanes per row: lane ln copies chunks c0 + L h of
+        // rows r0 + kRows k of the slice. A copy instruction reads 32 / L
+        // rows (whole 128-byte segments where L = 8), and each of a lane's
+        // rows costs one address, not one per copy. Small pages used to take
+        // a shuffle and a 64-bit address per copy (~45 instructions each;
+        // the dynamic-slice loop of the bf16 hd128 page-1 cell was 867
+        // instructions, now 482, against 460 for page 16). Measured (H200,
+        // variant_exp.py, same calls, page 1 against the per-copy loader):
+        // 1 x 131072 140.2-140.6 us against 144.7-144.8, 8 x 4096 48.0
+        // against 49.8-50.0, 64 x 4096 256.4-256.5 against 258.6-258.8;
+        // page 16 138.1-138.8 / 48.0-48.2 / 256.8-257.0 (cuDNN 138.4-138.9 /
+        // 49.3-49.5 / 254.4-254.9). What is left at 1 x 131072 is the
+        // scattered pages: with every page in order, page 1 took 137.1 us
+        // against 136.4 for page 16 (the per-copy loader 151.7).
+        constexpr int L = kPdRowLanes, kRows = 32 / L;
+        const int r0 = (int)ln / L, c0 = (int)ln % L;
+        const int blk = kPdOnePage ? page_block(tokw / kPageSize, tokw < ctx && my_kvh < p.num_kv_heads)
+                                   : page_block(j / kPageSize, j < ctx && my_kvh < p.num_kv_heads && pd_visible(j, pos));
+        // One page: krow / vrow step through this lane's rows. Smaller pages:
+        // the head's and chunk's part of every row's address. (Block 0 where
+        // a row is not ok: an address in the cache, read by no copy.)
+        const u8* krow = kc + c0 * 16;
+        const u8* vrow = vc + c0 * 16;
         if constexpr (kPdOnePage) {
-            // The warp's 16 tokens lie in one page (tokw is a multiple of 16):
-            // one block-table entry, rows at the page stride, so a copy needs
-            // a few adds where the general path below computes a 64-bit
-            // address per copy from a shuffled block (~60 instructions a
-            // K + V pair, 70% of the main loop's; about 15 now).
-            const int pg = tokw / kPageSize;
-            const int blk0 = page_block(pg, tokw < ctx && my_kvh < p.num_kv_heads);
-            const bool pv = blk0 >= 0;
-            const int slot0 = tokw % kPageSize;
-            const u8* kp = kc + (pv ? pd_k_row(p, blk0, slot0, my_kvh) : 0);
-            const u8* vp = vc + (pv ? pd_v_row(p, blk0, slot0, my_kvh) : 0);
-            const long long kps = p.k_page_stride * kPdElemBytes, vps = p.v_page_stride * kPdElemBytes;
-            if constexpr (32 % kPdChunks == 0) {
-                // Copy u of lane ln: chunk c of row r0 + kR u. The sources
-                // step by kR rows, the swizzled chunk by a constant XOR.
-                constexpr int kR = 32 / kPdChunks;   // rows per copy instruction (a power of 2, <= 4)
-                const int r0 = (int)ln / kPdChunks, c = (int)ln % kPdChunks;
-                const u8* ksrc = kp + r0 * kps + c * 16;
-                const u8* vsrc = vp + r0 * vps + c * 16;
-                // (r0 + kR u) & 7 == r0 ^ (kR u & 7) as r0 < kR, and a swizzled
-                // row is a multiple of 128 bytes: the chunk of copy u is an XOR
-                // of the first copy's address with a constant
-                const u32 d0 = (((kb * 16 + r0) << HS) + hw) * kPdRowBytes + (kPdSwizzle ? c ^ r0 : c) * 16;
+            krow += blk >= 0 ? pd_k_row(p, blk, tokw % kPageSize + r0, my_kvh) : 0;
+            vrow += blk >= 0 ? pd_v_row(p, blk, tokw % kPageSize + r0, my_kvh) : 0;
+        } else {
+            krow += pd_k_row(p, 0, 0, my_kvh);
+            vrow += pd_v_row(p, 0, 0, my_kvh);
+        }
+        const u32 d0 = (((kb * 16 + r0) << HS) + hw) * kPdRowBytes + pd_chunk(c0, r0) * 16;   // (key & 7 == r0 & 7)
 #pragma unroll
-                for (int u = 0; u < kIt; ++u) {
-                    const int jr = tokw + r0 + kR * u;
-                    const bool ok = pv && jr < ctx && pd_visible(jr, pos);
-                    const u32 dst = (kPdSwizzle ? d0 ^ (((kR * u) & 7) << 4) : d0) + u * ((kR << HS) * kPdRowBytes);
-                    cp_async_16(ks + dst, ksrc, ok);   // (an address in the page even where not ok)
-                    cp_async_16(vs + dst, vsrc, ok);
-                    ksrc += kR * kps;
-                    vsrc += kR * vps;
-                }
-            } else {
-#pragma unroll
-                for (int u = 0; u < kIt; ++u) {
-                    const int i = (int)ln + 32 * u;
-                    const int ri = i / kPdChunks, c = i % kPdChunks;   // row of the slice, 16-byte chunk
-                    const int jr = tokw + ri;
-                    const bool ok = pv && jr < ctx && pd_visible(jr, pos);
-                    const u32 dst = (((kb * 16 + ri) << HS) + hw) * kPdRowBytes + pd_chunk(c, ri) * 16;   // key & 7 == ri & 7
-                    cp_async_16(ks + dst, kp + ri * kps + c * 16, ok);
-                    cp_async_16(vs + dst, vp + ri * vps + c * 16, ok);
-                }
+        for (int k = 0; k < 16 / kRows; ++k) {
+            const int ri = r0 + kRows * k;                  // row of the slice
+            const int jr = tokw + ri;
+            const int b0 = kPdOnePage ? blk : __shfl_sync(0xffffffffu, blk, ri);
+            const bool ok = b0 >= 0 && (!kPdOnePage || (jr < ctx && pd_visible(jr, pos)));
+            const u8* ksrc = kPdOnePage ? krow : krow + pd_k_row(p, max(b0, 0), jr % kPageSize, 0);
+            const u8* vsrc = kPdOnePage ? vrow : vrow + pd_v_row(p, max(b0, 0), jr % kPageSize, 0);
+            if constexpr (kPdOnePage) {
+                krow += pd_k_row(p, 0, kRows, 0);
+                vrow += pd_v_row(p, 0, kRows, 0);
             }
-            if (lane < 16) flags[stage * kPdBlockN + ((kb * 16 + lane) << HS) + hw] = pv && j < ctx && pd_visible(j, pos) ? 1 : 0;
-            return;
-        }
-        // Pages of fewer than 16 tokens: a row's block by shuffle and a 64-bit
-        // address per copy. Measured (H200, harness timing, same call): page 1
-        // against page 16, 258.6 against 256.2 us at 64 x 4096, 50.1 against
-        // 48.6 at 8 x 4096, 145.5 against 138.6 at 1 x 131072 (144.4 with the
-        // separate merge; cuDNN 256.4-256.6 / 49.8-50.1 / 139.3-139.6).
-        // An L2 prefetch of the next slice's block-table entries (another
-        // H200, same calls): page 1 144.2-144.5 against 145.0 us at 1 x
-        // 131072, but 267.9-268.3 against 264.9-265.0 at 64 x 4096 and
-        // 49.8-50.0 against 49.3-49.4 at 8 x 4096; page 16 slower at 64 x
-        // 4096 too (266.4-266.9 against 264.4-264.6).
-        const int pg = j / kPageSize;
-        const int blk = page_block(pg, j < ctx && my_kvh < p.num_kv_heads && pd_visible(j, pos));
+            // Row ri's chunk c0 + L h: ri & 7 == (r0 & 7) ^ ((kRows k) & 7), as r0 <
+            // kRows; swizzled rows are multiples of 128 bytes with L = 8, so the
+            // swizzle is a constant XOR of d0 and chunk h sits h * 128 bytes on.
+            const u32 dst = (kPdSwizzle ? d0 ^ (((kRows * k) & 7) << 4) : d0) + k * ((kRows << HS) * kPdRowBytes);
 #pragma unroll
-        for (int u = 0; u < kIt; ++u) {
-            const int i = (int)ln + 32 * u;
-            const int ri = i / kPdChunks, c = i % kPdChunks;   // row of the slice, 16-byte chunk
-            const int b0 = __shfl_sync(0xffffffffu, blk, ri);
-            const bool ok = b0 >= 0;
-            const int slot = (tokw + ri) % kPageSize;
-            const long long kofs = ok ? pd_k_row(p, b0, slot, my_kvh) + c * 16 : 0;
-            const long long vofs = ok ? pd_v_row(p, b0, slot, my_kvh) + c * 16 : 0;
-            const u32 dst = (((kb * 16 + ri) << HS) + hw) * kPdRowBytes + pd_chunk(c, ri) * 16;   // key & 7 == ri & 7
-            cp_async_16(ks + dst, kc + kofs, ok);
-            cp_async_16(vs + dst, vc + vofs, ok);
+            for (int h = 0; h < kPdChunks / L; ++h) {
+                cp_async_16(ks + dst + L * h * 16, ksrc + L * h * 16, ok);
+                cp_async_16(vs + dst + L * h * 16, vsrc + L * h * 16, ok);
+            }
         }
-        if (lane < 16) flags[stage * kPdBlockN + ((kb * 16 + lane) << HS) + hw] = blk >= 0 ? 1 : 0;
+        if (lane < 16)
+            flags[stage * kPdBlockN + ((kb * 16 + lane) << HS) + hw] = blk >= 0 && (!kPdOnePage || (j < ctx && pd_visible(j, pos))) ? 1 : 0;
     };
     // TMA loader: thread tid fetches smem row tid % 64 of K (tid < 64) or V with
     // one bulk copy; masked rows are zero-filled by plain stores (no bytes expected).

@@ -47,6 +47,10 @@ fn matrix() -> Vec<KernelSpec> {
             add(hd(256).window(64).sink(4).alibi().gqa(4).varlen());
             add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(64).window(256).gqa(32).paged().page_size(1));
             add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(256).causal().gqa(2).paged().varlen());
+            // Pages under 16 tokens with rows of 10 and 12 16-byte chunks:
+            // the decode loader's 2- and 4-lanes-a-row mappings.
+            let (hd, page) = if dtype == Dtype::F16 { (80, 2) } else { (96, 4) };
+            add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(hd).causal().gqa(4).paged().page_size(page));
         }
         if arch.supports_fp8() {
             for dtype in [Dtype::E4m3, Dtype::E5m2] {
