@@ -864,8 +864,11 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         // against 136.4 for page 16 (the per-copy loader 151.7).
         constexpr int L = kPdRowLanes, kRows = 32 / L;
         const int r0 = (int)ln / L, c0 = (int)ln % L;
-        const int blk = kPdOnePage ? page_block(tokw / kPageSize, tokw < ctx && my_kvh < p.num_kv_heads)
-                                   : page_block(j / kPageSize, j < ctx && my_kvh < p.num_kv_heads && pd_visible(j, pos));
+        // One page: the warp's one block-table entry. Smaller pages: lane l's
+        // of row l % 16, passed to the lanes copying that row by shuffle.
+        const int blk = kPdOnePage
+            ? page_block(tokw / kPageSize, tokw < ctx && my_kvh < p.num_kv_heads)
+            : page_block(j / kPageSize, j < ctx && my_kvh < p.num_kv_heads && pd_visible(j, pos));
         // One page: krow / vrow step through this lane's rows. Smaller pages:
         // the head's and chunk's part of every row's address. (Block 0 where
         // a row is not ok: an address in the cache, read by no copy.)
@@ -891,9 +894,10 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 krow += pd_k_row(p, 0, kRows, 0);
                 vrow += pd_v_row(p, 0, kRows, 0);
             }
-            // Row ri's chunk c0 + L h: ri & 7 == (r0 & 7) ^ ((kRows k) & 7), as r0 <
-            // kRows; swizzled rows are multiples of 128 bytes with L = 8, so the
-            // swizzle is a constant XOR of d0 and chunk h sits h * 128 bytes on.
+            // Row ri's chunk c0 + L h: ri & 7 == (r0 & 7) ^ ((kRows k) & 7) as
+            // r0 < kRows; swizzled rows are multiples of 128 bytes with L = 8,
+            // so the swizzle is a constant XOR of d0, and chunk h is h * 128
+            // bytes on.
             const u32 dst = (kPdSwizzle ? d0 ^ (((kRows * k) & 7) << 4) : d0) + k * ((kRows << HS) * kPdRowBytes);
 #pragma unroll
             for (int h = 0; h < kPdChunks / L; ++h) {
@@ -901,8 +905,10 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 cp_async_16(vs + dst + L * h * 16, vsrc + L * h * 16, ok);
             }
         }
-        if (lane < 16)
-            flags[stage * kPdBlockN + ((kb * 16 + lane) << HS) + hw] = blk >= 0 && (!kPdOnePage || (j < ctx && pd_visible(j, pos))) ? 1 : 0;
+        if (lane < 16) {   // row lane's flag (small pages: blk is that row's, with its visibility)
+            const bool live = blk >= 0 && (!kPdOnePage || (j < ctx && pd_visible(j, pos)));
+            flags[stage * kPdBlockN + ((kb * 16 + lane) << HS) + hw] = live ? 1 : 0;
+        }
     };
     // TMA loader: thread tid fetches smem row tid % 64 of K (tid < 64) or V with
     // one bulk copy; masked rows are zero-filled by plain stores (no bytes expected).
