@@ -229,6 +229,13 @@ pub struct DecodeLayout {
     pub fused_merge: bool,
 }
 
+impl DecodeLayout {
+    /// CTA groups of `heads_per_cta` kv heads: the grid's x.
+    pub fn kv_groups(&self, kv_heads: usize) -> usize {
+        kv_heads.div_ceil(self.heads_per_cta)
+    }
+}
+
 /// The [`DecodeLayout`] of a decode: the cost model of [`num_splits`] for
 /// one and for two kv heads per CTA (with two, `base` halves and every CTA
 /// walks twice the tiles, which saves one CTA's fixed cost per pair of
@@ -247,8 +254,9 @@ pub fn decode_layout(problem: &DecodeProblem, sm_count: usize, occupancy: usize)
     let one = best_splits(problem, batch * kv_heads, DECODE_TILE_TOKENS, slots);
     let two = best_splits(problem, batch * kv_heads.div_ceil(2), DECODE_TILE_TOKENS / 2, slots);
     let (heads_per_cta, splits) = if kv_heads & 1 == 0 && two.0 == 1 && two.1 < one.1 { (2, 1) } else { (1, one.0) };
-    let groups = kv_heads.div_ceil(heads_per_cta);
-    DecodeLayout { heads_per_cta, splits, fused_merge: fuses_merge(batch, groups, splits, sm_count, occupancy) }
+    let mut layout = DecodeLayout { heads_per_cta, splits, fused_merge: false };
+    layout.fused_merge = fuses_merge(batch, layout.kv_groups(kv_heads), splits, sm_count, occupancy);
+    layout
 }
 
 /// Whether a split decode merges its splits inside `_decode` (the last split
@@ -575,7 +583,7 @@ pub(crate) fn launch_decode(
         sink: spec.sink().unwrap_or(0) as usize,
     };
     let layout = decode_layout(&problem, dev.sm_count() as usize, occ);
-    let groups = plan.num_kv_heads.div_ceil(layout.heads_per_cta);
+    let groups = layout.kv_groups(plan.num_kv_heads);
     let grid = (groups as u32, layout.splits as u32, plan.batch as u32);
     if layout.splits == 1 {
         let p = decode_params(plan, num_blocks, &layout, ptrs, alibi_slopes, 0, 0);
