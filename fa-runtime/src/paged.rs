@@ -3,8 +3,9 @@
 //! A `paged` cell's rendered source carries, besides `{name}_fwd`, the entry
 //! points of `templates/partials/paged_entry.cuh`, all in one CUBIN:
 //!
-//! - `{name}_decode(PagedDecodeParams)` and `{name}_decode_merge(…)`: split-KV
-//!   flash-decoding for one query token per sequence (not fp8 cells);
+//! - `{name}_decode(PagedDecodeParams)`, `{name}_decode_pair(…)` and
+//!   `{name}_decode_merge(…)`: split-KV flash-decoding for one query token
+//!   per sequence, one or two kv heads per CTA (not fp8 cells);
 //! - `{name}_append(PagedAppendParams)`: scatters new K/V tokens into the
 //!   caches through a slot mapping.
 //!
@@ -129,9 +130,18 @@ pub const APPEND_THREADS: u32 = 256;
 /// Most splits of one decode.
 pub const MAX_SPLITS: usize = 128;
 
-/// Entry point names of a paged cell.
-pub fn decode_entry(spec: &KernelSpec) -> String {
-    format!("{}_decode", spec.kernel_name())
+/// Entry point names of a paged cell. The decode kernel has one entry per
+/// [`DecodeLayout::heads_per_cta`] (1: `_decode`, 2: `_decode_pair`), each
+/// specialised for it, with its own ring depth and shared memory.
+pub fn decode_entry(spec: &KernelSpec, heads_per_cta: usize) -> String {
+    format!("{}_{}", spec.kernel_name(), decode_stem(heads_per_cta))
+}
+fn decode_stem(heads_per_cta: usize) -> &'static str {
+    if heads_per_cta == 2 {
+        "decode_pair"
+    } else {
+        "decode"
+    }
 }
 /// See [`decode_entry`].
 pub fn merge_entry(spec: &KernelSpec) -> String {
@@ -141,9 +151,10 @@ pub fn merge_entry(spec: &KernelSpec) -> String {
 pub fn append_entry(spec: &KernelSpec) -> String {
     format!("{}_append", spec.kernel_name())
 }
-/// The `__constant__ int` holding `_decode`'s dynamic shared memory bytes.
-pub fn decode_smem_symbol(spec: &KernelSpec) -> String {
-    format!("{}_decode_smem_bytes", spec.kernel_name())
+/// The `__constant__ int` holding the dynamic shared memory bytes of
+/// [`decode_entry`]`(spec, heads_per_cta)`.
+pub fn decode_smem_symbol(spec: &KernelSpec, heads_per_cta: usize) -> String {
+    format!("{}_smem_bytes", decode_entry(spec, heads_per_cta))
 }
 
 /// Whether a forward launch of `spec` with `seqlen_q` queries per sequence
@@ -196,22 +207,29 @@ pub struct DecodeProblem {
 /// The least-cost split count of [`num_splits`] and its cost in tile
 /// times, for `base` CTAs per split walking tiles of `n` tokens.
 fn best_splits(problem: &DecodeProblem, base: usize, n: usize, slots: usize) -> (usize, usize) {
-    let mut eff = problem.max_context;
-    if problem.window > 0 {
-        eff = eff.min(problem.window + n + problem.sink.div_ceil(n) * n);
-    }
-    let t = eff.div_ceil(n).max(1);
-    let base = base.max(1);
-    let slots = slots.max(1);
-    let smax = MAX_SPLITS.min((t / 4).max(1));
+    let smax = MAX_SPLITS.min((visited_tiles(problem, n) / 4).max(1));
     let mut best = (1, usize::MAX);
     for s in 1..=smax {
-        let cost = (base * s).div_ceil(slots) * (t.div_ceil(s) + 2);
+        let cost = split_cost(problem, base, n, slots, s);
         if cost < best.1 {
             best = (s, cost);
         }
     }
     best
+}
+
+/// Tiles of `n` tokens the longest context visits (see [`num_splits`]).
+fn visited_tiles(problem: &DecodeProblem, n: usize) -> usize {
+    let mut eff = problem.max_context;
+    if problem.window > 0 {
+        eff = eff.min(problem.window + n + problem.sink.div_ceil(n) * n);
+    }
+    eff.div_ceil(n).max(1)
+}
+
+/// [`num_splits`]' cost of `s` splits in tile times: waves × tiles per CTA.
+fn split_cost(problem: &DecodeProblem, base: usize, n: usize, slots: usize, s: usize) -> usize {
+    (base.max(1) * s).div_ceil(slots.max(1)) * (visited_tiles(problem, n).div_ceil(s) + 2)
 }
 
 /// How one decode launch is laid out: `grid = (ceil(kv_heads /
@@ -237,23 +255,33 @@ impl DecodeLayout {
 }
 
 /// The [`DecodeLayout`] of a decode: the cost model of [`num_splits`] for
-/// one and for two kv heads per CTA (with two, `base` halves and every CTA
-/// walks twice the tiles, which saves one CTA's fixed cost per pair of
-/// heads), two heads where that is cheaper and needs no split, else one.
-/// With splits, two heads per CTA mean twice the splits per head and twice
-/// the partial results to merge, which the model does not count. Measured on
+/// one kv head per CTA (its best split count) and for two without splits
+/// (`base` halves and every CTA walks twice the tiles, which saves one
+/// CTA's fixed cost per pair of heads); two heads where that costs less,
+/// else one. With splits, two heads per CTA mean twice the splits per head
+/// and twice the partial results to merge, which the model does not count,
+/// so `_decode_pair` is launched only without splits. Measured on
 /// an H200 (bf16 hd128, 32/8 heads, 2 CTAs/SM, 264 slots): 64 × 4096 and 128
 /// × 2048 cost 130 and 132 tile times with two heads against 132 and 136
 /// with one, and ran 248.7 against 252.0 µs and 251.2 against 255.0 µs;
 /// where the costs tie and two heads need twice the splits (32 × 8192, 16 ×
 /// 16384, 1 × 131072) they were up to 10% slower. Four heads per CTA: no
 /// faster (254.5 µs at 64 × 4096).
-pub fn decode_layout(problem: &DecodeProblem, sm_count: usize, occupancy: usize) -> DecodeLayout {
+///
+/// `occupancy` and `pair_occupancy`: CTAs per SM of `_decode` and
+/// `_decode_pair` ([`decode_entry`]), whose rings differ where the pair's
+/// shallower ring fits more CTAs (hd128 on sm90: 2 and 3), so each layout
+/// is costed with its own slots.
+pub fn decode_layout(
+    problem: &DecodeProblem,
+    sm_count: usize,
+    occupancy: usize,
+    pair_occupancy: usize,
+) -> DecodeLayout {
     let (batch, kv_heads) = (problem.batch, problem.kv_heads);
-    let slots = sm_count * occupancy;
-    let one = best_splits(problem, batch * kv_heads, DECODE_TILE_TOKENS, slots);
-    let two = best_splits(problem, batch * kv_heads.div_ceil(2), DECODE_TILE_TOKENS / 2, slots);
-    let (heads_per_cta, splits) = if kv_heads & 1 == 0 && two.0 == 1 && two.1 < one.1 { (2, 1) } else { (1, one.0) };
+    let one = best_splits(problem, batch * kv_heads, DECODE_TILE_TOKENS, sm_count * occupancy);
+    let pair = split_cost(problem, batch * kv_heads.div_ceil(2), DECODE_TILE_TOKENS / 2, sm_count * pair_occupancy, 1);
+    let (heads_per_cta, splits) = if kv_heads & 1 == 0 && pair < one.1 { (2, 1) } else { (1, one.0) };
     let mut layout = DecodeLayout { heads_per_cta, splits, fused_merge: false };
     layout.fused_merge = fuses_merge(batch, layout.kv_groups(kv_heads), splits, sm_count, occupancy);
     layout
@@ -570,11 +598,17 @@ pub(crate) fn launch_decode(
     ptrs: [u64; 7],
     alibi_slopes: u64,
 ) -> Result<()> {
-    let smem = dev.memo(hot, "decode_smem_bytes", || {
-        Ok(dev.module_global_i32(hot, &decode_smem_symbol(spec), load)?.max(0) as u64)
-    })? as u32;
-    let decode = dev.kernel(hot, &decode_entry(spec), load, smem)?;
-    let occ = dev.memo(hot, "decode_occupancy", || Ok(dev.occupancy(&decode, DECODE_THREADS, smem)? as u64))? as usize;
+    // (kernel, dynamic smem bytes, CTAs per SM) of the entry for one or two kv heads per CTA.
+    let entry = |heads_per_cta: usize, smem_key: &'static str, occ_key: &'static str| -> Result<_> {
+        let smem = dev.memo(hot, smem_key, || {
+            Ok(dev.module_global_i32(hot, &decode_smem_symbol(spec, heads_per_cta), load)?.max(0) as u64)
+        })? as u32;
+        let kernel = dev.kernel(hot, &decode_entry(spec, heads_per_cta), load, smem)?;
+        let occ = dev.memo(hot, occ_key, || Ok(dev.occupancy(&kernel, DECODE_THREADS, smem)? as u64))? as usize;
+        Ok((kernel, smem, occ))
+    };
+    let one = entry(1, "decode_smem_bytes", "decode_occupancy")?;
+    let pair = entry(2, "decode_pair_smem_bytes", "decode_pair_occupancy")?;
     let problem = DecodeProblem {
         batch: plan.batch,
         kv_heads: plan.num_kv_heads,
@@ -582,7 +616,8 @@ pub(crate) fn launch_decode(
         window: spec.window().unwrap_or(0) as usize,
         sink: spec.sink().unwrap_or(0) as usize,
     };
-    let layout = decode_layout(&problem, dev.sm_count() as usize, occ);
+    let layout = decode_layout(&problem, dev.sm_count() as usize, one.2, pair.2);
+    let (decode, smem, _) = if layout.heads_per_cta == 2 { pair } else { one };
     let groups = layout.kv_groups(plan.num_kv_heads);
     let grid = (groups as u32, layout.splits as u32, plan.batch as u32);
     if layout.splits == 1 {

@@ -271,8 +271,9 @@ fn decode_page_sizes_and_gqa() {
 }
 
 /// Every layout `paged::decode_layout` picks, for an hd128 cell on an
-/// H100 / H200 (132 SMs, 2 decode CTAs per SM): 64 sequences of ~1600 tokens
-/// fill the card with two kv heads per CTA and no split; 40 of them take one
+/// H100 / H200 (132 SMs, 2 `_decode` / 3 `_decode_pair` CTAs per SM): 64
+/// sequences of ~1600 tokens fill the card with two kv heads per CTA
+/// (`_decode_pair`) and no split; 40 of them take one
 /// head per CTA and 3 splits in several waves of CTAs, so `_decode_merge`
 /// runs; one long context fits one wave, so the last split of each head
 /// merges inside `_decode`. The long case also runs twice, which fails if

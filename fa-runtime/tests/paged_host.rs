@@ -325,9 +325,9 @@ fn split_heuristic() {
 
 #[test]
 fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
-    // H100 / H200, hd128: 132 SMs x 2 CTAs (264 slots).
+    // H100 / H200, hd128: 132 SMs x 2 CTAs (264 slots) of _decode, x 3 of _decode_pair.
     let lay = |batch, kv_heads, max_context| {
-        decode_layout(&DecodeProblem { batch, kv_heads, max_context, ..Default::default() }, 132, 2)
+        decode_layout(&DecodeProblem { batch, kv_heads, max_context, ..Default::default() }, 132, 2, 3)
     };
     let layout = |heads_per_cta, splits, fused_merge| DecodeLayout { heads_per_cta, splits, fused_merge };
     // 64 x 4096: 512 CTAs of 64 tiles (2 waves x 66 = 132 tile times)
@@ -350,11 +350,24 @@ fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
         assert_eq!(l.splits, num_splits(b, kv, ctx, 0, 0, 132, 2), "{b} {kv} {ctx}");
         assert_eq!(l.fused_merge, fuses_merge(b, kv, l.splits, 132, 2), "{b} {kv} {ctx}");
     }
+    // Each entry is costed with its own occupancy: 96 x 2048 takes one wave
+    // of 384 pair CTAs at 3 a SM (66 tile times) against 3 waves of 34 with
+    // one head, but 2 waves of 66 at 2 a SM.
+    let lay96 = |pair_occ| {
+        decode_layout(
+            &DecodeProblem { batch: 96, kv_heads: 8, max_context: 2048, ..Default::default() },
+            132,
+            2,
+            pair_occ,
+        )
+    };
+    assert_eq!(lay96(3), layout(2, 1, false));
+    assert_eq!(lay96(2), layout(1, 1, false));
     // A window bounds the work for two heads per CTA too (tiles of 32 tokens).
     let windowed = DecodeProblem { batch: 64, kv_heads: 8, max_context: 131072, window: 4000, sink: 0 };
-    assert_eq!(decode_layout(&windowed, 132, 2), lay(64, 8, 4000 + 32));
+    assert_eq!(decode_layout(&windowed, 132, 2, 3), lay(64, 8, 4000 + 32));
     // Degenerate device numbers do not panic.
-    assert_eq!(decode_layout(&DecodeProblem::default(), 0, 0), layout(1, 1, false));
+    assert_eq!(decode_layout(&DecodeProblem::default(), 0, 0, 0), layout(1, 1, false));
 }
 
 #[test]
@@ -384,14 +397,22 @@ fn paged_sources_carry_every_entry_point() {
     let sp = spec(|b| b.paged().page_size(1).gqa(8).window(64).sink(4));
     let src = fa_spec::render(&sp).unwrap();
     let n = sp.kernel_name();
-    for e in ["_fwd(", "_decode(", "_decode_merge(", "_append(", "_decode_smem_bytes"] {
+    for e in [
+        "_fwd(",
+        "_decode(",
+        "_decode_pair(",
+        "_decode_merge(",
+        "_append(",
+        "_decode_smem_bytes",
+        "_decode_pair_smem_bytes",
+    ] {
         assert!(src.contains(&format!("{n}{e}")), "missing {n}{e}");
     }
     let fp8 = KernelSpec::builder().arch(Arch::Sm90a).dtype(Dtype::E4m3).head_dim(128).paged().build().unwrap();
     let src = fa_spec::render(&fp8).unwrap();
     let n = fp8.kernel_name();
     assert!(src.contains(&format!("{n}_append(")) && src.contains(&format!("{n}_fwd(")));
-    assert!(!src.contains(&format!("{n}_decode(const")));
+    assert!(!src.contains(&format!("{n}_decode(const")) && !src.contains(&format!("{n}_decode_pair(const")));
     // Dense cells carry none of it.
     let dense = spec(|b| b.causal());
     assert!(!fa_spec::render(&dense).unwrap().contains("PagedDecodeParams"));

@@ -119,21 +119,40 @@ class Module:
         err, self.mod = cu.cuModuleLoadData(cubin)
         assert err == cu.CUresult.CUDA_SUCCESS, err
         f = lambda s: cu.cuModuleGetFunction(self.mod, (name + s).encode())[1]
-        self.f_dec, self.f_merge, self.f_app = f("_decode"), f("_decode_merge"), f("_append")
+        self.f_merge, self.f_app = f("_decode_merge"), f("_append")
         self.fused = False   # the last split merges (merge_counters set), no _decode_merge launch
-        err, dptr, sz = cu.cuModuleGetGlobal(self.mod, (name + "_decode_smem_bytes").encode())
-        assert err == cu.CUresult.CUDA_SUCCESS, err
-        t = torch.zeros(1, dtype=torch.int32, device="cuda")
-        torch.cuda.synchronize()
-        cu.cuMemcpyDtoD(t.data_ptr(), dptr, 4)
-        torch.cuda.synchronize()
-        self.smem = int(t.item())
-        (err,) = cu.cuFuncSetAttribute(self.f_dec, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, self.smem)
-        assert err == cu.CUresult.CUDA_SUCCESS, err
         self.threads = threads   # kPdThreads of the build (-DPD_WARPS=n: 32 n)
-        err, self.occ = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(self.f_dec, threads, self.smem)
-        self.regs = cu.cuFuncGetAttribute(cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_NUM_REGS, self.f_dec)[1]
+        # The decode entry per kv heads per CTA: (function, dynamic smem, CTAs/SM, registers).
+        # Renders before _decode_pair served every hc from _decode.
+        self.entries = {}
+        for hc, stem in ((1, "_decode"), (2, "_decode_pair")):
+            err, fn = cu.cuModuleGetFunction(self.mod, (name + stem).encode())
+            if err != cu.CUresult.CUDA_SUCCESS:
+                continue
+            err, dptr, sz = cu.cuModuleGetGlobal(self.mod, (name + stem + "_smem_bytes").encode())
+            assert err == cu.CUresult.CUDA_SUCCESS, err
+            t = torch.zeros(1, dtype=torch.int32, device="cuda")
+            torch.cuda.synchronize()
+            cu.cuMemcpyDtoD(t.data_ptr(), dptr, 4)
+            torch.cuda.synchronize()
+            smem = int(t.item())
+            (err,) = cu.cuFuncSetAttribute(fn, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem)
+            assert err == cu.CUresult.CUDA_SUCCESS, err
+            err, occ = cu.cuOccupancyMaxActiveBlocksPerMultiprocessor(fn, threads, smem)
+            regs = cu.cuFuncGetAttribute(cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_NUM_REGS, fn)[1]
+            self.entries[hc] = (fn, smem, occ, regs)
+        self.f_dec, self.smem, self.occ, self.regs = self.entries[1]   # one kv head per CTA
         self._keep = []
+
+    def entry(self, hc):
+        return self.entries.get(hc, self.entries[1])
+
+    def occ_for(self, hc):
+        """CTAs per SM of the entry that serves hc kv heads per CTA (for the split heuristic)."""
+        return self.entry(hc)[2]
+
+    def describe(self):
+        return ", ".join(f"hc {hc}: smem {e[1]} B, regs {e[3]}, CTAs/SM {e[2]}" for hc, e in self.entries.items())
 
     def _launch(self, fn, grid, block, smem, prm):
         cu = self.cu
@@ -145,7 +164,8 @@ class Module:
 
     def decode(self, P):
         hc = P.heads_per_cta
-        self._launch(self.f_dec, ((P.num_kv_heads + hc - 1) // hc, P.num_splits, P.batch), self.threads, self.smem, P)
+        fn, smem = self.entry(hc)[:2]
+        self._launch(fn, ((P.num_kv_heads + hc - 1) // hc, P.num_splits, P.batch), self.threads, smem, P)
         if P.num_splits > 1 and not P.merge_counters:
             self._launch(self.f_merge, ((P.batch * P.num_heads + 3) // 4, 1, 1), 128, 0, P)
 
@@ -330,8 +350,8 @@ def test_cell(torch, c, mod, small=False):
     prob = Problem(torch, c, ctxs, kvh, invalid=invalid, seed=zlib.crc32(c["kernel_name"].encode()) % 1000)
     allok, worst = True, 0.0
     sm = torch.cuda.get_device_properties(0).multi_processor_count
-    for hc in [h for h in (1, 2, 4) if h <= mod.threads // 32]:   # heads per CTA <= warps
-        hs = paged_num_splits(prob.B, (kvh + hc - 1) // hc, max(ctxs), sm, mod.occ, c["window"], c["sink"], block_n=mod.threads // 2 // hc)
+    for hc in [h for h in (1, 2) if h <= mod.threads // 32]:   # heads per CTA <= warps
+        hs = paged_num_splits(prob.B, (kvh + hc - 1) // hc, max(ctxs), sm, mod.occ_for(hc), c["window"], c["sink"], block_n=mod.threads // 2 // hc)
         for splits in sorted({1, 3, 7, 40, 150, hs} if not small else {1, 3}):   # 40, 150: merges of 32+ / 128+ splits
             for fused in (False, True):   # _decode_merge, then the merge inside _decode
                 mod.fused = fused
@@ -382,7 +402,7 @@ def test_append(torch, c, mod):
         prob.ctxs[b] += 1
     prob.cl = torch.tensor(prob.ctxs, dtype=torch.int32, device="cuda")
     allok = same
-    for splits, hc in ((1, 1), (3, 2), (2, 4)):
+    for splits, hc in ((1, 1), (3, 2), (1, 2)):
         o, lse = prob.run(mod, splits, hc=hc)
         torch.cuda.synchronize()
         ok, _ = check(prob, o, lse, f"append splits={splits} hc={hc}")
@@ -452,9 +472,8 @@ def bench(torch, c, mods, results):
         qob = 2 * B * H * d * 2
         row = {"batch": B, "ctx": ctx, "sweep": {}}
         best = None
-        for (vlabel, mod), hc in [(vm, h) for vm in mods for h in (1, 2, 4)]:
-            if vlabel != "default" and hc == 4: continue
-            hs = paged_num_splits(B, (KVH + hc - 1) // hc, ctx, sm, mod.occ, block_n=64 // hc)
+        for (vlabel, mod), hc in [(vm, h) for vm in mods for h in (1, 2)]:
+            hs = paged_num_splits(B, (KVH + hc - 1) // hc, ctx, sm, mod.occ_for(hc), block_n=64 // hc)
             row[f"heuristic_splits_{vlabel}_hc{hc}"] = hs
             cands = sorted({hs, max(1, hs // 2), hs * 2} | ({32, 64} if B == 1 else {1, 2}))
             for s in cands:
@@ -525,7 +544,7 @@ def main():
     mods = {c["kernel_name"]: Module(c, cubs[c["kernel_name"]], torch) for c in cells}
     for c in cells:
         m = mods[c["kernel_name"]]
-        log(f"{c['kernel_name']}: smem {m.smem} B, regs {m.regs}, CTAs/SM {m.occ}")
+        log(f"{c['kernel_name']}: {m.describe()}")
     results = {"device": torch.cuda.get_device_name(0), "cells": {}}
     allok = True
     if a.correct or a.small:
@@ -549,7 +568,7 @@ def main():
             st = vname
             cub = compile_cells([cells[0]], extra=[opt])[cells[0]["kernel_name"] + opt]
             m = Module(cells[0], cub, torch)
-            log(f"variant {st}: smem {m.smem} B, regs {m.regs}, CTAs/SM {m.occ}")
+            log(f"variant {st}: {m.describe()}")
             ok, worst = test_cell(torch, cells[0], m)
             log(f"[{'PASS' if ok else 'FAIL'}] {cells[0]['kernel_name']} {st}: worst err/tol {worst:.3f}")
             results["cells"][cells[0]["kernel_name"] + opt] = dict(ok=ok, worst=worst)

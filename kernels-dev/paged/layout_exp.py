@@ -6,7 +6,7 @@ access pattern? Same kernel, same data, four layouts: pages shuffled or in
 order, token-major pages ([NB, page, KVH, d], vLLM / FA2) or head-major pages
 ([NB, KVH, page, d], FlashInfer HND: 4 KB contiguous per head and page).
 Each argument is one more kernel variant (several -D flags in one quoted
-argument); HC=1,2,4 picks heads per CTA, LAYOUTS the layouts timed,
+argument); HC=1,2 picks heads per CTA, LAYOUTS the layouts timed,
 SHAPES (default "64x4096,1x131072") the batch x context cases. SDPA
 flash and cuDNN on the contiguous cache run in the same process.
   python3 kernels-dev/paged/render.py        # on the dev box (rendered/ is carried)
@@ -55,7 +55,7 @@ def main():
                 variants[("shuffled" if shuffled else "in-order") + (" HND" if hnd else " NHD")] = (k2, v2, bt, hnd)
         for name, m in mods.items():
           for hc in [int(x) for x in os.environ.get("HC", "1,2,4").split(",")]:
-            hs = H.paged_num_splits(B, (KVH + hc - 1) // hc, ctx, sm, m.occ, block_n=64 // hc)
+            hs = H.paged_num_splits(B, (KVH + hc - 1) // hc, ctx, sm, m.occ_for(hc), block_n=64 // hc)
             for vname, (k2, v2, bt, hnd) in variants.items():
                 if vname not in os.environ.get("LAYOUTS", "shuffled NHD,in-order HND").split(","): continue
                 for s in sorted({hs, max(1, hs - 1), hs + 1}):

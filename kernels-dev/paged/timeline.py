@@ -48,12 +48,12 @@ def main():
     KVH, d = 8, bc["head_dim"]
     Hq = KVH * bc["gqa"]
     copy_bw = H.copy_bandwidth(torch)
-    H.log(f"copy {copy_bw / 1e9:.0f} GB/s, {' '.join(extra)}, CTAs/SM {m.occ}")
+    H.log(f"copy {copy_bw / 1e9:.0f} GB/s, {' '.join(extra)}, {m.describe()}")
     # (batch, ctx, kv heads per CTA, splits or 0 for the runtime's choice)
     cases = [tuple(int(v) for v in s.split("x")) for s in os.environ.get("CASES", "1x131072x1x0,64x4096x2x0").split(",")]
     for B, ctx, hc, splits in cases:
         prob = H.Problem(torch, bc, [ctx] * B, KVH, fill_nan=False, seed=3, bt_pad=0)
-        s = splits or H.paged_num_splits(B, (KVH + hc - 1) // hc, ctx, sm, m.occ, block_n=64 // hc)
+        s = splits or H.paged_num_splits(B, (KVH + hc - 1) // hc, ctx, sm, m.occ_for(hc), block_n=64 // hc)
         o, lse, oacc, lacc = prob.buffers(s)
         P = prob.params(o, lse, oacc, lacc, s, hc, fused=True)
         t = H.time_fn(torch, lambda: m.decode(P), iters=50)

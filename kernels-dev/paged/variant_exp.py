@@ -12,7 +12,7 @@ Correctness: every rendered cell under each CHECKS flag set against the
 float64 reference of harness.py. Timing: batch x context cases of the issue
 (SHAPES=, 8 kv heads) for the CELL= cell (default: the bf16 hd128 gqa-4 one),
 splits around each kernel's own heuristic choice (and SPLITS=), HC= kv heads
-per CTA (1, the runtime's choice, 2 or 4), each VARIANTS
+per CTA (1, the runtime's choice, or 2: _decode_pair), each VARIANTS
 flag set beside the default kernel and SDPA flash / cuDNN on the contiguous cache.
 """
 import os, sys, json
@@ -29,7 +29,7 @@ def module(torch, c, extra):
     key = c["kernel_name"] + "".join(extra)
     warps = [int(x.split("=")[1]) for x in extra if x.startswith("-DPD_WARPS=")]
     m = H.Module(c, H.compile_cells([c], extra=extra)[key], torch, threads=32 * (warps[-1] if warps else 4))
-    H.log(f"{key}: smem {m.smem} B, regs {m.regs}, CTAs/SM {m.occ}")
+    H.log(f"{key}: {m.describe()}")
     return m
 
 
@@ -65,7 +65,7 @@ def main():
         assert cub is not None, lg
         mods["previous"] = H.Module(bc, cub, torch)
         mods["previous"].fused = os.environ.get("OLD_FUSED") == "1"   # the merge inside _decode, as "fused"
-        H.log(f"previous: smem {mods['previous'].smem} B, regs {mods['previous'].regs}, CTAs/SM {mods['previous'].occ}")
+        H.log(f"previous: {mods['previous'].describe()}")
     if not ncu:
         copy_bw = H.copy_bandwidth(torch)
         H.log(f"copy {copy_bw / 1e9:.0f} GB/s")
@@ -79,7 +79,7 @@ def main():
         prob = H.Problem(torch, bc, [ctx] * B, KVH, fill_nan=False, seed=3, bt_pad=0)
         kvbytes = 2 * B * ctx * KVH * d * 2 + 2 * B * Hq * d * 2
         for name, m in mods.items():
-            hs = H.paged_num_splits(B, (KVH + hc - 1) // hc, ctx, sm, m.occ, block_n=64 // hc)   # as the runtime plans it
+            hs = H.paged_num_splits(B, (KVH + hc - 1) // hc, ctx, sm, m.occ_for(hc), block_n=64 // hc)   # as the runtime plans it
             extra = [int(x) for x in os.environ.get("SPLITS", "").split(",") if x.strip()]   # more split counts to time
             for s in ([hs] if ncu else sorted({hs, max(1, hs - 1), hs + 1, *extra})):
                 o, lse, oacc, lacc = prob.buffers(s)

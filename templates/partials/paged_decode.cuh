@@ -330,16 +330,28 @@ constexpr int pd_smem_ctas(int stages) { return kPdSmemPerSm / (pd_smem_layout(s
 #ifndef PD_STAGES                                           // tuning override (-DPD_STAGES=n)
 #define PD_STAGES (kPdTma ? 2 : (pd_smem_ctas(3) >= (pd_smem_ctas(2) < 2 ? pd_smem_ctas(2) : 2) ? 3 : 2))
 #endif
-constexpr int kPdStages    = PD_STAGES;
-constexpr int kPdFlagOffset = pd_smem_layout(kPdStages).flag_offset;
-constexpr int kPdBarOffset  = pd_smem_layout(kPdStages).bar_offset;
-// Also exported as <kernel>_decode_smem_bytes (__constant__ int).
-constexpr int kPdSmemBytes  = pd_smem_layout(kPdStages).bytes;
-// The register budget of __launch_bounds__: as many CTAs per SM as shared
-// memory allows, up to 3 (170 registers a thread), so registers never cost
-// occupancy that shared memory would give.
-constexpr int kPdSmemCtas  = pd_smem_ctas(kPdStages);
-constexpr int kPdMinBlocks = kPdSmemCtas < 1 ? 1 : (kPdSmemCtas > 3 ? 3 : kPdSmemCtas);
+// CTAs per SM that a launch-bounds register budget can allow: 1 to 3 (3 is
+// 170 registers a thread; more would squeeze the math).
+constexpr int pd_cap_ctas(int n) { return n < 1 ? 1 : (n > 3 ? 3 : n); }
+// _decode_pair (two kv heads per CTA, which the host launches only without
+// splits): the ring depth that gives the most CTAs per SM, 3 stages on a
+// tie. No split means every CTA streams from start to end, and there more
+// copy-issuing warps per SM beat a deeper ring. Measured (H100, bf16 hd128,
+// 64 x 4096, same calls, SDPA cuDNN 363.1-363.6 us): 2 stages at 3 CTAs/SM
+// 364.8-365.3 us against 366.3-366.8 for 3 stages at 2 CTAs/SM.
+#ifndef PD_PAIR_STAGES                                      // tuning override (-DPD_PAIR_STAGES=n)
+#define PD_PAIR_STAGES (kPdTma ? 2 : (pd_cap_ctas(pd_smem_ctas(2)) > pd_cap_ctas(pd_smem_ctas(3)) ? 2 : 3))
+#endif
+// The ring of the _decode entry serving 1 << hcs kv heads per CTA: its
+// depth, shared-memory layout (bytes exported as <kernel>_decode_smem_bytes
+// / _decode_pair_smem_bytes, __constant__ int) and the CTAs per SM of its
+// __launch_bounds__: as many as shared memory allows, up to 3, so that
+// registers never cost occupancy that shared memory would give.
+template <int hcs> struct PdRing {
+    static constexpr int stages = hcs == 0 ? PD_STAGES : PD_PAIR_STAGES;
+    static constexpr PdSmemLayout smem = pd_smem_layout(stages);
+    static constexpr int min_blocks = pd_cap_ctas(pd_smem_ctas(stages));
+};
 constexpr u32 kPdRowGBytes = kHeadDim * kPdElemBytes;       // one K/V row in global memory
 static_assert(!kPdTma || kPdThreads == 2 * kPdBlockN, "TMA loader: one K or V row per thread");
 constexpr bool kPdLogitsScaled = kHasSoftcap || kAlibi;     // scores carried as true logits
@@ -348,7 +360,6 @@ constexpr int kPdMergeWarps = 4;                            // (b, h) pairs per 
 constexpr float kPdSoftcap = kHasSoftcap ? kSoftcap : 1.0f;
 
 struct alignas(16) PdF4 { float x, y, z, w; };
-template <int N> struct PdInt { static constexpr int value = N; };
 struct alignas(8)  PdF2 { float x, y; };
 
 struct PdRange {
@@ -634,12 +645,12 @@ FA_DEVICE void pd_merge_head(const PagedDecodeParams& p, int b, int h, int lane)
 #ifndef PD_MERGE_SMEM   // measurement override: -DPD_MERGE_SMEM=0 merges with pd_merge_head
 #define PD_MERGE_SMEM 1
 #endif
-FA_DEVICE bool pd_merge_group(const PagedDecodeParams& p, u8* smem, int b, int h0, int R, int tid) {
+FA_DEVICE bool pd_merge_group(const PagedDecodeParams& p, u8* smem, int ring_bytes, int b, int h0, int R, int tid) {
     constexpr int C4 = kHeadDim / 4;
     const int S = p.num_splits;
     const int wbytes = (R * S * 4 + 15) / 16 * 16;
     const int rbytes = R * kHeadDim * 4;   // one split's partial rows of the group
-    const int fit = (kPdFlagOffset - wbytes - rbytes) / rbytes;   // splits of a batch (rows that fit in the ring)
+    const int fit = (ring_bytes - wbytes - rbytes) / rbytes;   // splits of a batch (rows that fit in the ring)
     if (!PD_MERGE_SMEM || fit < 1) return false;
     const int warp = tid >> 5, lane = tid & 31;
     float* wts = (float*)smem;
@@ -708,6 +719,7 @@ FA_DEVICE bool pd_merge_group(const PagedDecodeParams& p, u8* smem, int b, int h
 // tile is kPdBlockN = 64 smem rows = (64 / hc) tokens x hc heads, token-major,
 // so for hc > 1 each token's hc head rows are one contiguous run of the page.
 // Warp w serves kv head kvh0 + (w % hc) and the 16-token slice w / hc of the tile.
+template <int hcs>   // log2(p.heads_per_cta)
 FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     PD_STAMP(0);   // entry
 #ifdef PD_TIMELINE
@@ -724,8 +736,9 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const int grp = blockIdx.x, split = blockIdx.y, b = blockIdx.z;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
-    const int hcs = p.heads_per_cta >= 4 ? 2 : (p.heads_per_cta >= 2 ? 1 : 0);   // log2(hc)
-    const int hc = 1 << hcs;
+    constexpr int hc = 1 << hcs;
+    constexpr int kStages = PdRing<hcs>::stages;         // ring depth
+    constexpr PdSmemLayout kRing = PdRing<hcs>::smem;
     const int kvh0 = grp * hc;
     const int tshift = kPdTileShift - hcs;      // log2(tokens per tile)
     const int hw = warp & (hc - 1);             // this warp's head within the group
@@ -765,7 +778,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // instead of a second DRAM trip. Cells without a window or sink only.
     if (kWindow == 0 && kSink == 0 && lane == 0 && (dyn || p.num_splits == 1)) {
 #pragma unroll
-        for (int s = 0; s < kPdStages - 1; ++s) {
+        for (int s = 0; s < kStages - 1; ++s) {
             const int tok = dyn ? (first_slice + s * W) * 16 : (s << tshift) + kb * 16;
             const int pg = tok / kPageSize;
             if (pg < p.block_table_stride) asm volatile("prefetch.global.L2 [%0];" :: "l"(bt + pg));
@@ -819,7 +832,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // knows the token's alignment).
     auto slice_tok = [&](int shift, int v) { return (rg.tile(v0 + v) << shift) + kb * 16; };
 
-    u8* flags = smem + kPdFlagOffset;
+    u8* flags = smem + kRing.flag_offset;
     const u32 pipe_base = smem_addr(smem);
 
     // The block of this sequence's page pg where `live`, else -1; pages past
@@ -838,8 +851,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // flight together), and each row takes its block from a shuffle: no
     // per-copy load, no per-thread array of lookups (those spilled or issued
     // slowly, see above).
-    auto load_tile_hc = [&](auto hcs_c, int tokw, int stage) {   // tokw: this warp's first token (a multiple of 16)
-        constexpr int HS = decltype(hcs_c)::value;
+    auto load_tile_hc = [&](int tokw, int stage) {   // tokw: this warp's first token (a multiple of 16)
         const int j = tokw + (lane & 15);
         const u32 ks = pipe_base + stage * (2 * kPdKVBytes);
         const u32 vs = ks + kPdKVBytes;
@@ -881,7 +893,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             krow += pd_k_row(p, 0, 0, my_kvh);
             vrow += pd_v_row(p, 0, 0, my_kvh);
         }
-        const u32 d0 = (((kb * 16 + r0) << HS) + hw) * kPdRowBytes + pd_chunk(c0, r0) * 16;   // (key & 7 == r0 & 7)
+        const u32 d0 = (((kb * 16 + r0) << hcs) + hw) * kPdRowBytes + pd_chunk(c0, r0) * 16;   // (key & 7 == r0 & 7)
 #pragma unroll
         for (int k = 0; k < 16 / kRows; ++k) {
             const int ri = r0 + kRows * k;                  // row of the slice
@@ -898,7 +910,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             // r0 < kRows; swizzled rows are multiples of 128 bytes with L = 8,
             // so the swizzle is a constant XOR of d0, and chunk h is h * 128
             // bytes on.
-            const u32 dst = (kPdSwizzle ? d0 ^ (((kRows * k) & 7) << 4) : d0) + k * ((kRows << HS) * kPdRowBytes);
+            const u32 dst = (kPdSwizzle ? d0 ^ (((kRows * k) & 7) << 4) : d0) + k * ((kRows << hcs) * kPdRowBytes);
 #pragma unroll
             for (int h = 0; h < kPdChunks / L; ++h) {
                 cp_async_16(ks + dst + L * h * 16, ksrc + L * h * 16, ok);
@@ -907,20 +919,18 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         }
         if (lane < 16) {   // row lane's flag (small pages: blk is that row's, with its visibility)
             const bool live = blk >= 0 && (!kPdOnePage || (j < ctx && pd_visible(j, pos)));
-            flags[stage * kPdBlockN + ((kb * 16 + lane) << HS) + hw] = live ? 1 : 0;
+            flags[stage * kPdBlockN + ((kb * 16 + lane) << hcs) + hw] = live ? 1 : 0;
         }
     };
     // TMA loader: thread tid fetches smem row tid % 64 of K (tid < 64) or V with
     // one bulk copy; masked rows are zero-filled by plain stores (no bytes expected).
-    const u32 bar_base = pipe_base + kPdBarOffset;
-    auto load_tile_tma = [&](auto hcs_c, int v, int stage) {
-        constexpr int HS = decltype(hcs_c)::value;
-        constexpr int HC = 1 << HS;
-        const int tok0 = rg.tile(v0 + v) << (kPdTileShift - HS);
+    const u32 bar_base = pipe_base + kRing.bar_offset;
+    auto load_tile_tma = [&](int v, int stage) {
+        const int tok0 = rg.tile(v0 + v) << (kPdTileShift - hcs);
         const int r = tid & (kPdBlockN - 1);
         const bool isv = tid >= kPdBlockN;
-        const int j = tok0 + (r >> HS);
-        const int kvh = kvh0 + (r & (HC - 1));
+        const int j = tok0 + (r >> hcs);
+        const int kvh = kvh0 + (r & (hc - 1));
         bool ok = j < ctx && kvh < p.num_kv_heads && pd_visible(j, pos);
         const u8* src = isv ? vc : kc;
         if (ok) {
@@ -945,32 +955,25 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         if (!isv) flags[stage * kPdBlockN + r] = ok ? 1 : 0;
     };
     auto load_tile = [&](int v, int stage) {
-        if constexpr (kPdTma) {
-            if (hcs == 0) load_tile_tma(PdInt<0>(), v, stage);
-            else if (hcs == 1) load_tile_tma(PdInt<1>(), v, stage);
-            else load_tile_tma(PdInt<2>(), v, stage);
-        } else {
-            if (hcs == 0) load_tile_hc(PdInt<0>(), slice_tok(kPdTileShift, v), stage);
-            else if (hcs == 1) load_tile_hc(PdInt<1>(), slice_tok(kPdTileShift - 1, v), stage);
-            else load_tile_hc(PdInt<2>(), slice_tok(kPdTileShift - 2, v), stage);
-        }
+        if constexpr (kPdTma) load_tile_tma(v, stage);
+        else load_tile_hc(slice_tok(tshift, v), stage);
     };
     if constexpr (kPdTma) {
-        if (tid < kPdStages) pd_mbar_init(bar_base + tid * 8, kPdThreads);
+        if (tid < kStages) pd_mbar_init(bar_base + tid * 8, kPdThreads);
         __syncthreads();
     }
 
     // ---- prologue: start the KV ring, then Q fragments straight from global
-    // TMA: all kPdStages stages are filled up front, and tile it + kPdStages is
+    // TMA: all kStages stages are filled up front, and tile it + kStages is
     // issued right after tile it has been consumed (before waiting for it + 1),
-    // so up to kPdStages tiles are in flight per CTA. cp.async: kPdStages - 1.
-    constexpr int kPdAhead = kPdTma ? kPdStages : kPdStages - 1;
+    // so up to kStages tiles are in flight per CTA. cp.async: kStages - 1.
+    constexpr int kPdAhead = kPdTma ? kStages : kStages - 1;
     int tq[kPdAhead];   // dyn: the first tokens of the slices in flight (-1: none)
 #pragma unroll
     for (int s = 0; s < kPdAhead; ++s) {
         if (dyn) {
             tq[s] = next_tok();
-            if (tq[s] >= 0) load_tile_hc(PdInt<0>(), tq[s], s);
+            if (tq[s] >= 0) load_tile_hc(tq[s], s);
         } else if (s < n_tiles) {
             load_tile(s, s);
         }
@@ -1139,13 +1142,13 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // ---- main loop
     if (dyn) {
         for (int it = 0; tq[0] >= 0; ++it) {
-            cp_async_wait<kPdStages - 2>();
+            cp_async_wait<kStages - 2>();
             __syncwarp();   // a warp's rows, flags and stage are its own
             const int tn = next_tok();
-            if (tn >= 0) load_tile_hc(PdInt<0>(), tn, (it + kPdStages - 1) % kPdStages);
+            if (tn >= 0) load_tile_hc(tn, (it + kStages - 1) % kStages);
             cp_async_commit();
             if (it == 0) PD_STAMP(1);   // first tile in shared memory
-            attend(it % kPdStages, tq[0]);
+            attend(it % kStages, tq[0]);
 #pragma unroll
             for (int s = 0; s + 1 < kPdAhead; ++s) tq[s] = tq[s + 1];
             tq[kPdAhead - 1] = tn;
@@ -1160,21 +1163,21 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     } else {
         for (int it = 0; it < n_tiles; ++it) {
             if constexpr (kPdTma) {
-                pd_mbar_wait(bar_base + (it % kPdStages) * 8, (it / kPdStages) & 1);
+                pd_mbar_wait(bar_base + (it % kStages) * 8, (it / kStages) & 1);
             } else {
-                cp_async_wait<kPdStages - 2>();
+                cp_async_wait<kStages - 2>();
                 if constexpr (kPdWarpPipe) __syncwarp();   // a warp's rows, flags and stage are its own
                 else __syncthreads();
-                if (it + kPdStages - 1 < n_tiles) load_tile(it + kPdStages - 1, (it + kPdStages - 1) % kPdStages);
+                if (it + kStages - 1 < n_tiles) load_tile(it + kStages - 1, (it + kStages - 1) % kStages);
                 cp_async_commit();
             }
 
             if (it == 0) PD_STAMP(1);             // first tile in shared memory
             if (it == n_tiles - 1) PD_STAMP(7);   // last tile in shared memory
-            attend(it % kPdStages, slice_tok(tshift, it));
+            attend(it % kStages, slice_tok(tshift, it));
             if constexpr (kPdTma) {
                 __syncthreads();   // stage of tile it consumed by every warp (also publishes flags / zero rows of tile it + 1)
-                if (it + kPdStages < n_tiles) load_tile(it + kPdStages, it % kPdStages);
+                if (it + kStages < n_tiles) load_tile(it + kStages, it % kStages);
             }
         }
     }
@@ -1253,7 +1256,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             __threadfence();   // every other split's partials before reading them
             PD_STAMP(8);   // merge fenced
             const int h0 = kvh0 * kGqa, R = min(kGqa << hcs, (p.num_kv_heads - kvh0) * kGqa);
-            if (!pd_merge_group(p, smem, b, h0, R, tid))
+            if (!pd_merge_group(p, smem, kRing.flag_offset, b, h0, R, tid))
                 for (int r = warp; r < R; r += kPdWarps) pd_merge_head(p, b, h0 + r, lane);
             if (tid == 0) {
                 *cnt = 0;

@@ -1,11 +1,12 @@
 // ---------------------------------------------------------------------------
 // Entry points of the paged KV-cache kernels (params struct by value, see
 // partials/paged_params.cuh; launched by fa-runtime/src/paged.rs):
-//   {{ kernel_name }}_decode(PagedDecodeParams)
+//   {{ kernel_name }}_decode(PagedDecodeParams)       one kv head per CTA (p.heads_per_cta = 1)
+//   {{ kernel_name }}_decode_pair(PagedDecodeParams)  two kv heads per CTA (p.heads_per_cta = 2)
 //       grid (ceil(num_kv_heads / heads_per_cta), num_splits, batch), block kPdThreads (128),
-//       dynamic smem kPdSmemBytes (= __constant__ {{ kernel_name }}_decode_smem_bytes;
-//       set CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES). num_splits is
-//       p.num_splits and must equal gridDim.y. num_splits == 1: writes o / lse.
+//       dynamic smem PdRing<hcs>::smem.bytes (= __constant__ {{ kernel_name }}_decode_smem_bytes
+//       / _decode_pair_smem_bytes; set CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES).
+//       num_splits is p.num_splits and must equal gridDim.y. num_splits == 1: writes o / lse.
 //       Else writes o_accum [num_splits, batch, num_heads, head_dim] f32 and
 //       lse_accum [num_splits, batch, num_heads] f32; with p.merge_counters
 //       set, the last split of each (sequence, kv group) then merges it into
@@ -18,12 +19,19 @@
 // The split heuristic lives on the host (fa_runtime::paged::num_splits).
 // ---------------------------------------------------------------------------
 {% if not is_fp8 %}
-extern "C" __constant__ int {{ kernel_name }}_decode_smem_bytes = kPdSmemBytes;
+extern "C" __constant__ int {{ kernel_name }}_decode_smem_bytes = PdRing<0>::smem.bytes;
+extern "C" __constant__ int {{ kernel_name }}_decode_pair_smem_bytes = PdRing<1>::smem.bytes;
 
-extern "C" __global__ void __launch_bounds__(kPdThreads, kPdMinBlocks)
+extern "C" __global__ void __launch_bounds__(kPdThreads, PdRing<0>::min_blocks)
 {{ kernel_name }}_decode(const PagedDecodeParams p) {
     extern __shared__ __align__(128) u8 smem[];
-    paged_decode_block(p, smem);
+    paged_decode_block<0>(p, smem);
+}
+
+extern "C" __global__ void __launch_bounds__(kPdThreads, PdRing<1>::min_blocks)
+{{ kernel_name }}_decode_pair(const PagedDecodeParams p) {
+    extern __shared__ __align__(128) u8 smem[];
+    paged_decode_block<1>(p, smem);
 }
 
 extern "C" __global__ void __launch_bounds__(kPdMergeWarps * 32)
