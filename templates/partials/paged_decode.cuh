@@ -10,7 +10,7 @@
 // heads). Each warp owns 16 keys of one head of every tile: it fetches
 // exactly those 16 K and V rows itself (16-byte cp.async, 8 lanes a row
 // where the row allows, one block-table lookup per page) into a
-// kPdStages-deep ring, waits only for its own copies, and keeps its own
+// PdRing<hcs>::stages-deep ring, waits only for its own copies, and keeps its own
 // online-softmax state; the warps of a head are merged through shared memory
 // at the end (log-sum-exp combine). Rows are unpadded with their 16-byte
 // chunks XOR-swizzled by token, so they are 128-byte aligned and ldmatrix
@@ -62,7 +62,7 @@
 //     no spills; 258.4 us (2 stages) against 267.4 for TMA. Waiting per warp
 //     instead of a CTA barrier per tile (-DPD_WARP_PIPE=0): 258.4 against
 //     261.4, 146.8 against 150.4 at 1 x 131072 (separate merge). Then 3
-//     stages at 2 CTAs/SM (see kPdStages): 252.3 us.
+//     stages at 2 CTAs/SM (see PD_STAGES): 252.3 us.
 //   * No gain: an L2 evict-first policy on the cp.asyncs (251.9 against 252.1
 //     us; 138.4 against 136.3 at 1 x 131072), a 256-byte L2 prefetch (267
 //     against 252); 2 warps per CTA with 32-row tiles (243.6 at 64 x 4096 at
@@ -326,7 +326,7 @@ constexpr int pd_smem_ctas(int stages) { return kPdSmemPerSm / (pd_smem_layout(s
 // The exception is f16 hd80 (4 -> 3 CTAs/SM): 198.5 -> 203.7 at 64 x 4096,
 // 110.2 -> 109.3 at 1 x 131072. H100, bf16 hd128 (cuDNN 353.7 / 184.9 us):
 // 370.5 -> 365.1 at 64 x 4096, but 191.7 -> 194.8 at 1 x 131072 (49 -> 33
-// splits). TMA loader (kPdStages tiles in flight): 2 stages beat 3 and 4.
+// splits). TMA loader (as many tiles in flight as stages): 2 stages beat 3 and 4.
 #ifndef PD_STAGES                                           // tuning override (-DPD_STAGES=n)
 #define PD_STAGES (kPdTma ? 2 : (pd_smem_ctas(3) >= (pd_smem_ctas(2) < 2 ? pd_smem_ctas(2) : 2) ? 3 : 2))
 #endif
