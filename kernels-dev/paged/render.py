@@ -43,6 +43,8 @@ CELLS = [
     cell(dtype="f16", head_dim=64, gqa=16, page_size=8, causal=True, window=33, sink=7),
     cell(dtype="f16", head_dim=80, gqa=4, page_size=2, causal=True),             # small pages, 2 lanes a row
     cell(dtype="bf16", head_dim=96, gqa=2, page_size=4, has_softcap=True, softcap="30.0f"),   # 4 lanes a row
+    cell(dtype="bf16", head_dim=96, gqa=4, page_size=16),             # the bench cell's shape at hd 96 / 64
+    cell(dtype="bf16", head_dim=64, gqa=4, page_size=16),
 ]
 
 if __name__ == "__main__":

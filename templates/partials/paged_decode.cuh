@@ -281,6 +281,17 @@ constexpr int kPdSChains   = PD_S_CHAINS;
 // up to 8 that divides the row's 16-byte chunks (hd / 8: 8 to 32, all even).
 constexpr int kPdRowLanes = kPdChunks % 8 == 0 ? 8 : (kPdChunks % 4 == 0 ? 4 : 2);
 static_assert(kPdChunks % 2 == 0, "cp.async loader: whole rows per pair of lanes");
+// Rows of 10 or 12 chunks (hd80 / hd96) on pages of 16 or more tokens: the
+// warp's copies walk its 16 rows in (row, chunk) order, 32 consecutive
+// chunks a copy instruction (2.7 or 3.2 rows), instead of 2 or 4 lanes a row
+// (16 or 8 rows of 32 or 64 bytes an instruction). A request to L2 covers
+// what one instruction reads of one 128-byte line, so this takes 2 to 3
+// requests a row where that took 5 or 3. Measured (H200, 64 x 4096, 8 kv
+// heads, two a CTA, variant_exp.py, same call): bf16 hd96 gqa 4 235.9 us
+// against 249.1 (1 x 131072: 125.5 against 133.6), f16 hd80 gqa 4 (alibi)
+// 203.2 against 261.4; SDPA cuDNN 204.6 / 114.2 / 172.4 (hd80 without
+// alibi). The copies alone (-DPD_LOAD_ONLY) took 235.8 / 246.8 us at hd96.
+constexpr bool kPdFlatRows = kPdOnePage && kPdRowLanes < 8;
 // Shared-memory row stride of the K/V ring. cp.async: unpadded, chunk c of
 // the row of token key at chunk c ^ (key & 7), so the 8 keys an ldmatrix
 // phase reads fall in 8 distinct 16-byte bank groups; + 16 bytes (same
@@ -860,7 +871,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         // main loop: that held 30 (hd128) to 70 (hd192) more registers.
         u32 ln;
         asm volatile("mov.u32 %0, %%laneid;" : "=r"(ln));
-        // kPdRowLanes = L lanes per row: lane ln copies chunks c0 + L h of
+        // Else kPdRowLanes = L lanes per row: lane ln copies chunks c0 + L h of
         // rows r0 + kRows k of the slice. A copy instruction reads 32 / L
         // rows (whole 128-byte segments where L = 8), and each of a lane's
         // rows costs one address, not one per copy. Small pages used to take
@@ -881,40 +892,56 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         const int blk = kPdOnePage
             ? page_block(tokw / kPageSize, tokw < ctx && my_kvh < p.num_kv_heads)
             : page_block(j / kPageSize, j < ctx && my_kvh < p.num_kv_heads && pd_visible(j, pos));
-        // One page: krow / vrow step through this lane's rows. Smaller pages:
-        // the head's and chunk's part of every row's address. (Block 0 where
-        // a row is not ok: an address in the cache, read by no copy.)
-        const u8* krow = kc + c0 * 16;
-        const u8* vrow = vc + c0 * 16;
-        if constexpr (kPdOnePage) {
-            krow += blk >= 0 ? pd_k_row(p, blk, tokw % kPageSize + r0, my_kvh) : 0;
-            vrow += blk >= 0 ? pd_v_row(p, blk, tokw % kPageSize + r0, my_kvh) : 0;
-        } else {
-            krow += pd_k_row(p, 0, 0, my_kvh);
-            vrow += pd_v_row(p, 0, 0, my_kvh);
-        }
-        const u32 d0 = (((kb * 16 + r0) << hcs) + hw) * kPdRowBytes + pd_chunk(c0, r0) * 16;   // (key & 7 == r0 & 7)
+        if constexpr (kPdFlatRows) {
+            // Copy i of lane ln: chunk f % C of row f / C, f = 32 i + ln.
+            constexpr int C = kPdChunks;
+            const u8* k0 = kc + (blk >= 0 ? pd_k_row(p, blk, tokw % kPageSize, my_kvh) : 0);
+            const u8* v0 = vc + (blk >= 0 ? pd_v_row(p, blk, tokw % kPageSize, my_kvh) : 0);
 #pragma unroll
-        for (int k = 0; k < 16 / kRows; ++k) {
-            const int ri = r0 + kRows * k;                  // row of the slice
-            const int jr = tokw + ri;
-            const int b0 = kPdOnePage ? blk : __shfl_sync(0xffffffffu, blk, ri);
-            const bool ok = b0 >= 0 && (!kPdOnePage || (jr < ctx && pd_visible(jr, pos)));
-            const u8* ksrc = kPdOnePage ? krow : krow + pd_k_row(p, max(b0, 0), jr % kPageSize, 0);
-            const u8* vsrc = kPdOnePage ? vrow : vrow + pd_v_row(p, max(b0, 0), jr % kPageSize, 0);
-            if constexpr (kPdOnePage) {
-                krow += pd_k_row(p, 0, kRows, 0);
-                vrow += pd_v_row(p, 0, kRows, 0);
+            for (int i = 0; i < 16 * C / 32; ++i) {
+                const int f = 32 * i + (int)ln, ri = f / C, c = f % C;
+                const int jr = tokw + ri;
+                const bool ok = blk >= 0 && jr < ctx && pd_visible(jr, pos);
+                const u32 dst = (((kb * 16 + ri) << hcs) + hw) * kPdRowBytes + c * 16;   // (unswizzled rows)
+                cp_async_16(ks + dst, k0 + pd_k_row(p, 0, ri, 0) + c * 16, ok);
+                cp_async_16(vs + dst, v0 + pd_v_row(p, 0, ri, 0) + c * 16, ok);
             }
-            // Row ri's chunk c0 + L h: ri & 7 == (r0 & 7) ^ ((kRows k) & 7) as
-            // r0 < kRows; swizzled rows are multiples of 128 bytes with L = 8,
-            // so the swizzle is a constant XOR of d0, and chunk h is h * 128
-            // bytes on.
-            const u32 dst = (kPdSwizzle ? d0 ^ (((kRows * k) & 7) << 4) : d0) + k * ((kRows << hcs) * kPdRowBytes);
+        } else {
+            // One page: krow / vrow step through this lane's rows. Smaller pages:
+            // the head's and chunk's part of every row's address. (Block 0 where
+            // a row is not ok: an address in the cache, read by no copy.)
+            const u8* krow = kc + c0 * 16;
+            const u8* vrow = vc + c0 * 16;
+            if constexpr (kPdOnePage) {
+                krow += blk >= 0 ? pd_k_row(p, blk, tokw % kPageSize + r0, my_kvh) : 0;
+                vrow += blk >= 0 ? pd_v_row(p, blk, tokw % kPageSize + r0, my_kvh) : 0;
+            } else {
+                krow += pd_k_row(p, 0, 0, my_kvh);
+                vrow += pd_v_row(p, 0, 0, my_kvh);
+            }
+            const u32 d0 = (((kb * 16 + r0) << hcs) + hw) * kPdRowBytes + pd_chunk(c0, r0) * 16;   // (key & 7 == r0 & 7)
 #pragma unroll
-            for (int h = 0; h < kPdChunks / L; ++h) {
-                cp_async_16(ks + dst + L * h * 16, ksrc + L * h * 16, ok);
-                cp_async_16(vs + dst + L * h * 16, vsrc + L * h * 16, ok);
+            for (int k = 0; k < 16 / kRows; ++k) {
+                const int ri = r0 + kRows * k;                  // row of the slice
+                const int jr = tokw + ri;
+                const int b0 = kPdOnePage ? blk : __shfl_sync(0xffffffffu, blk, ri);
+                const bool ok = b0 >= 0 && (!kPdOnePage || (jr < ctx && pd_visible(jr, pos)));
+                const u8* ksrc = kPdOnePage ? krow : krow + pd_k_row(p, max(b0, 0), jr % kPageSize, 0);
+                const u8* vsrc = kPdOnePage ? vrow : vrow + pd_v_row(p, max(b0, 0), jr % kPageSize, 0);
+                if constexpr (kPdOnePage) {
+                    krow += pd_k_row(p, 0, kRows, 0);
+                    vrow += pd_v_row(p, 0, kRows, 0);
+                }
+                // Row ri's chunk c0 + L h: ri & 7 == (r0 & 7) ^ ((kRows k) & 7) as
+                // r0 < kRows; swizzled rows are multiples of 128 bytes with L = 8,
+                // so the swizzle is a constant XOR of d0, and chunk h is h * 128
+                // bytes on.
+                const u32 dst = (kPdSwizzle ? d0 ^ (((kRows * k) & 7) << 4) : d0) + k * ((kRows << hcs) * kPdRowBytes);
+#pragma unroll
+                for (int h = 0; h < kPdChunks / L; ++h) {
+                    cp_async_16(ks + dst + L * h * 16, ksrc + L * h * 16, ok);
+                    cp_async_16(vs + dst + L * h * 16, vsrc + L * h * 16, ok);
+                }
             }
         }
         if (lane < 16) {   // row lane's flag (small pages: blk is that row's, with its visibility)
