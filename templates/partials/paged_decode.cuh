@@ -281,16 +281,19 @@ constexpr int kPdSChains   = PD_S_CHAINS;
 // up to 8 that divides the row's 16-byte chunks (hd / 8: 8 to 32, all even).
 constexpr int kPdRowLanes = kPdChunks % 8 == 0 ? 8 : (kPdChunks % 4 == 0 ? 4 : 2);
 static_assert(kPdChunks % 2 == 0, "cp.async loader: whole rows per pair of lanes");
-// Rows of 10 or 12 chunks (hd80 / hd96) on pages of 16 or more tokens: the
-// warp's copies walk its 16 rows in (row, chunk) order, 32 consecutive
-// chunks a copy instruction (2.7 or 3.2 rows), instead of 2 or 4 lanes a row
-// (16 or 8 rows of 32 or 64 bytes an instruction). A request to L2 covers
-// what one instruction reads of one 128-byte line, so this takes 2 to 3
-// requests a row where that took 5 or 3. Measured (H200, 64 x 4096, 8 kv
-// heads, two a CTA, variant_exp.py, same call): bf16 hd96 gqa 4 235.9 us
-// against 249.1 (1 x 131072: 125.5 against 133.6), f16 hd80 gqa 4 (alibi)
-// 203.2 against 261.4; SDPA cuDNN 204.6 / 114.2 / 172.4 (hd80 without
-// alibi). The copies alone (-DPD_LOAD_ONLY) took 235.8 / 246.8 us at hd96.
+// Rows of 10 or 12 chunks (hd80 / hd96) on pages of 16 or more tokens: each
+// copy instruction reads whole rows, 3 or 2 of them (30 or 24 lanes),
+// instead of 2 or 4 lanes a row (16 or 8 rows of 32 or 64 bytes an
+// instruction). A request to L2 covers what one instruction reads of one
+// 128-byte line, so a row takes 2 requests where it took 5 or 3.
+// Measured (H200, 64 x 4096, 8 kv heads, two a CTA, variant_exp.py, same
+// calls): bf16 hd96 gqa 4 235.9 us with 2 or 4 lanes a row against 249.1
+// (1 x 131072: 125.5 against 133.6), f16 hd80 gqa 4 (alibi) 203.2 against
+// 261.4, both with 32 consecutive chunks an instruction, which splits every
+// third row between two; whole rows: 230.5 against 235.7, 125.4-125.6
+// against 126.1, 201.2-201.5 against 203.0-203.4. SDPA cuDNN 204.3 /
+// 113.0-113.4 / 172.5-172.9 (hd80 without alibi). The copies alone
+// (-DPD_LOAD_ONLY) took as long as the whole kernel at hd96.
 constexpr bool kPdFlatRows = kPdOnePage && kPdRowLanes < 8;
 // Shared-memory row stride of the K/V ring. cp.async: unpadded, chunk c of
 // the row of token key at chunk c ^ (key & 7), so the 8 keys an ldmatrix
@@ -893,18 +896,22 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             ? page_block(tokw / kPageSize, tokw < ctx && my_kvh < p.num_kv_heads)
             : page_block(j / kPageSize, j < ctx && my_kvh < p.num_kv_heads && pd_visible(j, pos));
         if constexpr (kPdFlatRows) {
-            // Copy i of lane ln: chunk f % C of row f / C, f = 32 i + ln.
-            constexpr int C = kPdChunks;
+            // Lane ln copies chunk ln % C of row ln / C of each group of R
+            // rows (lanes R C and up idle).
+            constexpr int C = kPdChunks, R = 32 / C;
+            const int rl = (int)ln / C, c = (int)ln % C;
             const u8* k0 = kc + (blk >= 0 ? pd_k_row(p, blk, tokw % kPageSize, my_kvh) : 0);
             const u8* v0 = vc + (blk >= 0 ? pd_v_row(p, blk, tokw % kPageSize, my_kvh) : 0);
 #pragma unroll
-            for (int i = 0; i < 16 * C / 32; ++i) {
-                const int f = 32 * i + (int)ln, ri = f / C, c = f % C;
-                const int jr = tokw + ri;
-                const bool ok = blk >= 0 && jr < ctx && pd_visible(jr, pos);
-                const u32 dst = (((kb * 16 + ri) << hcs) + hw) * kPdRowBytes + c * 16;   // (unswizzled rows)
-                cp_async_16(ks + dst, k0 + pd_k_row(p, 0, ri, 0) + c * 16, ok);
-                cp_async_16(vs + dst, v0 + pd_v_row(p, 0, ri, 0) + c * 16, ok);
+            for (int i = 0; i < (16 + R - 1) / R; ++i) {
+                const int ri = i * R + rl;                  // row of the slice
+                if (rl < R && ri < 16) {
+                    const int jr = tokw + ri;
+                    const bool ok = blk >= 0 && jr < ctx && pd_visible(jr, pos);
+                    const u32 dst = (((kb * 16 + ri) << hcs) + hw) * kPdRowBytes + c * 16;   // (unswizzled rows)
+                    cp_async_16(ks + dst, k0 + pd_k_row(p, 0, ri, 0) + c * 16, ok);
+                    cp_async_16(vs + dst, v0 + pd_v_row(p, 0, ri, 0) + c * 16, ok);
+                }
             }
         } else {
             // One page: krow / vrow step through this lane's rows. Smaller pages:
