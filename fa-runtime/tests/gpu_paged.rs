@@ -284,6 +284,10 @@ fn decode_layouts_and_both_merges() {
     let wide: Vec<usize> = (0..64).map(|i| 1400 + 3 * i).collect();
     decode_case("decode-wide-batch", spec, 32, &wide);
     decode_case("decode-split-batch", spec, 32, &wide[..40]);
+    // Two kv heads per CTA at hd 96 and hd 80, whose rows the slice's two
+    // warps copy together (both heads of a token per copy instruction).
+    decode_case("decode-wide-batch-hd96", cell(Dtype::Bf16, 96, |b| b.paged().page_size(16).gqa(4)), 32, &wide);
+    decode_case("decode-wide-batch-hd80", cell(Dtype::F16, 80, |b| b.paged().page_size(32).gqa(4).causal()), 32, &wide);
     for run in 0..2 {
         decode_case(&format!("decode-one-wave-{run}"), spec, 32, &[30000]);
     }
