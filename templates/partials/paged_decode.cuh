@@ -10,7 +10,9 @@
 // heads). Each warp owns 16 keys of one head of every tile: it fetches
 // exactly those 16 K and V rows itself (16-byte cp.async, 8 lanes a row
 // where the row allows, one block-table lookup per page) into a
-// PdRing<hcs>::stages-deep ring, waits only for its own copies, and keeps its own
+// PdRing<hcs>::stages-deep ring, waits only for its own copies (in
+// _decode_pair at hd80 / hd96 the slice's two warps copy both heads' rows
+// and meet at a barrier, kPdPairJoint), and keeps its own
 // online-softmax state; the warps of a head are merged through shared memory
 // at the end (log-sum-exp combine). Rows are unpadded with their 16-byte
 // chunks XOR-swizzled by token, so they are 128-byte aligned and ldmatrix
@@ -872,7 +874,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 
     // cp.async loader. Warp w fetches exactly the 16 rows it reads (its head
     // hw, its 16-token slice kb of the tile), so with PD_WARP_PIPE the ring
-    // needs no CTA barrier. Pages under 16 tokens: lane l looks up the page
+    // needs no CTA barrier (kPdPairJoint: the slice's two warps, a barrier
+    // of 64 threads). Pages under 16 tokens: lane l looks up the page
     // of token l % 16 of the slice (one block-table load per lane, all in
     // flight together), and each row takes its block from a shuffle: no
     // per-copy load, no per-thread array of lookups (those spilled or issued
