@@ -296,7 +296,7 @@ static_assert(kPdChunks % 2 == 0, "cp.async loader: whole rows per pair of lanes
 // against 126.1, 201.2-201.5 against 203.0-203.4. SDPA cuDNN 204.3 /
 // 113.0-113.4 / 172.5-172.9 (hd80 without alibi). The copies alone
 // (-DPD_LOAD_ONLY) took as long as the whole kernel at hd96.
-constexpr bool kPdFlatRows = kPdOnePage && kPdRowLanes < 8;
+constexpr bool kPdWholeRows = kPdOnePage && kPdRowLanes < 8;
 // _decode_pair with such rows: the two warps of a 16-token slice (one per
 // head) each copy 8 of its tokens for both heads, one token's two rows (a
 // contiguous run of 20 or 24 chunks, so its inner 128-byte line whole) an
@@ -308,7 +308,7 @@ constexpr bool kPdFlatRows = kPdOnePage && kPdRowLanes < 8;
 #ifndef PD_PAIR_JOINT                                       // measurement override (-DPD_PAIR_JOINT=0)
 #define PD_PAIR_JOINT 1
 #endif
-template <int hcs> constexpr bool kPdPairJoint = PD_PAIR_JOINT && kPdFlatRows && hcs == 1 && !kPdTma && kPdWarpPipe;
+template <int hcs> constexpr bool kPdPairJoint = PD_PAIR_JOINT && kPdWholeRows && hcs == 1 && !kPdTma && kPdWarpPipe;
 // Shared-memory row stride of the K/V ring. cp.async: unpadded, chunk c of
 // the row of token key at chunk c ^ (key & 7), so the 8 keys an ldmatrix
 // phase reads fall in 8 distinct 16-byte bank groups; + 16 bytes (same
@@ -355,20 +355,25 @@ constexpr int pd_smem_ctas(int stages) { return kPdSmemPerSm / (pd_smem_layout(s
 // 110.2 -> 109.3 at 1 x 131072. H100, bf16 hd128 (cuDNN 353.7 / 184.9 us):
 // 370.5 -> 365.1 at 64 x 4096, but 191.7 -> 194.8 at 1 x 131072 (49 -> 33
 // splits). TMA loader (as many tiles in flight as stages): 2 stages beat 3 and 4.
+#if !defined(PD_STAGES) && !defined(PD_PAIR_STAGES)
+#define PD_DEFAULT_RINGS 1
+#endif
 #ifndef PD_STAGES                                           // tuning override (-DPD_STAGES=n)
 #define PD_STAGES (kPdTma ? 2 : (pd_smem_ctas(3) >= (pd_smem_ctas(2) < 2 ? pd_smem_ctas(2) : 2) ? 3 : 2))
 #endif
 // CTAs per SM that a launch-bounds register budget can allow: 1 to 3 (3 is
 // 170 registers a thread; more would squeeze the math).
-constexpr int pd_cap_ctas(int n) { return n < 1 ? 1 : (n > 3 ? 3 : n); }
+constexpr int pd_min3(int n) { return n > 3 ? 3 : n; }
+constexpr int pd_cap_ctas(int n) { return n < 1 ? 1 : pd_min3(n); }
 // _decode_pair (two kv heads per CTA, which the host launches only without
-// splits): the ring depth that gives the most CTAs per SM, 3 stages on a
-// tie. No split means every CTA streams from start to end, and there more
+// splits): the ring depth that gives the most CTAs per SM (up to 3), 3
+// stages on a tie. Where 3 stages do not fit at all (0 CTAs: hd256 on
+// sm_80, hd192 on sm_89) that is 2, as for _decode. No split means every CTA streams from start to end, and there more
 // copy-issuing warps per SM beat a deeper ring. Measured (H100, bf16 hd128,
 // 64 x 4096, same calls, SDPA cuDNN 363.1-363.6 us): 2 stages at 3 CTAs/SM
 // 364.8-365.3 us against 366.3-366.8 for 3 stages at 2 CTAs/SM.
 #ifndef PD_PAIR_STAGES                                      // tuning override (-DPD_PAIR_STAGES=n)
-#define PD_PAIR_STAGES (kPdTma ? 2 : (pd_cap_ctas(pd_smem_ctas(2)) > pd_cap_ctas(pd_smem_ctas(3)) ? 2 : 3))
+#define PD_PAIR_STAGES (kPdTma ? 2 : (pd_min3(pd_smem_ctas(2)) > pd_min3(pd_smem_ctas(3)) ? 2 : 3))
 #endif
 // The ring of the _decode entry serving 1 << hcs kv heads per CTA: its
 // depth, shared-memory layout (bytes exported as <kernel>_decode_smem_bytes
@@ -380,6 +385,11 @@ template <int hcs> struct PdRing {
     static constexpr PdSmemLayout smem = pd_smem_layout(stages);
     static constexpr int min_blocks = pd_cap_ctas(pd_smem_ctas(stages));
 };
+#ifdef PD_DEFAULT_RINGS
+// The host reads both entries' occupancy for every decode, so _decode_pair
+// must fit wherever _decode does.
+static_assert(PdRing<1>::stages <= PdRing<0>::stages, "_decode_pair needs no more shared memory than _decode");
+#endif
 constexpr u32 kPdRowGBytes = kHeadDim * kPdElemBytes;       // one K/V row in global memory
 static_assert(!kPdTma || kPdThreads == 2 * kPdBlockN, "TMA loader: one K or V row per thread");
 constexpr bool kPdLogitsScaled = kHasSoftcap || kAlibi;     // scores carried as true logits
@@ -936,7 +946,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 flags[stage * kPdBlockN + ((kb * 16 + ri) << 1) + (lane >> 3)] = live ? 1 : 0;
             }
             return;
-        } else if constexpr (kPdFlatRows) {
+        } else if constexpr (kPdWholeRows) {
             // Lane ln copies chunk ln % C of row ln / C of each group of R
             // rows (lanes R C and up idle).
             constexpr int C = kPdChunks, R = 32 / C;
