@@ -598,17 +598,22 @@ pub(crate) fn launch_decode(
     ptrs: [u64; 7],
     alibi_slopes: u64,
 ) -> Result<()> {
-    // (kernel, dynamic smem bytes, CTAs per SM) of the entry for one or two kv heads per CTA.
-    let entry = |heads_per_cta: usize, smem_key: &'static str, occ_key: &'static str| -> Result<_> {
-        let smem = dev.memo(hot, smem_key, || {
-            Ok(dev.module_global_i32(hot, &decode_smem_symbol(spec, heads_per_cta), load)?.max(0) as u64)
-        })? as u32;
-        let kernel = dev.kernel(hot, &decode_entry(spec, heads_per_cta), load, smem)?;
-        let occ = dev.memo(hot, occ_key, || Ok(dev.occupancy(&kernel, DECODE_THREADS, smem)? as u64))? as usize;
-        Ok((kernel, smem, occ))
+    // The entry for `hc` kv heads per CTA with its dynamic smem bytes, and
+    // its CTAs per SM (memoised, so a launch looks up only the kernel it runs).
+    let kernel_of = |hc: usize| -> Result<(std::sync::Arc<crate::device::LoadedKernel>, u32)> {
+        let key = if hc == 2 { "decode_pair_smem_bytes" } else { "decode_smem_bytes" };
+        let smem =
+            dev.memo(hot, key, || Ok(dev.module_global_i32(hot, &decode_smem_symbol(spec, hc), load)?.max(0) as u64))?;
+        Ok((dev.kernel(hot, &decode_entry(spec, hc), load, smem as u32)?, smem as u32))
     };
-    let one = entry(1, "decode_smem_bytes", "decode_occupancy")?;
-    let pair = entry(2, "decode_pair_smem_bytes", "decode_pair_occupancy")?;
+    let occupancy_of = |hc: usize| -> Result<usize> {
+        let key = if hc == 2 { "decode_pair_occupancy" } else { "decode_occupancy" };
+        let occ = dev.memo(hot, key, || {
+            let (kernel, smem) = kernel_of(hc)?;
+            Ok(dev.occupancy(&kernel, DECODE_THREADS, smem)? as u64)
+        })?;
+        Ok(occ as usize)
+    };
     let problem = DecodeProblem {
         batch: plan.batch,
         kv_heads: plan.num_kv_heads,
@@ -616,8 +621,8 @@ pub(crate) fn launch_decode(
         window: spec.window().unwrap_or(0) as usize,
         sink: spec.sink().unwrap_or(0) as usize,
     };
-    let layout = decode_layout(&problem, dev.sm_count() as usize, one.2, pair.2);
-    let (decode, smem, _) = if layout.heads_per_cta == 2 { pair } else { one };
+    let layout = decode_layout(&problem, dev.sm_count() as usize, occupancy_of(1)?, occupancy_of(2)?);
+    let (decode, smem) = kernel_of(layout.heads_per_cta)?;
     let groups = layout.kv_groups(plan.num_kv_heads);
     let grid = (groups as u32, layout.splits as u32, plan.batch as u32);
     if layout.splits == 1 {
