@@ -207,10 +207,11 @@ pub struct DecodeProblem {
 /// The least-cost split count of [`num_splits`] and its cost in tile
 /// times, for `base` CTAs per split walking tiles of `n` tokens.
 fn best_splits(problem: &DecodeProblem, base: usize, n: usize, slots: usize) -> (usize, usize) {
-    let smax = MAX_SPLITS.min((visited_tiles(problem, n) / 4).max(1));
+    let t = visited_tiles(problem, n);
+    let smax = MAX_SPLITS.min((t / 4).max(1));
     let mut best = (1, usize::MAX);
     for s in 1..=smax {
-        let cost = split_cost(problem, base, n, slots, s);
+        let cost = split_cost(base, t, slots, s);
         if cost < best.1 {
             best = (s, cost);
         }
@@ -227,9 +228,10 @@ fn visited_tiles(problem: &DecodeProblem, n: usize) -> usize {
     eff.div_ceil(n).max(1)
 }
 
-/// [`num_splits`]' cost of `s` splits in tile times: waves × tiles per CTA.
-fn split_cost(problem: &DecodeProblem, base: usize, n: usize, slots: usize, s: usize) -> usize {
-    (base.max(1) * s).div_ceil(slots.max(1)) * (visited_tiles(problem, n).div_ceil(s) + 2)
+/// [`num_splits`]' cost of `s` splits in tile times: waves × tiles per CTA,
+/// for `base` CTAs per split and `t` visited tiles.
+fn split_cost(base: usize, t: usize, slots: usize, s: usize) -> usize {
+    (base.max(1) * s).div_ceil(slots.max(1)) * (t.div_ceil(s) + 2)
 }
 
 /// How one decode launch is laid out: `grid = (ceil(kv_heads /
@@ -280,7 +282,8 @@ pub fn decode_layout(
 ) -> DecodeLayout {
     let (batch, kv_heads) = (problem.batch, problem.kv_heads);
     let one = best_splits(problem, batch * kv_heads, DECODE_TILE_TOKENS, sm_count * occupancy);
-    let pair = split_cost(problem, batch * kv_heads.div_ceil(2), DECODE_TILE_TOKENS / 2, sm_count * pair_occupancy, 1);
+    let pair_tiles = visited_tiles(problem, DECODE_TILE_TOKENS / 2);
+    let pair = split_cost(batch * kv_heads.div_ceil(2), pair_tiles, sm_count * pair_occupancy, 1);
     let (heads_per_cta, splits) = if kv_heads & 1 == 0 && pair < one.1 { (2, 1) } else { (1, one.0) };
     let mut layout = DecodeLayout { heads_per_cta, splits, fused_merge: false };
     layout.fused_merge = fuses_merge(batch, layout.kv_groups(kv_heads), splits, sm_count, occupancy);
