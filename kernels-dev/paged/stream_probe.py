@@ -14,6 +14,8 @@ a device copy in the same process.
                                   # 2 KB) and shared-memory destination alignment
   python3 stream_probe.py cpasync # only 16-byte cp.async rings (XOR-swizzled rows, 32 / 16 KB
                                   # stages) and plain loads by CTAs per SM
+  python3 stream_probe.py pair    # only per-warp cp.async rings of 512-byte rows (the
+                                  # pair decode's reads) by warps a CTA, and cuDNN
 """
 import os, sys, json, ctypes
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -142,6 +144,41 @@ cpa##n(const unsigned char* base, const int* bt, int bt_stride, int pages_per_sp
        int row_stride, int page_bytes, int srows, int zfill) { \
     cpa_ring<n>(base, bt, bt_stride, pages_per_split, nsub, sub_off, row_stride, page_bytes, srows, zfill); }
 CPA(2) CPA(3) CPA(4) CPA(5) CPA(6) CPA(7) CPA(8) CPA(10)
+
+// Per-warp 16-byte cp.async rings over 512-byte rows (two kv heads of a token,
+// as _decode_pair reads them): warp w of the CTA takes pages w, w + nw, ...
+// of its sequence, 16 rows (8 KB) a stage, one row per warp instruction, XOR
+// swizzle by row; it waits only for its own copies (wait_group, __syncwarp),
+// as the decode's warps do. Nothing reads the data.
+template <int STAGES>
+__device__ void warp_ring(const unsigned char* base, const int* bt, int bt_stride, int npages, int nsub, int sub_off,
+                          int row_stride, int page_bytes) {
+    extern __shared__ __align__(128) unsigned char sm[];
+    const int sub = blockIdx.x % nsub, seq = blockIdx.y;
+    const int* tb = bt + seq * bt_stride;
+    const int nw = blockDim.x >> 5, w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const unsigned wbase = (unsigned)__cvta_generic_to_shared(sm) + w * STAGES * 8192;
+    const int mine = (npages - w + nw - 1) / nw;   // pages of this warp
+    auto issue = [&](int t) {
+        if (t >= mine) return;
+        const unsigned char* pg = base + (long long)tb[w + t * nw] * page_bytes + sub * sub_off + lane * 16;
+        const unsigned st = wbase + (t % STAGES) * 8192;
+#pragma unroll
+        for (int r = 0; r < 16; ++r)
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(st + r * 512 + ((lane ^ (r & 7)) << 4)), "l"(pg + r * row_stride) : "memory");
+    };
+    for (int t = 0; t < STAGES - 1; ++t) { issue(t); asm volatile("cp.async.commit_group;" ::: "memory"); }
+    for (int t = 0; t < mine; ++t) {
+        asm volatile("cp.async.wait_group %0;" :: "n"(STAGES - 2) : "memory");
+        __syncwarp();
+        issue(t + STAGES - 1);
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+}
+#define WR(n) extern "C" __global__ void __launch_bounds__(256) \
+wr##n(const unsigned char* base, const int* bt, int bt_stride, int npages, int nsub, int sub_off, int row_stride, int page_bytes) { \
+    warp_ring<n>(base, bt, bt_stride, npages, nsub, sub_off, row_stride, page_bytes); }
+WR(2) WR(3) WR(4)
 """
 
 
@@ -214,6 +251,33 @@ def cpasync(torch, cu, mod, buf, bt, B, NPG, PB, total, copy_bw):
                   f"({occ * (stages - 1) * kb:3d} KB in flight/SM): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
 
 
+def pair(torch, cu, mod, buf, bt, B, NPG, PB, total, copy_bw):
+    """Per-warp cp.async rings over 512-byte rows (kv head pairs, 256 CTAs as
+    _decode_pair at 64 x 4096), by warps a CTA and stages: what more
+    copy-issuing warps per SM would give the pair decode."""
+    cfgs = [(4, 2), (4, 3), (4, 2), (5, 2), (6, 2), (7, 2), (8, 2), (6, 3), (4, 4), (2, 2), (2, 4)]
+    for i, (warps, stages) in enumerate([cfgs[0]] + cfgs):   # (the first one twice: warm-up)
+        fc = cu.cuModuleGetFunction(mod, f"wr{stages}".encode())[1]
+        cu.cuFuncSetAttribute(fc, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 227 * 1024)
+        smem = warps * stages * 8192
+        args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt.data_ptr()), ctypes.c_int(NPG), ctypes.c_int(NPG),
+                ctypes.c_int(4), ctypes.c_int(512), ctypes.c_int(2048), ctypes.c_int(PB)]
+        t, occ = time_kernel(torch, cu, fc, (4, B), 32 * warps, smem, args)
+        if i > 0:
+            H.log(f"pair rows, {warps} warps x {stages} stages of 8 KB, grid 4x{B}, {occ} CTAs/SM "
+                  f"({min(occ, 2) * warps} warps/SM busy): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
+
+
+def cudnn_time(torch, B):
+    import torch.nn.functional as F
+    from torch.nn.attention import sdpa_kernel, SDPBackend
+    q = torch.randn(B, 32, 1, 128, dtype=torch.bfloat16, device="cuda")
+    kd = torch.randn(B, 8, 4096, 128, dtype=torch.bfloat16, device="cuda")
+    vd = torch.randn(B, 8, 4096, 128, dtype=torch.bfloat16, device="cuda")
+    with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+        return H.time_fn(torch, lambda: F.scaled_dot_product_attention(q, kd, vd, enable_gqa=True), iters=30)
+
+
 # the decode's pattern (a CTA reads one kv head: 16 rows of 256 B at 2 KB
 # stride per page): (nsub, sub_off, lg_chunks_row, lg_rows, row_stride, splits)
 ROWS = (8, 256, 4, 4, 2048, 4)
@@ -251,6 +315,11 @@ def main():
     H.log(f"copy {copy_bw / 1e9:.0f} GB/s; bytes read per pattern {total / 1e9:.3f} GB")
     if sys.argv[1:] == ["align"]:   # only the destination-alignment sweep
         return align(torch, cu, mod, buf, orders["shuffled"], B, NPG, PB, total, copy_bw)
+    if sys.argv[1:] == ["pair"]:   # only the per-warp pair-row rings, and cuDNN
+        for r in range(2):
+            pair(torch, cu, mod, buf, orders["shuffled"], B, NPG, PB, total, copy_bw)
+            H.log(f"SDPA cudnn (contiguous [B, KVH, ctx, d]): {cudnn_time(torch, B) * 1e6:7.1f} us")
+        return
     if sys.argv[1:] == ["cpasync"]:   # only the cp.async rings (and the plain-load ones to compare)
         cpasync(torch, cu, mod, buf, orders["shuffled"], B, NPG, PB, total, copy_bw)
         return plain_by_occupancy(torch, cu, fn, buf, orders["shuffled"], B, NPG, PB, out, total, copy_bw)
