@@ -240,7 +240,8 @@ fn split_cost(base: usize, t: usize, slots: usize, s: usize) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLayout {
     /// KV heads one CTA serves (1 or 2); its tiles are 64 / heads_per_cta
-    /// tokens of that many heads.
+    /// tokens of that many heads. 2 only with `splits == 1`: `_decode_pair`
+    /// is compiled for one split (it has no partials and no merge).
     pub heads_per_cta: usize,
     /// Splits of the KV sequence ([`num_splits`]'s cost model).
     pub splits: usize,

@@ -368,6 +368,18 @@ fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
     assert_eq!(decode_layout(&windowed, 132, 2, 3), lay(64, 8, 4000 + 32));
     // Degenerate device numbers do not panic.
     assert_eq!(decode_layout(&DecodeProblem::default(), 0, 0, 0), layout(1, 1, false));
+    // _decode_pair has no split code: two heads per CTA only ever with one split.
+    for batch in [1, 2, 3, 7, 16, 33, 64, 96, 128, 256] {
+        for kv_heads in [1, 2, 4, 6, 8, 16] {
+            for max_context in [0, 1, 100, 1600, 4096, 20000, 131072] {
+                for (sm, occ, pair_occ) in [(132, 2, 3), (108, 2, 2), (58, 1, 3), (1, 1, 1)] {
+                    let p = DecodeProblem { batch, kv_heads, max_context, ..Default::default() };
+                    let l = decode_layout(&p, sm, occ, pair_occ);
+                    assert!(l.heads_per_cta == 1 || l.splits == 1, "{l:?} for {p:?}");
+                }
+            }
+        }
+    }
 }
 
 #[test]

@@ -54,11 +54,11 @@ def main():
                 v2 = vc.permute(0, 2, 1, 3).contiguous() if hnd else vc
                 variants[("shuffled" if shuffled else "in-order") + (" HND" if hnd else " NHD")] = (k2, v2, bt, hnd)
         for name, m in mods.items():
-          for hc in [int(x) for x in os.environ.get("HC", "1,2,4").split(",")]:
-            hs = H.paged_num_splits(B, (KVH + hc - 1) // hc, ctx, sm, m.occ_for(hc), block_n=64 // hc)
+          for hc in [int(x) for x in os.environ.get("HC", "1,2").split(",")]:
+            hs = 1 if hc == 2 else H.paged_num_splits(B, KVH, ctx, sm, m.occ_for(hc))
             for vname, (k2, v2, bt, hnd) in variants.items():
                 if vname not in os.environ.get("LAYOUTS", "shuffled NHD,in-order HND").split(","): continue
-                for s in sorted({hs, max(1, hs - 1), hs + 1}):
+                for s in sorted(H.split_counts(hc, {hs, max(1, hs - 1), hs + 1})):
                     o, lse, oacc, lacc = prob.buffers(s)
                     P = prob.params(o, lse, oacc, lacc, s, hc)
                     P.k_cache, P.v_cache, P.block_table = k2.data_ptr(), v2.data_ptr(), bt.data_ptr()
