@@ -8,11 +8,11 @@
 //
 // KV is walked in tiles of kPdBlockN = 64 smem rows (64/hc tokens x hc kv
 // heads). Each warp owns 16 keys of one head of every tile: it fetches
-// exactly those 16 K and V rows itself (16-byte cp.async, 8 lanes a row
-// where the row allows, one block-table lookup per page) into a
+// exactly those 16 K and V rows itself (16-byte cp.async, 16 lanes a row at
+// hd128, else 8 where the row allows, one block-table lookup per page) into a
 // PdRing<hcs>::stages-deep ring, waits only for its own copies (in
-// _decode_pair at hd80 / hd96 / hd128 the slice's two warps copy both
-// heads' rows and meet at a barrier, kPdPairJoint), and keeps its own
+// _decode_pair at hd80 / hd96 the slice's two warps copy both heads' rows
+// and meet at a barrier, kPdPairJoint), and keeps its own
 // online-softmax state; the warps of a head are merged through shared memory
 // at the end (log-sum-exp combine). Rows are unpadded with their 16-byte
 // chunks XOR-swizzled by token, so they are 128-byte aligned and ldmatrix
@@ -279,14 +279,23 @@ constexpr bool pd_padding_rows(int mt, int r) { return mt * 16 + 8 * r >= kGqa; 
 #define PD_S_CHAINS (kPdMT == 1 ? 2 : 1)
 #endif
 constexpr int kPdSChains   = PD_S_CHAINS;
-// Lanes sharing a K/V row in the cp.async loader: the largest power of two
-// up to 8 that divides the row's 16-byte chunks (hd / 8: 8 to 32, all even).
-// -DPD_ROW_LANES=16 (hd128, hd256: two whole 256-byte rows an instruction
-// instead of four 128-byte halves) measured mixed (H100, one-head _decode,
-// fused, two calls): 1 x 131072 194.1-194.3 us against 194.6-194.8, but
-// 8 x 4096 63.2-63.3 against 62.9-63.0 (cuDNN 193.5-193.7 / 64.5-64.6).
-#ifndef PD_ROW_LANES                                        // measurement override (-DPD_ROW_LANES=16)
-#define PD_ROW_LANES 8
+// Lanes sharing a K/V row in the cp.async loader: 16 at hd128 (a copy
+// instruction reads two whole 256-byte rows), else the largest power of two
+// up to 8 that divides the row's 16-byte chunks (hd / 8: 8 to 32, all even;
+// 8 lanes read four 128-byte halves of rows). Measured, hd128 with 16
+// lanes against 8 (-DPD_ROW_LANES=8):
+//   * _decode_pair, 64 x 4096 (variant_exp.py, FLUSH=1, two calls a card):
+//     H200 253.6-253.7 us against 254.3-254.6 (cuDNN 254.3-254.6); H100
+//     364.3-364.8 against 365.1-365.2 (cuDNN 363.5-364.3).
+//   * _decode (one head a CTA, splits): within the noise. variant_exp put it
+//     0.3% ahead at 1 x 131072 and 0.5% behind at 8 x 4096 in one call and
+//     the other way round in another; fa bench --decode against the
+//     previous main (both cards, two rounds each) level: H200 137.6 us
+//     against 137.7-137.8, 47.5-47.6 against 47.4-47.5; H100 194.5-194.7
+//     against 194.3-194.8, 62.3-62.9 against 62.6-62.8.
+// hd256 (32 chunks) keeps 8: not measured with 16.
+#ifndef PD_ROW_LANES                                        // measurement override (-DPD_ROW_LANES=8)
+#define PD_ROW_LANES (kPdChunks == 16 ? 16 : 8)
 #endif
 constexpr int kPdRowLanes = kPdChunks % PD_ROW_LANES == 0 ? PD_ROW_LANES : (kPdChunks % 8 == 0 ? 8 : (kPdChunks % 4 == 0 ? 4 : 2));
 static_assert(kPdChunks % 2 == 0, "cp.async loader: whole rows per pair of lanes");
@@ -304,24 +313,26 @@ static_assert(kPdChunks % 2 == 0, "cp.async loader: whole rows per pair of lanes
 // 113.0-113.4 / 172.5-172.9 (hd80 without alibi). The copies alone
 // (-DPD_LOAD_ONLY) took as long as the whole kernel at hd96.
 constexpr bool kPdWholeRows = kPdOnePage && kPdRowLanes < 8;
-// _decode_pair with such rows, and at hd128 on one-page slices: the two
-// warps of a 16-token slice (one per head) each copy 8 of its tokens for
-// both heads, one token's two rows (a contiguous run of 20, 24 or 32
-// chunks, so its inner 128-byte lines whole) an instruction, and meet at a
-// named barrier per tile instead of each waiting for its own copies alone.
-// Measured (H200, 64 x 4096, same call): bf16 hd96 gqa 4 219.0 us against
-// 230.0 with a warp copying its own head's rows (-DPD_PAIR_JOINT=0), f16
-// hd80 gqa 4 alibi 195.1 against 201.0 (SDPA cuDNN 204.8 / 173.2, hd80
-// without alibi). bf16 hd128 (H100, two calls): 364.4-364.7 us against
-// 364.9-365.3, copies alone (-DPD_LOAD_ONLY) 363.1-363.5 against
-// 364.2-364.5 (cuDNN 364.0-364.3). A bare ring of those copies, one 512-byte
-// row an instruction (stream_probe.py pair), reads the bytes in 361.6-362.6
-// us with anything from 4 to 14 warps per SM: more copy-issuing warps
-// would not gain there.
+// _decode_pair with such rows: the two warps of a 16-token slice (one per
+// head) each copy 8 of its tokens for both heads, one token's two rows (a
+// contiguous run of 20 or 24 chunks, so its inner 128-byte line whole) an
+// instruction, and meet at a named barrier per tile instead of each waiting
+// for its own copies alone. Measured (H200, 64 x 4096, same call): bf16
+// hd96 gqa 4 219.0 us against 230.0 with a warp copying its own head's rows
+// (-DPD_PAIR_JOINT=0), f16 hd80 gqa 4 alibi 195.1 against 201.0 (SDPA
+// cuDNN 204.8 / 173.2, hd80 without alibi). At hd128 (one 512-byte run an
+// instruction, all 32 lanes) it was measured against 8 lanes a row: H100
+// 364.4-364.6 us against 365.1-365.2 (copies alone 363.1-363.5 against
+// 364.2-364.5), but H200 254.7-255.3 against 254.3-254.4; 16 lanes a row
+// (see kPdRowLanes) matched it on the H100 and beat both on the H200. A bare
+// ring of the pair's copies, one 512-byte row an instruction
+// (stream_probe.py pair), reads the bytes in 361.6-362.6 us on an H100 with
+// anything from 4 to 14 warps per SM: more copy-issuing warps would not
+// gain there.
 #ifndef PD_PAIR_JOINT                                       // measurement override (-DPD_PAIR_JOINT=0)
 #define PD_PAIR_JOINT 1
 #endif
-template <int hcs> constexpr bool kPdPairJoint = PD_PAIR_JOINT && (kPdWholeRows || (kPdOnePage && kPdChunks == 16)) && hcs == 1 && !kPdTma && kPdWarpPipe;
+template <int hcs> constexpr bool kPdPairJoint = PD_PAIR_JOINT && kPdWholeRows && hcs == 1 && !kPdTma && kPdWarpPipe;
 // Shared-memory row stride of the K/V ring. cp.async: unpadded, chunk c of
 // the row of token key at chunk c ^ (key & 7), so the 8 keys an ldmatrix
 // phase reads fall in 8 distinct 16-byte bank groups; + 16 bytes (same
@@ -789,7 +800,9 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const int g = lane >> 2, t = lane & 3;
     // _decode_pair is never split (fa_runtime::paged::decode_layout): a
     // constant 1, so that its split and merge code is not compiled at all.
-    const int num_splits = hcs == 1 ? 1 : p.num_splits;
+    // (A function, not a local copy: _decode reads the parameter where it
+    // uses it, as before, and keeps its code.)
+    auto num_splits = [&]() { return hcs == 1 ? 1 : p.num_splits; };
     constexpr int hc = 1 << hcs;
     constexpr int kStages = PdRing<hcs>::stages;         // ring depth
     constexpr PdSmemLayout kRing = PdRing<hcs>::smem;
@@ -819,8 +832,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // 128.4-129.0 / 130.3-130.4 us at 1 x 131072. Loop ends (timeline):
     // 111.7-120.7 us, where fixed ranges gave 57.5 (the short last split) to
     // 126.0.
-    const bool dyn = !kPdTma && kPdWarpPipe && kPdDynamic && hcs == 0 && num_splits > 1 && p.merge_counters != nullptr;
-    const int W = num_splits * kPdWarps;       // warps sharing the head's counter
+    const bool dyn = !kPdTma && kPdWarpPipe && kPdDynamic && hcs == 0 && num_splits() > 1 && p.merge_counters != nullptr;
+    const int W = num_splits() * kPdWarps;       // warps sharing the head's counter
     const int first_slice = split * kPdWarps + warp;   // this warp's rank of W: its fixed share is first_slice + i W
     const int* bt = p.block_table + (long long)b * p.block_table_stride;
 
@@ -830,7 +843,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // unsplit launch starts at tile 0, and with dynamic slices the fixed
     // share is strided), so the first page lookup waits for an L2 hit
     // instead of a second DRAM trip. Cells without a window or sink only.
-    if (kWindow == 0 && kSink == 0 && lane == 0 && (dyn || num_splits == 1)) {
+    if (kWindow == 0 && kSink == 0 && lane == 0 && (dyn || num_splits() == 1)) {
 #pragma unroll
         for (int s = 0; s < kStages - 1; ++s) {
             const int tok = dyn ? (first_slice + s * W) * 16 : (s << tshift) + kb * 16;
@@ -842,7 +855,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const int pos = ctx - 1;
     const PdRange rg = pd_range(ctx, tshift);
     const int total = rg.count();
-    const int per = (total + num_splits - 1) / num_splits;
+    const int per = (total + num_splits() - 1) / num_splits();
     const int v0 = min(split * per, total);
     const int n_tiles = min(v0 + per, total) - v0;
 
@@ -917,7 +930,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         asm volatile("mov.u32 %0, %%laneid;" : "=r"(ln));
         // Else kPdRowLanes = L lanes per row: lane ln copies chunks c0 + L h of
         // rows r0 + kRows k of the slice. A copy instruction reads 32 / L
-        // rows (whole 128-byte segments where L = 8), and each of a lane's
+        // rows (whole 128-byte segments where L >= 8), and each of a lane's
         // rows costs one address, not one per copy. Small pages used to take
         // a shuffle and a 64-bit address per copy (~45 instructions each;
         // the dynamic-slice loop of the bf16 hd128 page-1 cell was 867
@@ -931,14 +944,16 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         // against 136.4 for page 16 (the per-copy loader 151.7).
         constexpr int L = kPdRowLanes, kRows = 32 / L;
         const int r0 = (int)ln / L, c0 = (int)ln % L;
-        // One page: the warp's one block-table entry (page_blk, for any head
-        // of the CTA: the joint copy reads both). Smaller pages: lane l's of
-        // row l % 16, passed to the lanes copying that row by shuffle. blk:
-        // -1 where this warp's head is past the last kv head.
+        // One page: the warp's one block-table entry. Smaller pages: lane l's
+        // of row l % 16, passed to the lanes copying that row by shuffle.
+        // blk is -1 where this warp's head is past the last kv head; the
+        // joint copy reads both heads' rows, so its page_blk is looked up
+        // whatever this warp's head.
+        const bool head_ok = my_kvh < p.num_kv_heads;
         const int page_blk = kPdOnePage
-            ? page_block(tokw / kPageSize, tokw < ctx)
-            : page_block(j / kPageSize, j < ctx && my_kvh < p.num_kv_heads && pd_visible(j, pos));
-        const int blk = kPdOnePage && my_kvh >= p.num_kv_heads ? -1 : page_blk;
+            ? page_block(tokw / kPageSize, tokw < ctx && (kPdPairJoint<hcs> || head_ok))
+            : page_block(j / kPageSize, j < ctx && head_ok && pd_visible(j, pos));
+        const int blk = kPdPairJoint<hcs> && !head_ok ? -1 : page_blk;
         if constexpr (kPdPairJoint<hcs>) {
             // Lane ln < 2 C copies chunk ln % C of head ln / C's row of token
             // hw * 8 + i of the slice. (The flags below are this warp's head's
@@ -954,7 +969,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 if (hh < 2) {
                     const int jr = tokw + ri;
                     const bool ok = page_blk >= 0 && kvh < p.num_kv_heads && jr < ctx && pd_visible(jr, pos);
-                    const u32 dst = (((kb * 16 + ri) << 1) + hh) * kPdRowBytes + pd_chunk(c, ri) * 16;
+                    const u32 dst = (((kb * 16 + ri) << 1) + hh) * kPdRowBytes + c * 16;   // (unswizzled rows)
                     cp_async_16(ks + dst, k0 + pd_k_row(p, 0, ri, 0) + c * 16, ok);
                     cp_async_16(vs + dst, v0 + pd_v_row(p, 0, ri, 0) + c * 16, ok);
                 }
@@ -1004,9 +1019,9 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                     vrow += pd_v_row(p, 0, kRows, 0);
                 }
                 // Row ri's chunk c0 + L h: ri & 7 == (r0 & 7) ^ ((kRows k) & 7) as
-                // r0 < kRows; swizzled rows are multiples of 128 bytes with L = 8,
-                // so the swizzle is a constant XOR of d0, and chunk h is h * 128
-                // bytes on.
+                // r0 < kRows; swizzled rows are multiples of 128 bytes with L >= 8
+                // (the XOR touches the low 3 bits of c0 alone), so the swizzle is
+                // a constant XOR of d0, and chunk h is L * h * 16 bytes on.
                 const u32 dst = (kPdSwizzle ? d0 ^ (((kRows * k) & 7) << 4) : d0) + k * ((kRows << hcs) * kPdRowBytes);
 #pragma unroll
                 for (int h = 0; h < kPdChunks / L; ++h) {
@@ -1306,7 +1321,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     __syncthreads();
     PD_STAMP(10);   // warps' rows in shared memory
 
-    const bool direct = num_splits == 1;
+    const bool direct = num_splits() == 1;
     const int nslices = kPdWarps >> hcs;        // warps per head
     for (int i = tid; i < (kGqa << hcs) * (kHeadDim / 4); i += kPdThreads) {
         const int hr = i / (kHeadDim / 4), c4 = i % (kHeadDim / 4);
@@ -1348,7 +1363,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         int* cnt = p.merge_counters + (long long)b * gridDim.x + grp;
         __threadfence();   // this CTA's partials, device-wide, before it counts
         __syncthreads();
-        if (tid == 0) pd_last = atomicAdd(cnt, 1) == num_splits - 1;
+        if (tid == 0) pd_last = atomicAdd(cnt, 1) == num_splits() - 1;
         __syncthreads();
         PD_STAMP(4);   // counted
         if (pd_last) {
