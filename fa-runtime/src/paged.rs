@@ -134,13 +134,29 @@ pub const MAX_SPLITS: usize = 128;
 /// [`DecodeLayout::heads_per_cta`] (1: `_decode`, 2: `_decode_pair`), each
 /// specialised for it, with its own ring depth and shared memory.
 pub fn decode_entry(spec: &KernelSpec, heads_per_cta: usize) -> String {
-    format!("{}_{}", spec.kernel_name(), decode_stem(heads_per_cta))
+    format!("{}_{}", spec.kernel_name(), DecodeEntry::of(heads_per_cta).stem)
 }
-fn decode_stem(heads_per_cta: usize) -> &'static str {
-    if heads_per_cta == 2 {
-        "decode_pair"
-    } else {
-        "decode"
+/// The names that differ between the two decode entries: the entry's suffix
+/// and the per-module memo keys of its shared memory and occupancy.
+struct DecodeEntry {
+    stem: &'static str,
+    smem_memo: &'static str,
+    occupancy_memo: &'static str,
+}
+impl DecodeEntry {
+    fn of(heads_per_cta: usize) -> &'static DecodeEntry {
+        const ONE: DecodeEntry =
+            DecodeEntry { stem: "decode", smem_memo: "decode_smem_bytes", occupancy_memo: "decode_occupancy" };
+        const PAIR: DecodeEntry = DecodeEntry {
+            stem: "decode_pair",
+            smem_memo: "decode_pair_smem_bytes",
+            occupancy_memo: "decode_pair_occupancy",
+        };
+        if heads_per_cta == 2 {
+            &PAIR
+        } else {
+            &ONE
+        }
     }
 }
 /// See [`decode_entry`].
@@ -605,14 +621,13 @@ pub(crate) fn launch_decode(
     // The entry for `hc` kv heads per CTA with its dynamic smem bytes, and
     // its CTAs per SM (memoised, so a launch looks up only the kernel it runs).
     let kernel_of = |hc: usize| -> Result<(std::sync::Arc<crate::device::LoadedKernel>, u32)> {
-        let key = if hc == 2 { "decode_pair_smem_bytes" } else { "decode_smem_bytes" };
-        let smem =
-            dev.memo(hot, key, || Ok(dev.module_global_i32(hot, &decode_smem_symbol(spec, hc), load)?.max(0) as u64))?;
+        let smem = dev.memo(hot, DecodeEntry::of(hc).smem_memo, || {
+            Ok(dev.module_global_i32(hot, &decode_smem_symbol(spec, hc), load)?.max(0) as u64)
+        })?;
         Ok((dev.kernel(hot, &decode_entry(spec, hc), load, smem as u32)?, smem as u32))
     };
     let occupancy_of = |hc: usize| -> Result<usize> {
-        let key = if hc == 2 { "decode_pair_occupancy" } else { "decode_occupancy" };
-        let occ = dev.memo(hot, key, || {
+        let occ = dev.memo(hot, DecodeEntry::of(hc).occupancy_memo, || {
             let (kernel, smem) = kernel_of(hc)?;
             Ok(dev.occupancy(&kernel, DECODE_THREADS, smem)? as u64)
         })?;
@@ -691,4 +706,20 @@ pub struct AppendCall<'a> {
     pub slot_mapping: TensorRef<'a>,
     pub k_cache: TensorMut<'a>,
     pub v_cache: TensorMut<'a>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DecodeEntry;
+
+    #[test]
+    fn decode_entries_keep_their_names_apart() {
+        let (one, pair) = (DecodeEntry::of(1), DecodeEntry::of(2));
+        assert_eq!((one.stem, pair.stem), ("decode", "decode_pair"));
+        // A shared memo key would hand one entry the other's smem or occupancy.
+        assert_ne!(one.smem_memo, pair.smem_memo);
+        assert_ne!(one.occupancy_memo, pair.occupancy_memo);
+        assert_ne!(one.smem_memo, one.occupancy_memo);
+        assert_ne!(pair.smem_memo, pair.occupancy_memo);
+    }
 }
