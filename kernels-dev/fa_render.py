@@ -65,6 +65,15 @@ def smem_bytes(c, t):
     return (t["block_m"] + 2 * t["stages"] * t["block_n"]) * row * 2
 
 
+def paged_decode_warps(c):
+    """Mirror of fa_spec::tiles::paged_decode_warps: 2 where a 2-stage ring of
+    64-row K/V tiles exceeds the arch's shared memory per block (hd256 on sm89)."""
+    row = c["head_dim"] * 2
+    row_bytes = row if row % 128 == 0 else row + 16
+    max_smem = {"sm80": 163, "sm89": 99, "sm90a": 227, "sm100": 227}[c["arch"]] * 1024
+    return 2 if 2 * 2 * 64 * row_bytes > max_smem else 4
+
+
 def make_cell(**kw):
     c = dict(arch="sm90a", dtype="bf16", head_dim=128, causal=False, window=0, sink=0,
              alibi=False, has_softcap=False, softcap="0.0f", gqa=1, varlen=False,
@@ -97,6 +106,7 @@ def make_cell(**kw):
     c.setdefault("attribute", "")
     c["smem_bytes"] = smem_bytes(c, c)
     c["num_threads"] = c["num_warps"] * 32
+    c["pd_warps"] = paged_decode_warps(c)
     return c
 
 

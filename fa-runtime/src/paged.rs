@@ -117,11 +117,17 @@ pub const PAGED_APPEND_PARAMS_SIZE: usize = 136;
 const _: () = assert!(std::mem::size_of::<PagedDecodeParams>() == PAGED_DECODE_PARAMS_SIZE);
 const _: () = assert!(std::mem::size_of::<PagedAppendParams>() == PAGED_APPEND_PARAMS_SIZE);
 
-/// Threads of a `_decode` CTA.
-pub const DECODE_THREADS: u32 = 128;
+/// Threads of a `_decode` / `_decode_pair` CTA of `spec`: 32 per warp of
+/// [`fa_spec::paged_decode_warps`] (128; 64 for hd256 on sm89, whose ring of
+/// 64-row tiles does not fit its shared memory).
+pub fn decode_threads(spec: &KernelSpec) -> u32 {
+    32 * fa_spec::paged_decode_warps(spec)
+}
 /// Tokens per KV tile of `_decode` with one kv head per CTA; a tile is 64
 /// shared-memory rows, so with `heads_per_cta` heads it holds 64 /
-/// heads_per_cta tokens of each.
+/// heads_per_cta tokens of each. (The 2-warp decode of hd256 on sm89 walks
+/// 32-row tiles; its layout is costed with 64-token tiles all the same,
+/// which scales both of its choices, one head or two, alike.)
 pub const DECODE_TILE_TOKENS: usize = 64;
 /// (sequence, head) pairs per `_decode_merge` CTA (one warp each).
 pub const MERGE_WARPS: u32 = 4;
@@ -629,7 +635,7 @@ pub(crate) fn launch_decode(
     let occupancy_of = |hc: usize| -> Result<usize> {
         let occ = dev.memo(hot, DecodeEntry::of(hc).occupancy_memo, || {
             let (kernel, smem) = kernel_of(hc)?;
-            Ok(dev.occupancy(&kernel, DECODE_THREADS, smem)? as u64)
+            Ok(dev.occupancy(&kernel, decode_threads(spec), smem)? as u64)
         })?;
         Ok(occ as usize)
     };
@@ -646,7 +652,7 @@ pub(crate) fn launch_decode(
     let grid = (groups as u32, layout.splits as u32, plan.batch as u32);
     if layout.splits == 1 {
         let p = decode_params(plan, num_blocks, &layout, ptrs, alibi_slopes, 0, 0);
-        return dev.launch(&decode, grid, DECODE_THREADS, smem, &p);
+        return dev.launch(&decode, grid, decode_threads(spec), smem, &p);
     }
     let d = spec.head_dim() as usize;
     let (bytes, lse_off) = workspace_bytes(layout.splits, plan.batch, plan.num_heads, d);
@@ -661,10 +667,10 @@ pub(crate) fn launch_decode(
         // then slices claimed) to 0 before the next decode (stream order).
         let mut cnt = dev.merge_counters.lock().unwrap_or_else(|p| p.into_inner());
         p.merge_counters = reused_or_grown(dev, &mut cnt, 2 * plan.batch * groups * 4, 4096, true)?;
-        return dev.launch(&decode, grid, DECODE_THREADS, smem, &p);
+        return dev.launch(&decode, grid, decode_threads(spec), smem, &p);
     }
     let merge = dev.kernel(hot, &merge_entry(spec), load, 0)?;
-    dev.launch(&decode, grid, DECODE_THREADS, smem, &p)?;
+    dev.launch(&decode, grid, decode_threads(spec), smem, &p)?;
     let pairs = (plan.batch * plan.num_heads) as u32;
     dev.launch(&merge, (pairs.div_ceil(MERGE_WARPS), 1, 1), MERGE_WARPS * 32, 0, &p)
 }

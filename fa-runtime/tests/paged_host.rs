@@ -441,3 +441,17 @@ fn the_merge_is_fused_when_every_split_is_resident_at_once() {
     assert!(!fused(1, 1) && !fused(64, 1), "one split: nothing to merge");
     assert!(fused(3, 16));
 }
+
+#[test]
+fn decode_threads_follow_the_rendered_warps() {
+    let cell = |arch, hd| KernelSpec::builder().arch(arch).dtype(Dtype::Bf16).head_dim(hd).paged().build().unwrap();
+    // hd256 on sm89: a 2-stage ring of 64-row tiles (128 KiB) exceeds 99 KiB, so 2 warps.
+    assert_eq!(fa_runtime::paged::decode_threads(&cell(Arch::Sm89, 256)), 64);
+    for (arch, hd) in [(Arch::Sm89, 192), (Arch::Sm80, 256), (Arch::Sm90a, 256), (Arch::Sm90a, 128)] {
+        assert_eq!(fa_runtime::paged::decode_threads(&cell(arch, hd)), 128, "{arch:?} hd{hd}");
+    }
+    // The launch count is the one the source was rendered with.
+    let spec = cell(Arch::Sm89, 256);
+    let src = fa_spec::render(&spec).unwrap();
+    assert!(src.contains(&format!("#define PD_WARPS {}", fa_runtime::paged::decode_threads(&spec) / 32)));
+}

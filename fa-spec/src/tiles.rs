@@ -223,3 +223,21 @@ pub fn tile_config(spec: &KernelSpec) -> TileConfig {
         .find(|t| t.smem_bytes(spec) <= max)
         .unwrap_or_else(|| tile(candidates.last().expect("non-empty")))
 }
+
+/// Warps of the paged decode kernel's CTA (`PD_WARPS` in
+/// `templates/partials/paged_decode.cuh`, rendered from this): 4, each with
+/// 16 keys of every 64-row tile, unless a 2-stage ring of those tiles (K and
+/// V, 64 rows each) does not fit the arch's shared memory per block; then 2
+/// warps and 32-row tiles. That is hd256 on sm89 (2 × 2 × 64 × 512 B =
+/// 128 KiB against 99 KiB), which otherwise could not decode at all. The
+/// template asserts that its default rings fit, so a cell this rule gets
+/// wrong fails to compile (tests/tests/compile_matrix.rs).
+pub fn paged_decode_warps(spec: &KernelSpec) -> u32 {
+    let row = spec.head_dim() * 2;
+    let row_bytes = if row.is_multiple_of(128) { row } else { row + 16 }; // (the ring's row padding)
+    if 2 * 2 * 64 * row_bytes > spec.arch().max_smem_per_block() {
+        2
+    } else {
+        4
+    }
+}

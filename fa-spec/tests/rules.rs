@@ -240,3 +240,18 @@ fn swizzled_rows_are_unpadded_and_taken_only_where_they_compile_without_spills()
     let padded = fa_spec::TileConfig { swizzle: false, ..t };
     assert_eq!(padded.smem_bytes(&s), (64 + 2 * 64) * (256 + 8) * 2);
 }
+
+#[test]
+fn paged_decode_takes_two_warps_only_where_its_ring_cannot_fit() {
+    for arch in Arch::ALL {
+        for hd in HEAD_DIMS {
+            let spec = KernelSpec::builder().arch(arch).dtype(Dtype::Bf16).head_dim(hd).paged().build().unwrap();
+            let warps = fa_spec::paged_decode_warps(&spec);
+            // hd256 on sm89: 2 stages x (K + V) x 64 rows x 512 B = 128 KiB > 99 KiB.
+            let expected = if arch == Arch::Sm89 && hd == 256 { 2 } else { 4 };
+            assert_eq!(warps, expected, "{arch:?} hd{hd}");
+            let src = fa_spec::render(&spec).unwrap();
+            assert!(src.contains(&format!("#define PD_WARPS {warps}")), "{arch:?} hd{hd}: rendered warps");
+        }
+    }
+}

@@ -121,7 +121,7 @@ class Module:
         f = lambda s: cu.cuModuleGetFunction(self.mod, (name + s).encode())[1]
         self.f_merge, self.f_app = f("_decode_merge"), f("_append")
         self.fused = False   # the last split merges (merge_counters set), no _decode_merge launch
-        self.threads = threads   # kPdThreads of the build (-DPD_WARPS=n: 32 n)
+        self.threads = threads   # kPdThreads of the build (-DPD_WARPS=n: 32 n; rendered: 4 warps on sm_90a, the harness's arch)
         # The decode entry per kv heads per CTA: (function, dynamic smem, CTAs/SM, registers).
         # Renders before _decode_pair served every hc from _decode.
         self.entries = {}

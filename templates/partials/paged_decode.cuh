@@ -212,8 +212,11 @@
 //     against 194.1 at 2 x 65536.
 // ---------------------------------------------------------------------------
 static_assert(!kIsFp8, "fp8 paged cells decode through _fwd (paged_all.cuh)");
-#ifndef PD_WARPS   // measurement override (harness only: the runtime launches 128 threads)
-#define PD_WARPS 4
+// Warps a CTA: fa_spec::tiles::paged_decode_warps (4; 2 where a ring of
+// 64-row tiles cannot fit, hd256 on sm89); the runtime launches 32 x that
+// many threads (fa_runtime::paged::decode_threads).
+#ifndef PD_WARPS   // measurement override (harness only: the runtime launches the rendered count)
+#define PD_WARPS {{ pd_warps }}
 #endif
 constexpr int kPdWarps     = PD_WARPS;
 constexpr int kPdThreads   = kPdWarps * 32;
@@ -413,6 +416,9 @@ template <int hcs> struct PdRing {
 // The host reads both entries' occupancy for every decode, so _decode_pair
 // must fit wherever _decode does.
 static_assert(PdRing<1>::stages <= PdRing<0>::stages, "_decode_pair needs no more shared memory than _decode");
+// And _decode must fit at all (else fa_spec::tiles::paged_decode_warps
+// should have rendered fewer warps).
+static_assert(pd_smem_ctas(PdRing<0>::stages) >= 1, "decode ring exceeds the arch's shared memory per block");
 #endif
 constexpr u32 kPdRowGBytes = kHeadDim * kPdElemBytes;       // one K/V row in global memory
 static_assert(!kPdTma || kPdThreads == 2 * kPdBlockN, "TMA loader: one K or V row per thread");
