@@ -329,9 +329,10 @@ constexpr bool kPdWholeRows = kPdOnePage && kPdRowLanes < 8;
 // 364.2-364.5), but H200 254.7-255.3 against 254.3-254.4; 16 lanes a row
 // (see kPdRowLanes) matched it on the H100 and beat both on the H200. A bare
 // ring of the pair's copies, one 512-byte row an instruction
-// (stream_probe.py pair), reads the bytes in 361.6-362.6 us on an H100 with
-// anything from 4 to 14 warps per SM: more copy-issuing warps would not
-// gain there.
+// (stream_probe.py pair), reads the bytes in 361.6-362.6 us on an H100
+// whether 8, 10, 12 or 14 warps per SM issue the copies (2 CTAs of 4-7
+// warps, 2 stages; or 4-6 warps with 3-4 stages): more copy-issuing warps
+// would not gain there.
 #ifndef PD_PAIR_JOINT                                       // measurement override (-DPD_PAIR_JOINT=0)
 #define PD_PAIR_JOINT 1
 #endif
