@@ -624,6 +624,7 @@ pub(crate) fn launch_decode(
     ptrs: [u64; 7],
     alibi_slopes: u64,
 ) -> Result<()> {
+    let threads = decode_threads(spec);
     // The entry for `hc` kv heads per CTA with its dynamic smem bytes, and
     // its CTAs per SM (memoised, so a launch looks up only the kernel it runs).
     let kernel_of = |hc: usize| -> Result<(std::sync::Arc<crate::device::LoadedKernel>, u32)> {
@@ -635,7 +636,7 @@ pub(crate) fn launch_decode(
     let occupancy_of = |hc: usize| -> Result<usize> {
         let occ = dev.memo(hot, DecodeEntry::of(hc).occupancy_memo, || {
             let (kernel, smem) = kernel_of(hc)?;
-            Ok(dev.occupancy(&kernel, decode_threads(spec), smem)? as u64)
+            Ok(dev.occupancy(&kernel, threads, smem)? as u64)
         })?;
         Ok(occ as usize)
     };
@@ -652,7 +653,7 @@ pub(crate) fn launch_decode(
     let grid = (groups as u32, layout.splits as u32, plan.batch as u32);
     if layout.splits == 1 {
         let p = decode_params(plan, num_blocks, &layout, ptrs, alibi_slopes, 0, 0);
-        return dev.launch(&decode, grid, decode_threads(spec), smem, &p);
+        return dev.launch(&decode, grid, threads, smem, &p);
     }
     let d = spec.head_dim() as usize;
     let (bytes, lse_off) = workspace_bytes(layout.splits, plan.batch, plan.num_heads, d);
@@ -667,10 +668,10 @@ pub(crate) fn launch_decode(
         // then slices claimed) to 0 before the next decode (stream order).
         let mut cnt = dev.merge_counters.lock().unwrap_or_else(|p| p.into_inner());
         p.merge_counters = reused_or_grown(dev, &mut cnt, 2 * plan.batch * groups * 4, 4096, true)?;
-        return dev.launch(&decode, grid, decode_threads(spec), smem, &p);
+        return dev.launch(&decode, grid, threads, smem, &p);
     }
     let merge = dev.kernel(hot, &merge_entry(spec), load, 0)?;
-    dev.launch(&decode, grid, decode_threads(spec), smem, &p)?;
+    dev.launch(&decode, grid, threads, smem, &p)?;
     let pairs = (plan.batch * plan.num_heads) as u32;
     dev.launch(&merge, (pairs.div_ceil(MERGE_WARPS), 1, 1), MERGE_WARPS * 32, 0, &p)
 }

@@ -3,10 +3,13 @@
 // partials/paged_params.cuh; launched by fa-runtime/src/paged.rs):
 //   {{ kernel_name }}_decode(PagedDecodeParams)       one kv head per CTA (p.heads_per_cta = 1)
 //   {{ kernel_name }}_decode_pair(PagedDecodeParams)  two kv heads per CTA (p.heads_per_cta = 2)
-//       grid (ceil(num_kv_heads / heads_per_cta), num_splits, batch), block kPdThreads (128),
+//       grid (ceil(num_kv_heads / heads_per_cta), num_splits, batch), block kPdThreads
+//       (32 x PD_WARPS: 128, or 64 where fa_spec::paged_decode_warps renders 2),
 //       dynamic smem PdRing<hcs>::smem.bytes (= __constant__ {{ kernel_name }}_decode_smem_bytes
 //       / _decode_pair_smem_bytes; set CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES).
-//       num_splits is p.num_splits and must equal gridDim.y. num_splits == 1: writes o / lse.
+//       _decode: num_splits is p.num_splits and must equal gridDim.y. _decode_pair is
+//       compiled for one split (gridDim.y = 1; it ignores p.num_splits). num_splits == 1:
+//       writes o / lse.
 //       Else writes o_accum [num_splits, batch, num_heads, head_dim] f32 and
 //       lse_accum [num_splits, batch, num_heads] f32; with p.merge_counters
 //       set, the last split of each (sequence, kv group) then merges it into
