@@ -422,8 +422,10 @@ def test_append(torch, c, mod):
 # FLUSH=1: every timed call (and timeline.py's recorded launches) follows a
 # 256 MiB memset that evicts L2, as `fa bench --decode` and sdpa_anchor.py
 # --decode time theirs; otherwise the next call finds the last one's tail
-# (and its block table and context lengths) in L2.
-FLUSH = os.environ.get("FLUSH") == "1"
+# (and its block table and context lengths) in L2. The memset leaves L2 full
+# of dirty lines, which the timed call's reads write back; FLUSH=clean evicts
+# L2 by reading 256 MiB instead (clean lines, nothing to write back).
+FLUSH = os.environ.get("FLUSH") in ("1", "clean")
 _flush_buf = []
 
 
@@ -431,7 +433,11 @@ def flush_l2(torch):
     if FLUSH:
         if not _flush_buf:
             _flush_buf.append(torch.empty(256 << 20, dtype=torch.uint8, device="cuda"))
-        _flush_buf[0].zero_()
+            _flush_buf.append(torch.empty(1, dtype=torch.int64, device="cuda"))
+        if os.environ.get("FLUSH") == "clean":
+            torch.sum(_flush_buf[0].view(torch.int64), dim=0, keepdim=True, out=_flush_buf[1])
+        else:
+            _flush_buf[0].zero_()
 
 
 def time_fn(torch, fn, iters=30, warm=5):

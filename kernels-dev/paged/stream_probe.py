@@ -16,6 +16,8 @@ a device copy in the same process.
                                   # stages) and plain loads by CTAs per SM
   python3 stream_probe.py pair    # only per-warp cp.async rings of 512-byte rows (the
                                   # pair decode's reads) by warps a CTA, and cuDNN
+  python3 stream_probe.py pairkv  # those rings against the pair decode's own pattern
+                                  # (a warp's 256-byte K and V rows of one head), and cuDNN
 """
 import os, sys, json, ctypes
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -175,6 +177,62 @@ __device__ void warp_ring(const unsigned char* base, const int* bt, int bt_strid
         asm volatile("cp.async.commit_group;" ::: "memory");
     }
 }
+// The pair decode's own copy pattern: 4 warps a CTA, warp w reads head w & 1
+// of its kv head pair (blockIdx.x % nsub) for tokens 16 (w >> 1) .. + 15 of
+// each 32-token tile, K rows from the K page and V rows from the V page (V
+// pages are the second half of the sequence's table), 256-byte rows, 16 lanes
+// a row, two rows per instruction; a stage is 4 KB of K and 4 KB of V.
+// SAME: as the decode's caches, one table entry per page for both, V at the
+// K page's block in a second cache (the buffer's second half, v_off bytes on);
+// the table is then [batch, npages / 2].
+// LAG > 0: a stage holds K of tile t and V of tile t - LAG (so that the K and
+// V rows in flight together are not those of one token: with SAME they sit
+// at one offset of two caches).
+template <int STAGES, bool SAME, int LAG>
+__device__ void kv_ring(const unsigned char* base, const int* bt, int bt_stride, int npages, int nsub, int sub_off,
+                        int row_stride, int page_bytes, long long v_off) {
+    extern __shared__ __align__(128) unsigned char sm[];
+    const int sub = blockIdx.x % nsub, seq = blockIdx.y;
+    const int* tb = bt + seq * bt_stride;
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, hh = w & 1, kb = (w >> 1) & 1;
+    const int half = npages / 2, tiles = half / 2;
+    const unsigned wbase = (unsigned)__cvta_generic_to_shared(sm) + w * STAGES * 8192;
+    const int c = lane & 15, rp = lane >> 4;
+    const long long off = (long long)sub * sub_off + hh * 256 + c * 16;
+    auto issue = [&](int t) {
+        const unsigned st = wbase + (t % STAGES) * 8192;
+        if (t < tiles) {
+            const unsigned char* kp = base + (long long)tb[2 * t + kb] * page_bytes + off;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                const int r = 2 * i + rp;
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(st + r * 256 + ((c ^ (r & 7)) << 4)), "l"(kp + r * row_stride) : "memory");
+            }
+        }
+        const int tv = t - LAG;
+        if (tv >= 0 && tv < tiles) {
+            const unsigned char* vp = SAME ? base + (long long)tb[2 * tv + kb] * page_bytes + off + v_off
+                                           : base + (long long)tb[half + 2 * tv + kb] * page_bytes + off;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                const int r = 2 * i + rp;
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(st + 4096 + r * 256 + ((c ^ (r & 7)) << 4)), "l"(vp + r * row_stride) : "memory");
+            }
+        }
+    };
+    for (int t = 0; t < STAGES - 1; ++t) { issue(t); asm volatile("cp.async.commit_group;" ::: "memory"); }
+    for (int t = 0; t < tiles + LAG; ++t) {
+        asm volatile("cp.async.wait_group %0;" :: "n"(STAGES - 2) : "memory");
+        __syncwarp();
+        issue(t + STAGES - 1);
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+}
+#define KVR(n, same, lag, nm) extern "C" __global__ void __launch_bounds__(128) \
+nm##n(const unsigned char* base, const int* bt, int bt_stride, int npages, int nsub, int sub_off, int row_stride, int page_bytes, \
+      long long v_off) { \
+    kv_ring<n, same, lag>(base, bt, bt_stride, npages, nsub, sub_off, row_stride, page_bytes, v_off); }
+KVR(2, false, 0, kvr) KVR(3, false, 0, kvr) KVR(2, true, 0, kvs) KVR(2, true, 1, kvl) KVR(2, true, 4, kvm)
 #define WR(n) extern "C" __global__ void __launch_bounds__(256) \
 wr##n(const unsigned char* base, const int* bt, int bt_stride, int npages, int nsub, int sub_off, int row_stride, int page_bytes) { \
     warp_ring<n>(base, bt, bt_stride, npages, nsub, sub_off, row_stride, page_bytes); }
@@ -268,6 +326,28 @@ def pair(torch, cu, mod, buf, bt, B, NPG, PB, total, copy_bw):
                   f"({min(occ, 2) * warps} warps/SM busy): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
 
 
+def pair_kv(torch, cu, mod, buf, bt, B, NPG, PB, total, copy_bw):
+    """The bare ring of 512-byte pair rows (wr: one stream a warp) against the
+    pair decode's own pattern (kvr: a warp's K and V rows of one head, 256
+    bytes each; kvs: K and V of a token at one block of two caches, as the
+    decode reads them; kvl / kvm: those with V one / four tiles behind K), 4
+    warps a CTA, 256 CTAs, alternating."""
+    g = torch.Generator(device="cuda").manual_seed(2)
+    half = B * NPG // 2   # pages of each cache (kvs)
+    bt_same = torch.randperm(half, generator=g, device="cuda").to(torch.int32).view(B, NPG // 2).contiguous()
+    for i, (fn_name, stages) in enumerate([("kvr", 2), ("kvr", 2), ("kvs", 2), ("kvl", 2), ("kvm", 2), ("kvs", 2), ("kvl", 2), ("kvr", 2), ("kvm", 2)]):
+        fc = cu.cuModuleGetFunction(mod, f"{fn_name}{stages}".encode())[1]
+        cu.cuFuncSetAttribute(fc, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 227 * 1024)
+        t_ = bt_same if fn_name in ("kvs", "kvl", "kvm") else bt
+        args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(t_.data_ptr()), ctypes.c_int(t_.shape[1]), ctypes.c_int(NPG),
+                ctypes.c_int(4), ctypes.c_int(512), ctypes.c_int(2048), ctypes.c_int(PB)]
+        if fn_name != "wr":
+            args.append(ctypes.c_longlong(half * PB))
+        t, occ = time_kernel(torch, cu, fc, (4, B), 128, 4 * stages * 8192, args)
+        if i > 0:
+            H.log(f"{fn_name:3s} {stages} stages x 8 KB a warp, grid 4x{B}, {occ} CTAs/SM: {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
+
+
 def cudnn_time(torch, B):
     import torch.nn.functional as F
     from torch.nn.attention import sdpa_kernel, SDPBackend
@@ -318,6 +398,11 @@ def main():
     if sys.argv[1:] == ["pair"]:   # only the per-warp pair-row rings, and cuDNN
         for r in range(2):
             pair(torch, cu, mod, buf, orders["shuffled"], B, NPG, PB, total, copy_bw)
+            H.log(f"SDPA cudnn (contiguous [B, KVH, ctx, d]): {cudnn_time(torch, B) * 1e6:7.1f} us")
+        return
+    if sys.argv[1:] == ["pairkv"]:   # the pair decode's K / V row pattern against one 512-byte stream, and cuDNN
+        for r in range(2):
+            pair_kv(torch, cu, mod, buf, orders["shuffled"], B, NPG, PB, total, copy_bw)
             H.log(f"SDPA cudnn (contiguous [B, KVH, ctx, d]): {cudnn_time(torch, B) * 1e6:7.1f} us")
         return
     if sys.argv[1:] == ["cpasync"]:   # only the cp.async rings (and the plain-load ones to compare)

@@ -210,6 +210,31 @@
 //     367.4-367.8 us at 64 x 4096 (hc = 2), but 195.9-196.0 against
 //     194.8-195.5 at 1 x 131072 (49 splits against 33) and 194.7-194.8
 //     against 194.1 at 2 x 65536.
+//   * The L2 a launch finds (H100, variant_exp.py, bench cell, two rounds a
+//     call): the 256 MiB memset that fa bench and the SDPA anchor run before
+//     each call leaves L2 full of dirty lines, and writing them back falls
+//     in the timed launch, for both kernels alike. Ours 364.5-364.6 us at
+//     64 x 4096 and 194.5-194.7 at 1 x 131072 after the memset, 354.7-354.8
+//     / 185.2 after reading 256 MiB instead (FLUSH=clean), 355.8 / 185.2
+//     without a flush; cuDNN 363.3-363.6 / 193.6-194.0, 353.7-353.8 /
+//     183.6-184.1 and 354.0 / 183.3. The gap stays 0.25-0.5% / 0.3-1.0% whatever
+//     L2 holds. An L2 evict-first hint on the K/V cp.asyncs leaves the dirty
+//     lines in L2, but past a few L2 sizes it costs more than the write-back
+//     it saves: after the memset 382.2 against 364.7 us, 200.1 against 194.5,
+//     and 59.0 against 63.1 at 8 x 4096; after a clean flush level (355.2
+//     against 354.7-354.9, 184.8 against 185.0-185.1, 53.5 against 53.9-54.0).
+//     (ptxas 13 emits a faulting LDGSTS, an illegal instruction at run time,
+//     when a cache-hinted cp.async's shared address sits in a uniform
+//     register; a shared address it cannot prove uniform avoids that.)
+//   * Bare rings of the pair decode's reads (stream_probe.py pairkv, H100,
+//     two rounds): a warp's 256-byte K and V rows of one head, 4 warps a
+//     CTA, 2 stages, 361.4-361.9 us where K and V pages are independent
+//     random pages, but 362.7-363.6 where, as in the caches, a token's K
+//     and V sit at one block of two caches (2^28 bytes apart), cuDNN
+//     362.8-363.4 in that process. Fetching V one or four tiles behind K
+//     (362.8-363.7) does not recover it, so it is not K and V of one token
+//     in flight together. Our copies alone took 364.4-364.6 and the whole
+//     kernel 364.8-365.0 in the next process (cuDNN 364.0-364.4 there).
 // ---------------------------------------------------------------------------
 static_assert(!kIsFp8, "fp8 paged cells decode through _fwd (paged_all.cuh)");
 // Warps a CTA: fa_spec::tiles::paged_decode_warps (4; 2 where a ring of
