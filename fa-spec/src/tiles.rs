@@ -233,8 +233,7 @@ pub fn tile_config(spec: &KernelSpec) -> TileConfig {
 /// template asserts that its default rings fit, so a cell this rule gets
 /// wrong fails to compile (tests/tests/compile_matrix.rs).
 pub fn paged_decode_warps(spec: &KernelSpec) -> u32 {
-    let row = spec.head_dim() * 2;
-    let row_bytes = if row.is_multiple_of(128) { row } else { row + 16 }; // (the ring's row padding)
+    let row_bytes = spec.head_dim() * 2; // (the cp.async ring's rows are unpadded at every head dim)
     if 2 * 2 * 64 * row_bytes > spec.arch().max_smem_per_block() {
         2
     } else {

@@ -18,6 +18,8 @@ a device copy in the same process.
                                   # pair decode's reads) by warps a CTA, and cuDNN
   python3 stream_probe.py pairkv  # those rings against the pair decode's own pattern
                                   # (a warp's 256-byte K and V rows of one head), and cuDNN
+  python3 stream_probe.py pair96  # the hd96 pair decode's 384-byte runs, all lanes or a
+                                  # token an instruction, and cuDNN at hd96
 """
 import os, sys, json, ctypes
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -233,6 +235,69 @@ nm##n(const unsigned char* base, const int* bt, int bt_stride, int npages, int n
       long long v_off) { \
     kv_ring<n, same, lag>(base, bt, bt_stride, npages, nsub, sub_off, row_stride, page_bytes, v_off); }
 KVR(2, false, 0, kvr) KVR(3, false, 0, kvr) KVR(2, true, 0, kvs) KVR(2, true, 1, kvl) KVR(2, true, 4, kvm)
+// hd96 pairs (the pair decode at 64 x 4096, bf16 hd96): a token's two head
+// rows are one 384-byte run (24 chunks) at pair offset sub * 384 of a
+// 1536-byte token row; warp w copies tokens 16 (w >> 1) + 8 (w & 1) .. + 7 of
+// each 32-token tile, K and V (at one block of two caches, v_off apart).
+// PACKED: the warp's 192 chunks of K (and of V) in 6 full instructions;
+// else one token's run an instruction (24 lanes, 8 instructions), as the
+// decode's joint copy does, into shared memory by LAYOUT: 0 the run as it
+// is; 1 each head's rows together (32-token halves of the stage), chunks
+// tail-swizzled (the decode's pd_chunk for 12 chunks); 2 the run with its
+// chunks XORed by token within each 128-byte segment.
+template <bool PACKED, int STAGES, int LAYOUT = 0>
+__device__ void pair96_ring(const unsigned char* base, const int* bt, int bt_stride, int npages, int nsub, int sub_off,
+                            int row_stride, int page_bytes, long long v_off) {
+    extern __shared__ __align__(128) unsigned char sm[];
+    const int sub = blockIdx.x % nsub, seq = blockIdx.y;
+    const int* tb = bt + seq * bt_stride;
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int tiles = npages / 4;   // npages: K pages + V pages (of 16 tokens); 32-token tiles
+    const unsigned wbase = (unsigned)__cvta_generic_to_shared(sm) + w * STAGES * 6144;
+    auto issue = [&](int t) {
+        if (t >= tiles) return;
+        const unsigned char* kp = base + (long long)tb[2 * t + (w >> 1)] * page_bytes + sub * sub_off + (w & 1) * 8 * row_stride;
+        const unsigned st = wbase + (t % STAGES) * 6144;
+        if (PACKED) {
+#pragma unroll
+            for (int i = 0; i < 6; ++i) {
+                const int ch = i * 32 + lane, tok = ch / 24, c = ch % 24;
+                const unsigned char* src = kp + tok * row_stride + c * 16;
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(st + ch * 16), "l"(src) : "memory");
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(st + 3072 + ch * 16), "l"(src + v_off) : "memory");
+            }
+        } else {
+#pragma unroll
+            for (int tok = 0; tok < 8; ++tok)
+                if (lane < 24) {
+                    const unsigned char* src = kp + tok * row_stride + lane * 16;
+                    const int key = (w & 1) * 8 + tok, hh = lane / 12, c = lane % 12;   // (token of the warp's 16-token slice)
+                    unsigned d;
+                    if (LAYOUT == 1) {
+                        const int pc = c < 8 ? ((c ^ (key & 7)) - 12 * key) & 7 : 8 + ((c - 8) ^ ((key >> 1) & 3));
+                        d = (hh * 8 + tok) * 192 + pc * 16;   // (this warp's 8 tokens: 16 rows of the warp's 3 KB)
+                    } else if (LAYOUT == 2) {
+                        d = tok * 384 + (lane & ~7) * 16 + ((lane & 7) ^ (key & 7)) * 16;
+                    } else {
+                        d = (tok * 24 + lane) * 16;
+                    }
+                    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(st + d), "l"(src) : "memory");
+                    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(st + 3072 + d), "l"(src + v_off) : "memory");
+                }
+        }
+    };
+    for (int t = 0; t < STAGES - 1; ++t) { issue(t); asm volatile("cp.async.commit_group;" ::: "memory"); }
+    for (int t = 0; t < tiles; ++t) {
+        asm volatile("cp.async.wait_group %0;" :: "n"(STAGES - 2) : "memory");
+        __syncwarp();
+        issue(t + STAGES - 1);
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+}
+#define P96(nm, packed, st, lay) extern "C" __global__ void __launch_bounds__(128) \
+nm##st(const unsigned char* base, const int* bt, int bt_stride, int npages, int nsub, int sub_off, int row_stride, int page_bytes, \
+       long long v_off) { pair96_ring<packed, st, lay>(base, bt, bt_stride, npages, nsub, sub_off, row_stride, page_bytes, v_off); }
+P96(p96p, true, 3, 0) P96(p96j, false, 3, 0) P96(p96j, false, 2, 0) P96(p96j, false, 4, 0) P96(p96h, false, 3, 1) P96(p96x, false, 3, 2)
 #define WR(n) extern "C" __global__ void __launch_bounds__(256) \
 wr##n(const unsigned char* base, const int* bt, int bt_stride, int npages, int nsub, int sub_off, int row_stride, int page_bytes) { \
     warp_ring<n>(base, bt, bt_stride, npages, nsub, sub_off, row_stride, page_bytes); }
@@ -348,6 +413,38 @@ def pair_kv(torch, cu, mod, buf, bt, B, NPG, PB, total, copy_bw):
             H.log(f"{fn_name:3s} {stages} stages x 8 KB a warp, grid 4x{B}, {occ} CTAs/SM: {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
 
 
+def pair96(torch, cu, mod, buf, B, NPG, total_unused, copy_bw):
+    """Bare rings of the hd96 pair decode's reads (64 x 4096, bf16, 8 kv heads,
+    pages of 16): all 32 lanes an instruction (p96p) against one token's two
+    rows an instruction (p96j, 24 lanes, as the decode's joint copy), by ring
+    depth and CTAs per SM and by shared-memory layout (p96h head-major and
+    tail-swizzled, p96x token runs XOR-swizzled), and cuDNN on the
+    contiguous hd96 cache."""
+    g = torch.Generator(device="cuda").manual_seed(3)
+    PB96 = 16 * 8 * 96 * 2
+    half = B * NPG // 2
+    bt_same = torch.randperm(half, generator=g, device="cuda").to(torch.int32).view(B, NPG // 2).contiguous()
+    total = B * NPG * PB96
+    for i, (name, st, extra) in enumerate([("p96j", 3, 0), ("p96j", 3, 0), ("p96h", 3, 0), ("p96x", 3, 0), ("p96p", 3, 0),
+                                           ("p96j", 2, 0), ("p96j", 3, 24576), ("p96h", 3, 0), ("p96x", 3, 0), ("p96j", 3, 0)]):
+        fc = cu.cuModuleGetFunction(mod, f"{name}{st}".encode())[1]
+        cu.cuFuncSetAttribute(fc, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 227 * 1024)
+        args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt_same.data_ptr()), ctypes.c_int(NPG // 2), ctypes.c_int(NPG),
+                ctypes.c_int(4), ctypes.c_int(384), ctypes.c_int(1536), ctypes.c_int(PB96), ctypes.c_longlong(half * PB96)]
+        t, occ = time_kernel(torch, cu, fc, (4, B), 128, 4 * st * 6144 + extra, args)   # (extra: smem that lowers CTAs/SM)
+        if i > 0:
+            H.log(f"{name} hd96 pair rows, {st} stages x 6 KB a warp, grid 4x{B}, {occ} CTAs/SM: {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
+    import torch.nn.functional as F
+    from torch.nn.attention import sdpa_kernel, SDPBackend
+    q = torch.randn(B, 32, 1, 96, dtype=torch.bfloat16, device="cuda")
+    kd = torch.randn(B, 8, 4096, 96, dtype=torch.bfloat16, device="cuda")
+    vd = torch.randn(B, 8, 4096, 96, dtype=torch.bfloat16, device="cuda")
+    with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+        t = H.time_fn(torch, lambda: F.scaled_dot_product_attention(q, kd, vd, enable_gqa=True), iters=30)
+    H.log(f"SDPA cudnn hd96 (contiguous): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
+    del q, kd, vd
+
+
 def cudnn_time(torch, B):
     import torch.nn.functional as F
     from torch.nn.attention import sdpa_kernel, SDPBackend
@@ -404,6 +501,10 @@ def main():
         for r in range(2):
             pair_kv(torch, cu, mod, buf, orders["shuffled"], B, NPG, PB, total, copy_bw)
             H.log(f"SDPA cudnn (contiguous [B, KVH, ctx, d]): {cudnn_time(torch, B) * 1e6:7.1f} us")
+        return
+    if sys.argv[1:] == ["pair96"]:   # the hd96 pair decode's reads, packed or a token a copy, and cuDNN
+        for r in range(2):
+            pair96(torch, cu, mod, buf, B, NPG, total, copy_bw)
         return
     if sys.argv[1:] == ["cpasync"]:   # only the cp.async rings (and the plain-load ones to compare)
         cpasync(torch, cu, mod, buf, orders["shuffled"], B, NPG, PB, total, copy_bw)

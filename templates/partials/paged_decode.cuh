@@ -15,10 +15,11 @@
 // and meet at a barrier, kPdPairJoint), and keeps its own
 // online-softmax state; the warps of a head are merged through shared memory
 // at the end (log-sum-exp combine). Rows are unpadded with their 16-byte
-// chunks XOR-swizzled by token, so they are 128-byte aligned and ldmatrix
-// reads them without bank conflicts (head dims that are not a multiple of
-// 64 use rows padded by 16 bytes instead). hc > 1 makes each token's head
-// rows one contiguous run of the page. Tokens are gathered per row, so pages
+// chunks swizzled by token, so that ldmatrix reads them without bank
+// conflicts: XORed where rows are multiples of 128 bytes; at hd80 / hd96
+// the tail swizzle or, for hd96 pairs, the run swizzle (pd_chunk). With hc >
+// 1 a token's head rows are one contiguous run as in the page (head-major
+// at hd80, pd_row). Tokens are gathered per row, so pages
 // may be in any order and any size (1..256); invisible / out-of-context /
 // invalid-page tokens are zero-filled and flagged, never read.
 // -DPD_TMA=1 (sm_90+, measurement override): the earlier loader, one
@@ -372,8 +373,31 @@ template <int hcs> constexpr bool kPdPairJoint = PD_PAIR_JOINT && kPdWholeRows &
 // same call, SDPA cuDNN 354 us): row stride 272 / 288 / 256 bytes: whole
 // kernel 383 / 373 / 389 us, copies alone (-DPD_LOAD_ONLY) 375 / 365 / 358.
 constexpr bool kPdSwizzle = !kPdTma && kPdChunks % 8 == 0;
+// Rows of 10 or 12 chunks (hd80 / hd96), cp.async: unpadded too. A row
+// starts (10 R) % 8 or (12 R) % 8 16-byte bank groups on, so no XOR of the
+// chunk index spreads 8 keys over 8 groups; instead (pd_chunk) chunks 0-7
+// go to group (c ^ key) % 8 and the 2 or 4 tail chunks to the groups the
+// row's start leaves twice, by key. That needs the 8 keys an ldmatrix phase
+// reads in consecutive rows, so _decode_pair at hd80 stores each head's
+// rows of a tile together (pd_row), not a token's two rows side by side. At
+// hd96 it keeps them side by side instead: a token's two rows are one
+// 384-byte run, three whole 128-byte segments as in the page, and chunk q
+// of the run sits at q ^ key within its segment (kPdRunSwizzle). cp.async
+// fills run slower where one 128-byte line of the page lands in two
+// segments of shared memory: bare rings of the hd96 pair reads
+// (stream_probe.py pair96, H100, 64 x 4096) 287.3-288.0 us head-major and
+// tail-swizzled, 281.1-281.5 with the run swizzle, 281.2-281.6 copied as
+// they are (cuDNN 286.0). Unpadded rows let a 3-stage ring fit 3 CTAs per
+// SM (hd96: 74 KB against 80 KB).
+// -DPD_TAIL_SWIZZLE=0 (measurement override): the rows padded by 16 bytes,
+// token-major, as before.
+#ifndef PD_TAIL_SWIZZLE
+#define PD_TAIL_SWIZZLE 1
+#endif
+constexpr bool kPdTailSwizzle = PD_TAIL_SWIZZLE && !kPdTma && (kPdChunks == 10 || kPdChunks == 12);
+template <int hcs> constexpr bool kPdRunSwizzle = kPdTailSwizzle && hcs == 1 && kPdChunks == 12;
 #ifndef PD_ROW_PAD                                          // tuning override (-DPD_ROW_PAD=n bytes)
-#define PD_ROW_PAD (kPdTma ? (32 - kHeadDim * 2 % 64 + 64) % 64 : (kPdSwizzle ? 0 : 16))
+#define PD_ROW_PAD (kPdTma ? (32 - kHeadDim * 2 % 64 + 64) % 64 : (kPdSwizzle || kPdTailSwizzle ? 0 : 16))
 #endif
 constexpr int kPdRowBytes  = kHeadDim * 2 + PD_ROW_PAD;     // padded smem row
 constexpr int kPdKVBytes   = kPdBlockN * kPdRowBytes;       // one K (or V) stage
@@ -542,15 +566,42 @@ FA_DEVICE void pd_fence_proxy_async() {
 }
 
 // Ring position of 16-byte chunk c of a K/V row of token `key` (tile-relative).
-FA_DEVICE int pd_chunk(int c, int key) { return kPdSwizzle ? c ^ (key & 7) : c; }
+// Tail swizzle (kPdTailSwizzle, C = 10 or 12 chunks, the row of key starting
+// at bank group C key % 8): chunk c < 8 at (c ^ key - C key) % 8, so in
+// group (c ^ key) % 8; tail chunk 8 + j at 8 + (j ^ key / (8 / t)) % t (t =
+// C - 8), in group (C key + j ^ ...) % 8, which the row's start makes a
+// group of its own for each of the 8 keys.
+// Run swizzle (kPdRunSwizzle, head hh of a token's run): relative to the
+// head's row, so negative for some chunks of head 1.
+template <int hcs = 0>
+FA_DEVICE int pd_chunk(int c, int key, int hh = 0) {
+    if constexpr (kPdRunSwizzle<hcs>) {
+        const int q = hh * kPdChunks + c;
+        return ((q & ~7) | ((q & 7) ^ (key & 7))) - hh * kPdChunks;
+    } else if constexpr (kPdTailSwizzle) {
+        constexpr int t = kPdChunks - 8, sh = t == 4 ? 1 : 2;
+        return c < 8 ? ((c ^ (key & 7)) - kPdChunks * key) & 7 : 8 + ((c - 8) ^ ((key >> sh) & (t - 1)));
+    } else {
+        return kPdSwizzle ? c ^ (key & 7) : c;
+    }
+}
+// Ring row of token tok (tile-relative) of head hh of the CTA's 1 << hcs:
+// a token's heads side by side, or each head's tokens together where the
+// tail swizzle needs a head's keys in consecutive rows.
+template <int hcs>
+FA_DEVICE int pd_row(int tok, int hh) {
+    if constexpr (kPdTailSwizzle && hcs > 0 && !kPdRunSwizzle<hcs>) return hh * (kPdBlockN >> hcs) + tok;
+    else return (tok << hcs) + hh;
+}
 // Byte column of an ldmatrix row address. -DPD_FAKE_SWIZZLE (measurement aid,
 // wrong results): swizzled reads of unswizzled TMA rows, i.e. the math's
 // shared-memory traffic without bank conflicts whatever the row stride.
-FA_DEVICE int pd_ld_col(int col, int key) {
+template <int hcs = 0>
+FA_DEVICE int pd_ld_col(int col, int key, int hh = 0) {
 #ifdef PD_FAKE_SWIZZLE
     return col ^ ((key & 7) << 4);
 #else
-    return pd_chunk(col >> 4, key) * 16 + (col & 15);
+    return pd_chunk<hcs>(col >> 4, key, hh) * 16 + (col & 15);
 #endif
 }
 // ldmatrix address of this lane's row `row` at byte column col + lane_col
@@ -559,9 +610,10 @@ FA_DEVICE int pd_ld_col(int col, int key) {
 // XOR a constant: the address is two operations on the tile's lane_col
 // address, and no lane-dependent offset per col is hoisted out of the main
 // loop (at hd256 those were 13 registers, spilled).
-FA_DEVICE u32 pd_ld_addr(u32 row, int lane_col, int key, int col) {
+template <int hcs = 0>
+FA_DEVICE u32 pd_ld_addr(u32 row, int lane_col, int key, int col, int hh = 0) {
     if constexpr (kPdSwizzle) return ((row + pd_ld_col(lane_col, key)) ^ (col & 0x70)) + (col & ~0x7f);
-    else return row + pd_ld_col(col + lane_col, key);
+    else return row + pd_ld_col<hcs>(col + lane_col, key, hh);
 }
 
 // Byte offsets of the K and V cache rows of (block, slot in the page, kv head).
@@ -810,8 +862,9 @@ FA_DEVICE bool pd_merge_group(const PagedDecodeParams& p, u8* smem, int ring_byt
 }
 
 // CTA = (split, group of hc = heads_per_cta kv heads, sequence). A pipeline
-// tile is kPdBlockN = 64 smem rows = (64 / hc) tokens x hc heads, token-major,
-// so for hc > 1 each token's hc head rows are one contiguous run of the page.
+// tile is kPdBlockN = 64 smem rows = (64 / hc) tokens x hc heads (pd_row:
+// token-major, so that for hc > 1 a token's head rows are one contiguous run
+// as in the page, or head-major with the tail swizzle).
 // Warp w serves kv head kvh0 + (w % hc) and the 16-token slice w / hc of the tile.
 template <int hcs>   // log2(p.heads_per_cta)
 FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
@@ -1001,7 +1054,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 if (hh < 2) {
                     const int jr = tokw + ri;
                     const bool ok = page_blk >= 0 && kvh < p.num_kv_heads && jr < ctx && pd_visible(jr, pos);
-                    const u32 dst = (((kb * 16 + ri) << 1) + hh) * kPdRowBytes + c * 16;   // (unswizzled rows)
+                    const u32 dst = pd_row<1>(kb * 16 + ri, hh) * kPdRowBytes + pd_chunk<1>(c, ri, hh) * 16;
                     cp_async_16(ks + dst, k0 + pd_k_row(p, 0, ri, 0) + c * 16, ok);
                     cp_async_16(vs + dst, v0 + pd_v_row(p, 0, ri, 0) + c * 16, ok);
                 }
@@ -1019,7 +1072,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 if (rl < R && ri < 16) {
                     const int jr = tokw + ri;
                     const bool ok = blk >= 0 && jr < ctx && pd_visible(jr, pos);
-                    const u32 dst = (((kb * 16 + ri) << hcs) + hw) * kPdRowBytes + c * 16;   // (unswizzled rows)
+                    const u32 dst = pd_row<hcs>(kb * 16 + ri, hw) * kPdRowBytes + pd_chunk<hcs>(c, ri, hw) * 16;
                     cp_async_16(ks + dst, k0 + pd_k_row(p, 0, ri, 0) + c * 16, ok);
                     cp_async_16(vs + dst, v0 + pd_v_row(p, 0, ri, 0) + c * 16, ok);
                 }
@@ -1037,7 +1090,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 krow += pd_k_row(p, 0, 0, my_kvh);
                 vrow += pd_v_row(p, 0, 0, my_kvh);
             }
-            const u32 d0 = (((kb * 16 + r0) << hcs) + hw) * kPdRowBytes + pd_chunk(c0, r0) * 16;   // (key & 7 == r0 & 7)
+            // (key & 7 == r0 & 7; tail swizzle: each chunk's position below)
+            const u32 d0 = pd_row<hcs>(kb * 16 + r0, hw) * kPdRowBytes + (kPdTailSwizzle ? 0 : pd_chunk(c0, r0) * 16);
 #pragma unroll
             for (int k = 0; k < 16 / kRows; ++k) {
                 const int ri = r0 + kRows * k;                  // row of the slice
@@ -1053,12 +1107,14 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 // Row ri's chunk c0 + L h: ri & 7 == (r0 & 7) ^ ((kRows k) & 7) as
                 // r0 < kRows; swizzled rows are multiples of 128 bytes with L >= 8
                 // (the XOR touches the low 3 bits of c0 alone), so the swizzle is
-                // a constant XOR of d0, and chunk h is L * h * 16 bytes on.
-                const u32 dst = (kPdSwizzle ? d0 ^ (((kRows * k) & 7) << 4) : d0) + k * ((kRows << hcs) * kPdRowBytes);
+                // a constant XOR of d0, and chunk h is L * h * 16 bytes on. Tail
+                // swizzle: L <= 4, so kRows >= 8 and ri & 7 == r0 & 7.
+                const u32 dst = (kPdSwizzle ? d0 ^ (((kRows * k) & 7) << 4) : d0) + k * (pd_row<hcs>(kRows, 0) * kPdRowBytes);
 #pragma unroll
                 for (int h = 0; h < kPdChunks / L; ++h) {
-                    cp_async_16(ks + dst + L * h * 16, ksrc + L * h * 16, ok);
-                    cp_async_16(vs + dst + L * h * 16, vsrc + L * h * 16, ok);
+                    const u32 ch = kPdTailSwizzle ? pd_chunk<hcs>(c0 + L * h, r0, hw) * 16 : L * h * 16;
+                    cp_async_16(ks + dst + ch, ksrc + L * h * 16, ok);
+                    cp_async_16(vs + dst + ch, vsrc + L * h * 16, ok);
                 }
             }
         }
@@ -1167,9 +1223,12 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         }
     }
     const float C = kPdLogitsScaled ? kLog2e : p.scale_log2;
-    // smem row of this warp's key k (0..15) within a tile: (kb*16 + k) * hc + hw
-    const int krow_ld = ((kb * 16 + (lane >> 4) * 8 + (lane & 7)) << hcs) + hw;        // ldmatrix (K)
-    const int vrow_ld = ((kb * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) << hcs) + hw;  // ldmatrix.trans (V)
+    // Ring rows (pd_row) of the keys this lane addresses for ldmatrix (K) and
+    // ldmatrix.trans (V), and those keys (tile-relative, for the swizzle).
+    const int ktok = kb * 16 + (lane >> 4) * 8 + (lane & 7);
+    const int vtok = kb * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
+    const int krow_ld = pd_row<hcs>(ktok, hw);
+    const int vrow_ld = pd_row<hcs>(vtok, hw);
 
     // This warp's 16-token slice in ring stage `stage`, first key key0.
     auto attend = [&](int stage, int key0) {
@@ -1191,7 +1250,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 #pragma unroll
         for (int kk = 0; kk < kHeadDim / 16; ++kk) {
             u32 kbf[4];
-            ldmatrix_x4(kbf, pd_ld_addr(ks + krow_ld * kPdRowBytes, ((lane >> 3) & 1) * 16, krow_ld >> hcs, kk * 32));
+            ldmatrix_x4(kbf, pd_ld_addr<hcs>(ks + krow_ld * kPdRowBytes, ((lane >> 3) & 1) * 16, kPdTailSwizzle ? ktok : krow_ld >> hcs, kk * 32, hw));
 #pragma unroll
             for (int mt = 0; mt < kPdMT; ++mt) {
                 float (&s0)[4] = kPdSChains == 2 && (kk & 1) ? s_odd[mt][0] : s[mt][0];
@@ -1274,7 +1333,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 #pragma unroll
         for (int dn = 0; dn < kHeadDim / 16; ++dn) {
             u32 vb[4];
-            ldmatrix_x4_trans(vb, pd_ld_addr(vs + vrow_ld * kPdRowBytes, (lane >> 4) * 16, vrow_ld >> hcs, dn * 32));
+            ldmatrix_x4_trans(vb, pd_ld_addr<hcs>(vs + vrow_ld * kPdRowBytes, (lane >> 4) * 16, kPdTailSwizzle ? vtok : vrow_ld >> hcs, dn * 32, hw));
 #pragma unroll
             for (int mt = 0; mt < kPdMT; ++mt) {
                 mma_16816<kIsBF16>(o[mt][2 * dn], pa[mt], vb[0], vb[1]);
