@@ -19,7 +19,9 @@ a device copy in the same process.
   python3 stream_probe.py pairkv  # those rings against the pair decode's own pattern
                                   # (a warp's 256-byte K and V rows of one head), and cuDNN
   python3 stream_probe.py pair96  # the hd96 pair decode's 384-byte runs, all lanes or a
-                                  # token an instruction, and cuDNN at hd96
+                                  # token an instruction, by shared-memory layout, and cuDNN at hd96
+  python3 stream_probe.py pair80  # the hd80 pair decode's 320-byte runs by shared-memory
+                                  # layout, and cuDNN at hd80
 """
 import os, sys, json, ctypes
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -294,6 +296,59 @@ __device__ void pair96_ring(const unsigned char* base, const int* bt, int bt_str
         asm volatile("cp.async.commit_group;" ::: "memory");
     }
 }
+// hd80 pairs (f16 hd80, 8 kv heads, pages of 16): a token's two head rows are
+// one 320-byte run (20 chunks) at pair offset sub * 320 of a 1280-byte token
+// row, one token's run an instruction (20 lanes), into shared memory by
+// LAYOUT: 0 runs back to back (320 bytes a token); 1 each head's rows
+// together, tail-swizzled (the decode's pd_chunk for 10 chunks); 3 a
+// 384-byte slot a token with the run at the page's offset mod 128 (64 bytes
+// on for odd pairs), so that each 128-byte line of the page fills one
+// segment of shared memory.
+template <int LAYOUT>
+__device__ void pair80_ring(const unsigned char* base, const int* bt, int bt_stride, int npages, int nsub, int sub_off,
+                            int row_stride, int page_bytes, long long v_off) {
+    constexpr int STAGES = 3, WB = 8 * 384 * 2;   // a warp's stage: 8 tokens of K and V (384-byte slots)
+    extern __shared__ __align__(128) unsigned char sm[];
+    const int sub = blockIdx.x % nsub, seq = blockIdx.y;
+    const int* tb = bt + seq * bt_stride;
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int tiles = npages / 4;
+    const unsigned wbase = (unsigned)__cvta_generic_to_shared(sm) + w * STAGES * WB;
+    auto issue = [&](int t) {
+        if (t >= tiles) return;
+        const unsigned char* kp = base + (long long)tb[2 * t + (w >> 1)] * page_bytes + sub * sub_off + (w & 1) * 8 * row_stride;
+        const unsigned st = wbase + (t % STAGES) * WB;
+#pragma unroll
+        for (int tok = 0; tok < 8; ++tok)
+            if (lane < 20) {
+                const unsigned char* src = kp + tok * row_stride + lane * 16;
+                const int key = (w & 1) * 8 + tok, hh = lane / 10, c = lane % 10;
+                unsigned d;
+                if (LAYOUT == 1) {
+                    const int pc = c < 8 ? ((c ^ (key & 7)) - 10 * key) & 7 : 8 + ((c - 8) ^ ((key >> 2) & 1));
+                    d = (hh * 8 + tok) * 160 + pc * 16;
+                } else if (LAYOUT == 3) {
+                    const int q = (sub & 1) * 4 + lane;
+                    d = tok * 384 + ((q & ~7) | ((q & 7) ^ (key & 7))) * 16;
+                } else {
+                    d = (tok * 20 + lane) * 16;
+                }
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(st + d), "l"(src) : "memory");
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(st + WB / 2 + d), "l"(src + v_off) : "memory");
+            }
+    };
+    for (int t = 0; t < STAGES - 1; ++t) { issue(t); asm volatile("cp.async.commit_group;" ::: "memory"); }
+    for (int t = 0; t < tiles; ++t) {
+        asm volatile("cp.async.wait_group %0;" :: "n"(STAGES - 2) : "memory");
+        __syncwarp();
+        issue(t + STAGES - 1);
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+}
+#define P80(lay) extern "C" __global__ void __launch_bounds__(128) \
+p80l##lay(const unsigned char* base, const int* bt, int bt_stride, int npages, int nsub, int sub_off, int row_stride, int page_bytes, \
+          long long v_off) { pair80_ring<lay>(base, bt, bt_stride, npages, nsub, sub_off, row_stride, page_bytes, v_off); }
+P80(0) P80(1) P80(3)
 #define P96(nm, packed, st, lay) extern "C" __global__ void __launch_bounds__(128) \
 nm##st(const unsigned char* base, const int* bt, int bt_stride, int npages, int nsub, int sub_off, int row_stride, int page_bytes, \
        long long v_off) { pair96_ring<packed, st, lay>(base, bt, bt_stride, npages, nsub, sub_off, row_stride, page_bytes, v_off); }
@@ -445,6 +500,33 @@ def pair96(torch, cu, mod, buf, B, NPG, total_unused, copy_bw):
     del q, kd, vd
 
 
+def pair80(torch, cu, mod, buf, B, NPG, copy_bw):
+    """Bare rings of the hd80 pair decode's reads (64 x 4096, 8 kv heads, pages
+    of 16) by shared-memory layout (see pair80_ring), and cuDNN at hd80."""
+    g = torch.Generator(device="cuda").manual_seed(4)
+    PB80 = 16 * 8 * 80 * 2
+    half = B * NPG // 2
+    bt_same = torch.randperm(half, generator=g, device="cuda").to(torch.int32).view(B, NPG // 2).contiguous()
+    total = B * NPG * PB80
+    for i, lay in enumerate([0, 0, 1, 3, 1, 3, 0]):
+        fc = cu.cuModuleGetFunction(mod, f"p80l{lay}".encode())[1]
+        cu.cuFuncSetAttribute(fc, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 227 * 1024)
+        args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt_same.data_ptr()), ctypes.c_int(NPG // 2), ctypes.c_int(NPG),
+                ctypes.c_int(4), ctypes.c_int(320), ctypes.c_int(1280), ctypes.c_int(PB80), ctypes.c_longlong(half * PB80)]
+        t, occ = time_kernel(torch, cu, fc, (4, B), 128, 4 * 3 * 8 * 384 * 2, args)
+        if i > 0:
+            H.log(f"p80 layout {lay}, 3 stages, grid 4x{B}, {occ} CTAs/SM: {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
+    import torch.nn.functional as F
+    from torch.nn.attention import sdpa_kernel, SDPBackend
+    q = torch.randn(B, 32, 1, 80, dtype=torch.float16, device="cuda")
+    kd = torch.randn(B, 8, 4096, 80, dtype=torch.float16, device="cuda")
+    vd = torch.randn(B, 8, 4096, 80, dtype=torch.float16, device="cuda")
+    with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+        t = H.time_fn(torch, lambda: F.scaled_dot_product_attention(q, kd, vd, enable_gqa=True), iters=30)
+    H.log(f"SDPA cudnn hd80 (contiguous): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
+    del q, kd, vd
+
+
 def cudnn_time(torch, B):
     import torch.nn.functional as F
     from torch.nn.attention import sdpa_kernel, SDPBackend
@@ -501,6 +583,10 @@ def main():
         for r in range(2):
             pair_kv(torch, cu, mod, buf, orders["shuffled"], B, NPG, PB, total, copy_bw)
             H.log(f"SDPA cudnn (contiguous [B, KVH, ctx, d]): {cudnn_time(torch, B) * 1e6:7.1f} us")
+        return
+    if sys.argv[1:] == ["pair80"]:   # the hd80 pair decode's reads by shared-memory layout, and cuDNN at hd80
+        for r in range(2):
+            pair80(torch, cu, mod, buf, B, NPG, copy_bw)
         return
     if sys.argv[1:] == ["pair96"]:   # the hd96 pair decode's reads, packed or a token a copy, and cuDNN
         for r in range(2):

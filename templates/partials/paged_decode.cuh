@@ -377,30 +377,46 @@ constexpr bool kPdSwizzle = !kPdTma && kPdChunks % 8 == 0;
 // starts (10 R) % 8 or (12 R) % 8 16-byte bank groups on, so no XOR of the
 // chunk index spreads 8 keys over 8 groups; instead (pd_chunk) chunks 0-7
 // go to group (c ^ key) % 8 and the 2 or 4 tail chunks to the groups the
-// row's start leaves twice, by key. That needs the 8 keys an ldmatrix phase
-// reads in consecutive rows, so _decode_pair at hd80 stores each head's
-// rows of a tile together (pd_row), not a token's two rows side by side. At
-// hd96 it keeps them side by side instead: a token's two rows are one
-// 384-byte run, three whole 128-byte segments as in the page, and chunk q
-// of the run sits at q ^ key within its segment (kPdRunSwizzle). cp.async
-// fills run slower where one 128-byte line of the page lands in two
-// segments of shared memory: bare rings of the hd96 pair reads
-// (stream_probe.py pair96, H100, 64 x 4096) 287.3-288.0 us head-major and
-// tail-swizzled, 281.1-281.5 with the run swizzle, 281.2-281.6 copied as
-// they are (cuDNN 286.0). Unpadded rows let a 3-stage ring fit 3 CTAs per
-// SM (hd96: 74 KB against 80 KB).
+// row's start leaves twice, by key (for the one-head _decode, whose 8 keys
+// of an ldmatrix phase are consecutive rows). _decode_pair instead keeps a
+// token's two rows together as one run (320 or 384 bytes) in a 384-byte
+// slot, three 128-byte segments: the run starts at its offset in the page
+// mod 128 (64 bytes on for odd pairs at hd80; 0 at hd96), so that every
+// 128-byte line of the page fills one segment, and chunk q of the slot sits
+// at q ^ key within its segment (kPdRunSwizzle). cp.async fills run slower
+// where a line of the page lands in two segments of shared memory. Bare
+// rings of the pair reads at 64 x 4096 (stream_probe.py pair96 / pair80):
+// hd96 on an H100 287.3-288.0 us with each head's rows together and
+// tail-swizzled, 281.1-281.5 in slots, 281.2-281.6 copied as they are
+// (cuDNN 286.0); hd80 on an H200 179.2-179.5 / 168.2-168.6 / 170.1-170.7
+// (cuDNN 171.6-172.0). Unpadded rows let a 3-stage ring fit 3 CTAs per SM
+// (hd96: 74 KB against 80 KB). Measured (variant_exp.py, FLUSH=1, same
+// calls, against -DPD_TAIL_SWIZZLE=0): _decode_pair at 64 x 4096, bf16 hd96
+// gqa 4 H100 284.6 us against 303.7 (cuDNN 285.6), H200 196.5 against
+// 218.3 (cuDNN 204.4); f16 hd80 gqa 4 alibi H100 247.8 against 264.7
+// (cuDNN 275.3), H200 171.1 against 195.6 (cuDNN 172.2; cuDNN without
+// alibi). _decode with splits (3 CTAs per SM instead of 2 at hd96, so 49
+// splits instead of 33): H200 1 x 131072 122.8 against 125.7 (hd96) and
+// 111.2 against 112.8 (hd80), cuDNN 113.2 / 98.3; 8 x 4096 42.9 against
+// 45.2 and 39.8 against 41.1, cuDNN 43.0 / 38.3.
 // -DPD_TAIL_SWIZZLE=0 (measurement override): the rows padded by 16 bytes,
 // token-major, as before.
 #ifndef PD_TAIL_SWIZZLE
 #define PD_TAIL_SWIZZLE 1
 #endif
 constexpr bool kPdTailSwizzle = PD_TAIL_SWIZZLE && !kPdTma && (kPdChunks == 10 || kPdChunks == 12);
-template <int hcs> constexpr bool kPdRunSwizzle = kPdTailSwizzle && hcs == 1 && kPdChunks == 12;
+template <int hcs> constexpr bool kPdRunSwizzle = kPdTailSwizzle && hcs == 1;
+constexpr int kPdSlotBytes = 384;                           // a token's run slot (kPdRunSwizzle)
 #ifndef PD_ROW_PAD                                          // tuning override (-DPD_ROW_PAD=n bytes)
 #define PD_ROW_PAD (kPdTma ? (32 - kHeadDim * 2 % 64 + 64) % 64 : (kPdSwizzle || kPdTailSwizzle ? 0 : 16))
 #endif
 constexpr int kPdRowBytes  = kHeadDim * 2 + PD_ROW_PAD;     // padded smem row
-constexpr int kPdKVBytes   = kPdBlockN * kPdRowBytes;       // one K (or V) stage
+// One K (or V) stage: kPdBlockN rows, or (_decode_pair, run slots) kPdBlockN
+// / 2 slots; one size serves both entries.
+constexpr int kPdKVBytes   = kPdTailSwizzle && kPdBlockN / 2 * kPdSlotBytes > kPdBlockN * kPdRowBytes
+                                 ? kPdBlockN / 2 * kPdSlotBytes : kPdBlockN * kPdRowBytes;
+// Bytes from one ring row (pd_row) to the next: a row, or a run slot.
+template <int hcs> constexpr int kPdRowStride = kPdRunSwizzle<hcs> ? kPdSlotBytes : kPdRowBytes;
 constexpr int kPdOStride   = kHeadDim + 4;                  // f32 row stride of the warp-combine buffer
 constexpr int kPdComboBytes = kPdWarps * kPdRows * (kPdOStride + 1) * 4;
 // Dynamic shared memory of _decode with a ring of `stages` stages: the ring
@@ -571,13 +587,13 @@ FA_DEVICE void pd_fence_proxy_async() {
 // group (c ^ key) % 8; tail chunk 8 + j at 8 + (j ^ key / (8 / t)) % t (t =
 // C - 8), in group (C key + j ^ ...) % 8, which the row's start makes a
 // group of its own for each of the 8 keys.
-// Run swizzle (kPdRunSwizzle, head hh of a token's run): relative to the
-// head's row, so negative for some chunks of head 1.
+// Run swizzle (kPdRunSwizzle): chunk c of head hh in the token's slot, the
+// run starting sh chunks in (pd_run_shift).
 template <int hcs = 0>
-FA_DEVICE int pd_chunk(int c, int key, int hh = 0) {
+FA_DEVICE int pd_chunk(int c, int key, int hh = 0, int sh = 0) {
     if constexpr (kPdRunSwizzle<hcs>) {
-        const int q = hh * kPdChunks + c;
-        return ((q & ~7) | ((q & 7) ^ (key & 7))) - hh * kPdChunks;
+        const int q = sh + hh * kPdChunks + c;
+        return (q & ~7) | ((q & 7) ^ (key & 7));
     } else if constexpr (kPdTailSwizzle) {
         constexpr int t = kPdChunks - 8, sh = t == 4 ? 1 : 2;
         return c < 8 ? ((c ^ (key & 7)) - kPdChunks * key) & 7 : 8 + ((c - 8) ^ ((key >> sh) & (t - 1)));
@@ -590,18 +606,24 @@ FA_DEVICE int pd_chunk(int c, int key, int hh = 0) {
 // tail swizzle needs a head's keys in consecutive rows.
 template <int hcs>
 FA_DEVICE int pd_row(int tok, int hh) {
-    if constexpr (kPdTailSwizzle && hcs > 0 && !kPdRunSwizzle<hcs>) return hh * (kPdBlockN >> hcs) + tok;
+    if constexpr (kPdRunSwizzle<hcs>) return tok;   // (the token's slot)
     else return (tok << hcs) + hh;
 }
+// Chunks from a run slot's start to the run's (kPdRunSwizzle): where the
+// pair's first row starts in a 128-byte line of the page (kv head kvh0 of
+// rows of kPdChunks chunks; 0 at hd96, 0 or 4 at hd80). Exact for caches
+// whose token rows are whole 128-byte lines (num_kv_heads a multiple of 4
+// at hd80); others still read correctly, their lines split.
+FA_DEVICE int pd_run_shift(int kvh0) { return kPdChunks == 12 ? 0 : kvh0 * kPdChunks & 7; }   // (kvh0 is even)
 // Byte column of an ldmatrix row address. -DPD_FAKE_SWIZZLE (measurement aid,
 // wrong results): swizzled reads of unswizzled TMA rows, i.e. the math's
 // shared-memory traffic without bank conflicts whatever the row stride.
 template <int hcs = 0>
-FA_DEVICE int pd_ld_col(int col, int key, int hh = 0) {
+FA_DEVICE int pd_ld_col(int col, int key, int hh = 0, int sh = 0) {
 #ifdef PD_FAKE_SWIZZLE
     return col ^ ((key & 7) << 4);
 #else
-    return pd_chunk<hcs>(col >> 4, key, hh) * 16 + (col & 15);
+    return pd_chunk<hcs>(col >> 4, key, hh, sh) * 16 + (col & 15);
 #endif
 }
 // ldmatrix address of this lane's row `row` at byte column col + lane_col
@@ -611,9 +633,9 @@ FA_DEVICE int pd_ld_col(int col, int key, int hh = 0) {
 // address, and no lane-dependent offset per col is hoisted out of the main
 // loop (at hd256 those were 13 registers, spilled).
 template <int hcs = 0>
-FA_DEVICE u32 pd_ld_addr(u32 row, int lane_col, int key, int col, int hh = 0) {
+FA_DEVICE u32 pd_ld_addr(u32 row, int lane_col, int key, int col, int hh = 0, int sh = 0) {
     if constexpr (kPdSwizzle) return ((row + pd_ld_col(lane_col, key)) ^ (col & 0x70)) + (col & ~0x7f);
-    else return row + pd_ld_col<hcs>(col + lane_col, key, hh);
+    else return row + pd_ld_col<hcs>(col + lane_col, key, hh, sh);
 }
 
 // Byte offsets of the K and V cache rows of (block, slot in the page, kv head).
@@ -896,6 +918,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const int hw = warp & (hc - 1);             // this warp's head within the group
     const int kb = warp >> hcs;                 // this warp's 16-token slice
     const int my_kvh = kvh0 + hw;
+    const int run_sh = kPdRunSwizzle<hcs> ? pd_run_shift(kvh0) : 0;   // (chunks; pd_chunk)
 
     // Dynamic slices (split launches with the fused merge, one kv head per
     // CTA): the SMs of a launch stream at different paces (H200, 1 x 131072
@@ -1054,7 +1077,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 if (hh < 2) {
                     const int jr = tokw + ri;
                     const bool ok = page_blk >= 0 && kvh < p.num_kv_heads && jr < ctx && pd_visible(jr, pos);
-                    const u32 dst = pd_row<1>(kb * 16 + ri, hh) * kPdRowBytes + pd_chunk<1>(c, ri, hh) * 16;
+                    const u32 dst = pd_row<1>(kb * 16 + ri, hh) * kPdRowStride<1> + pd_chunk<1>(c, ri, hh, run_sh) * 16;
                     cp_async_16(ks + dst, k0 + pd_k_row(p, 0, ri, 0) + c * 16, ok);
                     cp_async_16(vs + dst, v0 + pd_v_row(p, 0, ri, 0) + c * 16, ok);
                 }
@@ -1072,7 +1095,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 if (rl < R && ri < 16) {
                     const int jr = tokw + ri;
                     const bool ok = blk >= 0 && jr < ctx && pd_visible(jr, pos);
-                    const u32 dst = pd_row<hcs>(kb * 16 + ri, hw) * kPdRowBytes + pd_chunk<hcs>(c, ri, hw) * 16;
+                    const u32 dst = pd_row<hcs>(kb * 16 + ri, hw) * kPdRowStride<hcs> + pd_chunk<hcs>(c, ri, hw, run_sh) * 16;
                     cp_async_16(ks + dst, k0 + pd_k_row(p, 0, ri, 0) + c * 16, ok);
                     cp_async_16(vs + dst, v0 + pd_v_row(p, 0, ri, 0) + c * 16, ok);
                 }
@@ -1091,7 +1114,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 vrow += pd_v_row(p, 0, 0, my_kvh);
             }
             // (key & 7 == r0 & 7; tail swizzle: each chunk's position below)
-            const u32 d0 = pd_row<hcs>(kb * 16 + r0, hw) * kPdRowBytes + (kPdTailSwizzle ? 0 : pd_chunk(c0, r0) * 16);
+            const u32 d0 = pd_row<hcs>(kb * 16 + r0, hw) * kPdRowStride<hcs> + (kPdTailSwizzle ? 0 : pd_chunk(c0, r0) * 16);
 #pragma unroll
             for (int k = 0; k < 16 / kRows; ++k) {
                 const int ri = r0 + kRows * k;                  // row of the slice
@@ -1109,10 +1132,10 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 // (the XOR touches the low 3 bits of c0 alone), so the swizzle is
                 // a constant XOR of d0, and chunk h is L * h * 16 bytes on. Tail
                 // swizzle: L <= 4, so kRows >= 8 and ri & 7 == r0 & 7.
-                const u32 dst = (kPdSwizzle ? d0 ^ (((kRows * k) & 7) << 4) : d0) + k * (pd_row<hcs>(kRows, 0) * kPdRowBytes);
+                const u32 dst = (kPdSwizzle ? d0 ^ (((kRows * k) & 7) << 4) : d0) + k * (pd_row<hcs>(kRows, 0) * kPdRowStride<hcs>);
 #pragma unroll
                 for (int h = 0; h < kPdChunks / L; ++h) {
-                    const u32 ch = kPdTailSwizzle ? pd_chunk<hcs>(c0 + L * h, r0, hw) * 16 : L * h * 16;
+                    const u32 ch = kPdTailSwizzle ? pd_chunk<hcs>(c0 + L * h, r0, hw, run_sh) * 16 : L * h * 16;
                     cp_async_16(ks + dst + ch, ksrc + L * h * 16, ok);
                     cp_async_16(vs + dst + ch, vsrc + L * h * 16, ok);
                 }
@@ -1250,7 +1273,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 #pragma unroll
         for (int kk = 0; kk < kHeadDim / 16; ++kk) {
             u32 kbf[4];
-            ldmatrix_x4(kbf, pd_ld_addr<hcs>(ks + krow_ld * kPdRowBytes, ((lane >> 3) & 1) * 16, kPdTailSwizzle ? ktok : krow_ld >> hcs, kk * 32, hw));
+            ldmatrix_x4(kbf, pd_ld_addr<hcs>(ks + krow_ld * kPdRowStride<hcs>, ((lane >> 3) & 1) * 16, kPdTailSwizzle ? ktok : krow_ld >> hcs, kk * 32, hw, run_sh));
 #pragma unroll
             for (int mt = 0; mt < kPdMT; ++mt) {
                 float (&s0)[4] = kPdSChains == 2 && (kk & 1) ? s_odd[mt][0] : s[mt][0];
@@ -1333,7 +1356,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 #pragma unroll
         for (int dn = 0; dn < kHeadDim / 16; ++dn) {
             u32 vb[4];
-            ldmatrix_x4_trans(vb, pd_ld_addr<hcs>(vs + vrow_ld * kPdRowBytes, (lane >> 4) * 16, kPdTailSwizzle ? vtok : vrow_ld >> hcs, dn * 32, hw));
+            ldmatrix_x4_trans(vb, pd_ld_addr<hcs>(vs + vrow_ld * kPdRowStride<hcs>, (lane >> 4) * 16, kPdTailSwizzle ? vtok : vrow_ld >> hcs, dn * 32, hw, run_sh));
 #pragma unroll
             for (int mt = 0; mt < kPdMT; ++mt) {
                 mma_16816<kIsBF16>(o[mt][2 * dn], pa[mt], vb[0], vb[1]);
