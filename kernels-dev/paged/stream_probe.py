@@ -151,6 +151,19 @@ cpa##n(const unsigned char* base, const int* bt, int bt_stride, int pages_per_sp
     cpa_ring<n>(base, bt, bt_stride, pages_per_split, nsub, sub_off, row_stride, page_bytes, srows, zfill); }
 CPA(2) CPA(3) CPA(4) CPA(5) CPA(6) CPA(7) CPA(8) CPA(10)
 
+// Drives a warp's cp.async ring: issue(t) (which skips t past the end) for
+// tiles 0 .. n - 1, STAGES - 1 ahead, waiting only for this warp's copies.
+template <int STAGES, class Issue>
+__device__ void warp_ring_run(int n, Issue issue) {
+    for (int t = 0; t < STAGES - 1; ++t) { issue(t); asm volatile("cp.async.commit_group;" ::: "memory"); }
+    for (int t = 0; t < n; ++t) {
+        asm volatile("cp.async.wait_group %0;" :: "n"(STAGES - 2) : "memory");
+        __syncwarp();
+        issue(t + STAGES - 1);
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+}
+
 // Per-warp 16-byte cp.async rings over 512-byte rows (two kv heads of a token,
 // as _decode_pair reads them): warp w of the CTA takes pages w, w + nw, ...
 // of its sequence, 16 rows (8 KB) a stage, one row per warp instruction, XOR
@@ -173,13 +186,7 @@ __device__ void warp_ring(const unsigned char* base, const int* bt, int bt_strid
         for (int r = 0; r < 16; ++r)
             asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(st + r * 512 + ((lane ^ (r & 7)) << 4)), "l"(pg + r * row_stride) : "memory");
     };
-    for (int t = 0; t < STAGES - 1; ++t) { issue(t); asm volatile("cp.async.commit_group;" ::: "memory"); }
-    for (int t = 0; t < mine; ++t) {
-        asm volatile("cp.async.wait_group %0;" :: "n"(STAGES - 2) : "memory");
-        __syncwarp();
-        issue(t + STAGES - 1);
-        asm volatile("cp.async.commit_group;" ::: "memory");
-    }
+    warp_ring_run<STAGES>(mine, issue);
 }
 // The pair decode's own copy pattern: 4 warps a CTA, warp w reads head w & 1
 // of its kv head pair (blockIdx.x % nsub) for tokens 16 (w >> 1) .. + 15 of
@@ -224,13 +231,7 @@ __device__ void kv_ring(const unsigned char* base, const int* bt, int bt_stride,
             }
         }
     };
-    for (int t = 0; t < STAGES - 1; ++t) { issue(t); asm volatile("cp.async.commit_group;" ::: "memory"); }
-    for (int t = 0; t < tiles + LAG; ++t) {
-        asm volatile("cp.async.wait_group %0;" :: "n"(STAGES - 2) : "memory");
-        __syncwarp();
-        issue(t + STAGES - 1);
-        asm volatile("cp.async.commit_group;" ::: "memory");
-    }
+    warp_ring_run<STAGES>(tiles + LAG, issue);
 }
 #define KVR(n, same, lag, nm) extern "C" __global__ void __launch_bounds__(128) \
 nm##n(const unsigned char* base, const int* bt, int bt_stride, int npages, int nsub, int sub_off, int row_stride, int page_bytes, \
@@ -288,13 +289,7 @@ __device__ void pair96_ring(const unsigned char* base, const int* bt, int bt_str
                 }
         }
     };
-    for (int t = 0; t < STAGES - 1; ++t) { issue(t); asm volatile("cp.async.commit_group;" ::: "memory"); }
-    for (int t = 0; t < tiles; ++t) {
-        asm volatile("cp.async.wait_group %0;" :: "n"(STAGES - 2) : "memory");
-        __syncwarp();
-        issue(t + STAGES - 1);
-        asm volatile("cp.async.commit_group;" ::: "memory");
-    }
+    warp_ring_run<STAGES>(tiles, issue);
 }
 // hd80 pairs (f16 hd80, 8 kv heads, pages of 16): a token's two head rows are
 // one 320-byte run (20 chunks) at pair offset sub * 320 of a 1280-byte token
@@ -337,13 +332,7 @@ __device__ void pair80_ring(const unsigned char* base, const int* bt, int bt_str
                 asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(st + WB / 2 + d), "l"(src + v_off) : "memory");
             }
     };
-    for (int t = 0; t < STAGES - 1; ++t) { issue(t); asm volatile("cp.async.commit_group;" ::: "memory"); }
-    for (int t = 0; t < tiles; ++t) {
-        asm volatile("cp.async.wait_group %0;" :: "n"(STAGES - 2) : "memory");
-        __syncwarp();
-        issue(t + STAGES - 1);
-        asm volatile("cp.async.commit_group;" ::: "memory");
-    }
+    warp_ring_run<STAGES>(tiles, issue);
 }
 #define P80(lay) extern "C" __global__ void __launch_bounds__(128) \
 p80l##lay(const unsigned char* base, const int* bt, int bt_stride, int npages, int nsub, int sub_off, int row_stride, int page_bytes, \
@@ -468,71 +457,54 @@ def pair_kv(torch, cu, mod, buf, bt, B, NPG, PB, total, copy_bw):
             H.log(f"{fn_name:3s} {stages} stages x 8 KB a warp, grid 4x{B}, {occ} CTAs/SM: {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
 
 
-def pair96(torch, cu, mod, buf, B, NPG, total_unused, copy_bw):
-    """Bare rings of the hd96 pair decode's reads (64 x 4096, bf16, 8 kv heads,
-    pages of 16): all 32 lanes an instruction (p96p) against one token's two
-    rows an instruction (p96j, 24 lanes, as the decode's joint copy), by ring
-    depth and CTAs per SM and by shared-memory layout (p96h head-major and
-    tail-swizzled, p96x token runs XOR-swizzled), and cuDNN on the
-    contiguous hd96 cache."""
-    g = torch.Generator(device="cuda").manual_seed(3)
-    PB96 = 16 * 8 * 96 * 2
+def pair_rings(torch, cu, mod, buf, B, NPG, copy_bw, d, runs, seed):
+    """Times bare rings of a pair decode's reads at head dim d (64 x 4096, 8 kv
+    heads, pages of 16; K and V at one block of two caches): `runs` are
+    (kernel, label, dynamic shared memory bytes), the first a warm-up; then
+    cuDNN on the contiguous cache."""
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    page_bytes = 16 * 8 * d * 2
     half = B * NPG // 2
     bt_same = torch.randperm(half, generator=g, device="cuda").to(torch.int32).view(B, NPG // 2).contiguous()
-    total = B * NPG * PB96
-    for i, (name, st, extra) in enumerate([("p96j", 3, 0), ("p96j", 3, 0), ("p96h", 3, 0), ("p96x", 3, 0), ("p96p", 3, 0),
-                                           ("p96j", 2, 0), ("p96j", 3, 24576), ("p96h", 3, 0), ("p96x", 3, 0), ("p96j", 3, 0)]):
-        fc = cu.cuModuleGetFunction(mod, f"{name}{st}".encode())[1]
+    total = B * NPG * page_bytes
+    for i, (name, label, smem) in enumerate(runs):
+        fc = cu.cuModuleGetFunction(mod, name.encode())[1]
         cu.cuFuncSetAttribute(fc, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 227 * 1024)
         args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt_same.data_ptr()), ctypes.c_int(NPG // 2), ctypes.c_int(NPG),
-                ctypes.c_int(4), ctypes.c_int(384), ctypes.c_int(1536), ctypes.c_int(PB96), ctypes.c_longlong(half * PB96)]
-        t, occ = time_kernel(torch, cu, fc, (4, B), 128, 4 * st * 6144 + extra, args)   # (extra: smem that lowers CTAs/SM)
+                ctypes.c_int(4), ctypes.c_int(4 * d), ctypes.c_int(16 * d), ctypes.c_int(page_bytes), ctypes.c_longlong(half * page_bytes)]
+        t, occ = time_kernel(torch, cu, fc, (4, B), 128, smem, args)
         if i > 0:
-            H.log(f"{name} hd96 pair rows, {st} stages x 6 KB a warp, grid 4x{B}, {occ} CTAs/SM: {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
-    import torch.nn.functional as F
-    from torch.nn.attention import sdpa_kernel, SDPBackend
-    q = torch.randn(B, 32, 1, 96, dtype=torch.bfloat16, device="cuda")
-    kd = torch.randn(B, 8, 4096, 96, dtype=torch.bfloat16, device="cuda")
-    vd = torch.randn(B, 8, 4096, 96, dtype=torch.bfloat16, device="cuda")
-    with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
-        t = H.time_fn(torch, lambda: F.scaled_dot_product_attention(q, kd, vd, enable_gqa=True), iters=30)
-    H.log(f"SDPA cudnn hd96 (contiguous): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
-    del q, kd, vd
+            H.log(f"hd{d} pair rows, {label}, grid 4x{B}, {occ} CTAs/SM: {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
+    t = cudnn_time(torch, B, d, torch.float16 if d == 80 else torch.bfloat16)
+    H.log(f"SDPA cudnn hd{d} (contiguous): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
+
+
+def pair96(torch, cu, mod, buf, B, NPG, copy_bw):
+    """The hd96 pair decode's reads: all 32 lanes an instruction (p96p) against
+    one token's two rows an instruction (p96j, 24 lanes, as the decode's joint
+    copy), by ring depth and CTAs per SM (extra shared memory lowers them)
+    and by shared-memory layout (p96h head-major and tail-swizzled, p96x
+    token runs XOR-swizzled)."""
+    runs = [("p96j", 3, 0), ("p96j", 3, 0), ("p96h", 3, 0), ("p96x", 3, 0), ("p96p", 3, 0),
+            ("p96j", 2, 0), ("p96j", 3, 24576), ("p96h", 3, 0), ("p96x", 3, 0), ("p96j", 3, 0)]
+    pair_rings(torch, cu, mod, buf, B, NPG, copy_bw, 96,
+               [(f"{n}{st}", f"{n} {st} stages x 6 KB a warp", 4 * st * 6144 + extra) for n, st, extra in runs], 3)
 
 
 def pair80(torch, cu, mod, buf, B, NPG, copy_bw):
-    """Bare rings of the hd80 pair decode's reads (64 x 4096, 8 kv heads, pages
-    of 16) by shared-memory layout (see pair80_ring), and cuDNN at hd80."""
-    g = torch.Generator(device="cuda").manual_seed(4)
-    PB80 = 16 * 8 * 80 * 2
-    half = B * NPG // 2
-    bt_same = torch.randperm(half, generator=g, device="cuda").to(torch.int32).view(B, NPG // 2).contiguous()
-    total = B * NPG * PB80
-    for i, lay in enumerate([0, 0, 1, 3, 1, 3, 0]):
-        fc = cu.cuModuleGetFunction(mod, f"p80l{lay}".encode())[1]
-        cu.cuFuncSetAttribute(fc, cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 227 * 1024)
-        args = [ctypes.c_void_p(buf.data_ptr()), ctypes.c_void_p(bt_same.data_ptr()), ctypes.c_int(NPG // 2), ctypes.c_int(NPG),
-                ctypes.c_int(4), ctypes.c_int(320), ctypes.c_int(1280), ctypes.c_int(PB80), ctypes.c_longlong(half * PB80)]
-        t, occ = time_kernel(torch, cu, fc, (4, B), 128, 4 * 3 * 8 * 384 * 2, args)
-        if i > 0:
-            H.log(f"p80 layout {lay}, 3 stages, grid 4x{B}, {occ} CTAs/SM: {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
-    import torch.nn.functional as F
-    from torch.nn.attention import sdpa_kernel, SDPBackend
-    q = torch.randn(B, 32, 1, 80, dtype=torch.float16, device="cuda")
-    kd = torch.randn(B, 8, 4096, 80, dtype=torch.float16, device="cuda")
-    vd = torch.randn(B, 8, 4096, 80, dtype=torch.float16, device="cuda")
-    with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
-        t = H.time_fn(torch, lambda: F.scaled_dot_product_attention(q, kd, vd, enable_gqa=True), iters=30)
-    H.log(f"SDPA cudnn hd80 (contiguous): {t * 1e6:7.1f} us {100 * total / t / copy_bw:5.1f}% of copy")
-    del q, kd, vd
+    """The hd80 pair decode's reads by shared-memory layout (see pair80_ring)."""
+    pair_rings(torch, cu, mod, buf, B, NPG, copy_bw, 80,
+               [(f"p80l{lay}", f"layout {lay}, 3 stages", 4 * 3 * 8 * 384 * 2) for lay in (0, 0, 1, 3, 1, 3, 0)], 4)
 
 
-def cudnn_time(torch, B):
+def cudnn_time(torch, B, d=128, dtype=None):
+    """SDPA cuDNN on the contiguous [B, 8, 4096, d] cache (32 query heads)."""
     import torch.nn.functional as F
     from torch.nn.attention import sdpa_kernel, SDPBackend
-    q = torch.randn(B, 32, 1, 128, dtype=torch.bfloat16, device="cuda")
-    kd = torch.randn(B, 8, 4096, 128, dtype=torch.bfloat16, device="cuda")
-    vd = torch.randn(B, 8, 4096, 128, dtype=torch.bfloat16, device="cuda")
+    dtype = dtype or torch.bfloat16
+    q = torch.randn(B, 32, 1, d, dtype=dtype, device="cuda")
+    kd = torch.randn(B, 8, 4096, d, dtype=dtype, device="cuda")
+    vd = torch.randn(B, 8, 4096, d, dtype=dtype, device="cuda")
     with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
         return H.time_fn(torch, lambda: F.scaled_dot_product_attention(q, kd, vd, enable_gqa=True), iters=30)
 
@@ -590,7 +562,7 @@ def main():
         return
     if sys.argv[1:] == ["pair96"]:   # the hd96 pair decode's reads, packed or a token a copy, and cuDNN
         for r in range(2):
-            pair96(torch, cu, mod, buf, B, NPG, total, copy_bw)
+            pair96(torch, cu, mod, buf, B, NPG, copy_bw)
         return
     if sys.argv[1:] == ["cpasync"]:   # only the cp.async rings (and the plain-load ones to compare)
         cpasync(torch, cu, mod, buf, orders["shuffled"], B, NPG, PB, total, copy_bw)
