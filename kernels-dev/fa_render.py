@@ -68,7 +68,7 @@ def smem_bytes(c, t):
 def paged_decode_warps(c):
     """Mirror of fa_spec::tiles::paged_decode_warps: 2 where a 2-stage ring of
     64-row K/V tiles exceeds the arch's shared memory per block (hd256 on sm89)."""
-    row_bytes = c["head_dim"] * 2   # (the cp.async ring's rows are unpadded at every head dim)
+    row_bytes = 192 if c["head_dim"] in (80, 96) else c["head_dim"] * 2   # (unpadded; hd80 / hd96: 384-byte token slots)
     max_smem = {"sm80": 163, "sm89": 99, "sm90a": 227, "sm100": 227}[c["arch"]] * 1024
     return 2 if 2 * 2 * 64 * row_bytes > max_smem else 4
 
