@@ -17,9 +17,9 @@
 // at the end (log-sum-exp combine). Rows are unpadded with their 16-byte
 // chunks swizzled by token, so that ldmatrix reads them without bank
 // conflicts: XORed where rows are multiples of 128 bytes; at hd80 / hd96
-// the tail swizzle or, for hd96 pairs, the run swizzle (pd_chunk). With hc >
-// 1 a token's head rows are one contiguous run as in the page (head-major
-// at hd80, pd_row). Tokens are gathered per row, so pages
+// the tail swizzle or, for _decode_pair, the run swizzle (pd_chunk). With
+// hc > 1 a token's head rows are one contiguous run as in the page (at
+// hd80 / hd96 in a 384-byte slot, pd_row). Tokens are gathered per row, so pages
 // may be in any order and any size (1..256); invisible / out-of-context /
 // invalid-page tokens are zero-filled and flagged, never read.
 // -DPD_TMA=1 (sm_90+, measurement override): the earlier loader, one
@@ -602,8 +602,7 @@ FA_DEVICE int pd_chunk(int c, int key, int hh = 0, int sh = 0) {
     }
 }
 // Ring row of token tok (tile-relative) of head hh of the CTA's 1 << hcs:
-// a token's heads side by side, or each head's tokens together where the
-// tail swizzle needs a head's keys in consecutive rows.
+// a token's heads side by side, or (run swizzle) the token's slot.
 template <int hcs>
 FA_DEVICE int pd_row(int tok, int hh) {
     if constexpr (kPdRunSwizzle<hcs>) return tok;   // (the token's slot)
@@ -886,7 +885,7 @@ FA_DEVICE bool pd_merge_group(const PagedDecodeParams& p, u8* smem, int ring_byt
 // CTA = (split, group of hc = heads_per_cta kv heads, sequence). A pipeline
 // tile is kPdBlockN = 64 smem rows = (64 / hc) tokens x hc heads (pd_row:
 // token-major, so that for hc > 1 a token's head rows are one contiguous run
-// as in the page, or head-major with the tail swizzle).
+// as in the page; slots of those runs with the run swizzle).
 // Warp w serves kv head kvh0 + (w % hc) and the 16-token slice w / hc of the tile.
 template <int hcs>   // log2(p.heads_per_cta)
 FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
