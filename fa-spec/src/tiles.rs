@@ -233,8 +233,8 @@ pub fn tile_config(spec: &KernelSpec) -> TileConfig {
 /// template asserts that its default rings fit, so a cell this rule gets
 /// wrong fails to compile (tests/tests/compile_matrix.rs).
 pub fn paged_decode_warps(spec: &KernelSpec) -> u32 {
-    // The cp.async ring's rows are unpadded; at hd80 / hd96 its stages hold a
-    // slice of 384-byte slots (a token's two head rows), 192 bytes a row.
+    // The cp.async ring's rows are unpadded; at hd80 / hd96 a stage holds 32
+    // slots of 384 bytes (a token's two head rows), the bytes of 64 rows of 192.
     let row_bytes = if matches!(spec.head_dim(), 80 | 96) { 192 } else { spec.head_dim() * 2 };
     if 2 * 2 * 64 * row_bytes > spec.arch().max_smem_per_block() {
         2

@@ -18,8 +18,8 @@
 // chunks swizzled by token, so that ldmatrix reads them without bank
 // conflicts: XORed where rows are multiples of 128 bytes; at hd80 / hd96
 // the tail swizzle or, for _decode_pair, the run swizzle (pd_chunk). With
-// hc > 1 a token's head rows are one contiguous run as in the page (at
-// hd80 / hd96 in a 384-byte slot, pd_row). Tokens are gathered per row, so pages
+// hc > 1 a token's head rows are side by side as in the page (at hd80 /
+// hd96 in one 384-byte slot, pd_row). Tokens are gathered per row, so pages
 // may be in any order and any size (1..256); invisible / out-of-context /
 // invalid-page tokens are zero-filled and flagged, never read.
 // -DPD_TMA=1 (sm_90+, measurement override): the earlier loader, one
@@ -327,6 +327,9 @@ constexpr int kPdSChains   = PD_S_CHAINS;
 #define PD_ROW_LANES (kPdChunks == 16 ? 16 : 8)
 #endif
 constexpr int kPdRowLanes = kPdChunks % PD_ROW_LANES == 0 ? PD_ROW_LANES : (kPdChunks % 8 == 0 ? 8 : (kPdChunks % 4 == 0 ? 4 : 2));
+// (The general loader's tail and run swizzles take a lane's rows r0 + 32 / L
+// k as one key mod 8.)
+static_assert(kPdChunks % 8 == 0 || 32 / kPdRowLanes % 8 == 0, "tail swizzle: a lane's rows share key & 7");
 static_assert(kPdChunks % 2 == 0, "cp.async loader: whole rows per pair of lanes");
 // Rows of 10 or 12 chunks (hd80 / hd96) on pages of 16 or more tokens: each
 // copy instruction reads whole rows, 3 or 2 of them (30 or 24 lanes),
@@ -365,8 +368,9 @@ constexpr bool kPdWholeRows = kPdOnePage && kPdRowLanes < 8;
 template <int hcs> constexpr bool kPdPairJoint = PD_PAIR_JOINT && kPdWholeRows && hcs == 1 && !kPdTma && kPdWarpPipe;
 // Shared-memory row stride of the K/V ring. cp.async: unpadded, chunk c of
 // the row of token key at chunk c ^ (key & 7), so the 8 keys an ldmatrix
-// phase reads fall in 8 distinct 16-byte bank groups; + 16 bytes (same
-// effect) where a row is not a multiple of 128 bytes. TMA (a bulk copy
+// phase reads fall in 8 distinct 16-byte bank groups; rows that are not a
+// multiple of 128 bytes (hd80 / hd96) take the tail or run swizzle below
+// (+ 16 bytes, same effect, only with -DPD_TAIL_SWIZZLE=0). TMA (a bulk copy
 // cannot swizzle): an odd multiple of 32 bytes. A bulk copy into a destination that is only
 // 16-byte aligned is slower, and 32-byte alignment leaves 4 distinct bank
 // groups (a 2-way ldmatrix conflict). Measured (H100, bf16 hd128, 64 x 4096,
@@ -410,9 +414,10 @@ constexpr int kPdSlotBytes = 384;                           // a token's run slo
 #ifndef PD_ROW_PAD                                          // tuning override (-DPD_ROW_PAD=n bytes)
 #define PD_ROW_PAD (kPdTma ? (32 - kHeadDim * 2 % 64 + 64) % 64 : (kPdSwizzle || kPdTailSwizzle ? 0 : 16))
 #endif
-constexpr int kPdRowBytes  = kHeadDim * 2 + PD_ROW_PAD;     // padded smem row
+constexpr int kPdRowBytes  = kHeadDim * 2 + PD_ROW_PAD;     // smem row (padded for TMA and the overrides)
 // One K (or V) stage: kPdBlockN rows, or (_decode_pair, run slots) kPdBlockN
-// / 2 slots; one size serves both entries.
+// / 2 slots; one size serves both entries (so hd80's _decode leaves 2 of its
+// 12 KB unused; its CTAs per SM and ring depth are those of 10 KB stages).
 constexpr int kPdKVBytes   = kPdTailSwizzle && kPdBlockN / 2 * kPdSlotBytes > kPdBlockN * kPdRowBytes
                                  ? kPdBlockN / 2 * kPdSlotBytes : kPdBlockN * kPdRowBytes;
 // Bytes from one ring row (pd_row) to the next: a row, or a run slot.
@@ -589,14 +594,14 @@ FA_DEVICE void pd_fence_proxy_async() {
 // group of its own for each of the 8 keys.
 // Run swizzle (kPdRunSwizzle): chunk c of head hh in the token's slot, the
 // run starting sh chunks in (pd_run_shift).
-template <int hcs = 0>
+template <int hcs>
 FA_DEVICE int pd_chunk(int c, int key, int hh = 0, int sh = 0) {
     if constexpr (kPdRunSwizzle<hcs>) {
         const int q = sh + hh * kPdChunks + c;
         return (q & ~7) | ((q & 7) ^ (key & 7));
     } else if constexpr (kPdTailSwizzle) {
-        constexpr int t = kPdChunks - 8, sh = t == 4 ? 1 : 2;
-        return c < 8 ? ((c ^ (key & 7)) - kPdChunks * key) & 7 : 8 + ((c - 8) ^ ((key >> sh) & (t - 1)));
+        constexpr int t = kPdChunks - 8, ksh = t == 4 ? 1 : 2;
+        return c < 8 ? ((c ^ (key & 7)) - kPdChunks * key) & 7 : 8 + ((c - 8) ^ ((key >> ksh) & (t - 1)));
     } else {
         return kPdSwizzle ? c ^ (key & 7) : c;
     }
@@ -610,14 +615,16 @@ FA_DEVICE int pd_row(int tok, int hh) {
 }
 // Chunks from a run slot's start to the run's (kPdRunSwizzle): where the
 // pair's first row starts in a 128-byte line of the page (kv head kvh0 of
-// rows of kPdChunks chunks; 0 at hd96, 0 or 4 at hd80). Exact for caches
-// whose token rows are whole 128-byte lines (num_kv_heads a multiple of 4
-// at hd80); others still read correctly, their lines split.
-FA_DEVICE int pd_run_shift(int kvh0) { return kPdChunks == 12 ? 0 : kvh0 * kPdChunks & 7; }   // (kvh0 is even)
+// rows of kPdChunks chunks; 0 at hd96, 0 or 4 at hd80, as kvh0 is even, so
+// the run ends within the slot's 24 chunks). It assumes K and V caches
+// with contiguous heads and token rows that are whole 128-byte lines
+// (num_kv_heads a multiple of 4 at hd80); other caches still read
+// correctly, with some lines split.
+FA_DEVICE int pd_run_shift(int kvh0) { return kPdChunks == 12 ? 0 : (kvh0 * kPdChunks) & 7; }
 // Byte column of an ldmatrix row address. -DPD_FAKE_SWIZZLE (measurement aid,
 // wrong results): swizzled reads of unswizzled TMA rows, i.e. the math's
 // shared-memory traffic without bank conflicts whatever the row stride.
-template <int hcs = 0>
+template <int hcs>
 FA_DEVICE int pd_ld_col(int col, int key, int hh = 0, int sh = 0) {
 #ifdef PD_FAKE_SWIZZLE
     return col ^ ((key & 7) << 4);
@@ -631,9 +638,9 @@ FA_DEVICE int pd_ld_col(int col, int key, int hh = 0, int sh = 0) {
 // XOR a constant: the address is two operations on the tile's lane_col
 // address, and no lane-dependent offset per col is hoisted out of the main
 // loop (at hd256 those were 13 registers, spilled).
-template <int hcs = 0>
+template <int hcs>
 FA_DEVICE u32 pd_ld_addr(u32 row, int lane_col, int key, int col, int hh = 0, int sh = 0) {
-    if constexpr (kPdSwizzle) return ((row + pd_ld_col(lane_col, key)) ^ (col & 0x70)) + (col & ~0x7f);
+    if constexpr (kPdSwizzle) return ((row + pd_ld_col<hcs>(lane_col, key)) ^ (col & 0x70)) + (col & ~0x7f);
     else return row + pd_ld_col<hcs>(col + lane_col, key, hh, sh);
 }
 
@@ -884,8 +891,8 @@ FA_DEVICE bool pd_merge_group(const PagedDecodeParams& p, u8* smem, int ring_byt
 
 // CTA = (split, group of hc = heads_per_cta kv heads, sequence). A pipeline
 // tile is kPdBlockN = 64 smem rows = (64 / hc) tokens x hc heads (pd_row:
-// token-major, so that for hc > 1 a token's head rows are one contiguous run
-// as in the page; slots of those runs with the run swizzle).
+// token-major, so that for hc > 1 a token's head rows are side by side as
+// in the page; with the run swizzle, in one slot).
 // Warp w serves kv head kvh0 + (w % hc) and the 16-token slice w / hc of the tile.
 template <int hcs>   // log2(p.heads_per_cta)
 FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
@@ -1113,7 +1120,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 vrow += pd_v_row(p, 0, 0, my_kvh);
             }
             // (key & 7 == r0 & 7; tail swizzle: each chunk's position below)
-            const u32 d0 = pd_row<hcs>(kb * 16 + r0, hw) * kPdRowStride<hcs> + (kPdTailSwizzle ? 0 : pd_chunk(c0, r0) * 16);
+            const u32 d0 = pd_row<hcs>(kb * 16 + r0, hw) * kPdRowStride<hcs> + (kPdTailSwizzle ? 0 : pd_chunk<hcs>(c0, r0) * 16);
 #pragma unroll
             for (int k = 0; k < 16 / kRows; ++k) {
                 const int ri = r0 + kRows * k;                  // row of the slice
