@@ -339,6 +339,13 @@ def check(prob, o, lse, tag):
     return ok, worst
 
 
+def runtime_splits(B, kv_heads, ctx, sm, mod, hc, window=0, sink=0, block_n=64):
+    """The split count a launch of `mod` takes with hc kv heads per CTA, as the
+    runtime plans it: _decode_pair (hc = 2) is never split; _decode takes
+    paged_num_splits at the module's occupancy."""
+    return 1 if hc == 2 else paged_num_splits(B, kv_heads, ctx, sm, mod.occ_for(1), window, sink, block_n=block_n)
+
+
 def split_counts(hc, counts):
     """The split counts to run with hc kv heads per CTA: _decode_pair (hc = 2)
     is compiled for one split, as the runtime launches it."""
@@ -359,7 +366,7 @@ def test_cell(torch, c, mod, small=False):
     allok, worst = True, 0.0
     sm = torch.cuda.get_device_properties(0).multi_processor_count
     for hc in [h for h in (1, 2) if h <= mod.threads // 32]:   # heads per CTA <= warps
-        hs = paged_num_splits(prob.B, (kvh + hc - 1) // hc, max(ctxs), sm, mod.occ_for(hc), c["window"], c["sink"], block_n=mod.threads // 2 // hc)
+        hs = runtime_splits(prob.B, kvh, max(ctxs), sm, mod, hc, c["window"], c["sink"], block_n=mod.threads // 2)
         for splits in sorted(split_counts(hc, {1, 3, 7, 40, 150, hs} if not small else {1, 3})):   # 40, 150: merges of 32+ / 128+ splits
             for fused in (False, True):   # _decode_merge, then the merge inside _decode
                 mod.fused = fused
@@ -426,6 +433,7 @@ def test_append(torch, c, mod):
 # of dirty lines, which the timed call's reads write back; FLUSH=clean evicts
 # L2 by reading 256 MiB instead (clean lines, nothing to write back).
 FLUSH = os.environ.get("FLUSH") in ("1", "clean")
+FLUSH_CLEAN = os.environ.get("FLUSH") == "clean"
 _flush_buf = []
 
 
@@ -434,7 +442,7 @@ def flush_l2(torch):
         if not _flush_buf:
             _flush_buf.append(torch.empty(256 << 20, dtype=torch.uint8, device="cuda"))
             _flush_buf.append(torch.empty(1, dtype=torch.int64, device="cuda"))
-        if os.environ.get("FLUSH") == "clean":
+        if FLUSH_CLEAN:
             torch.sum(_flush_buf[0].view(torch.int64), dim=0, keepdim=True, out=_flush_buf[1])
         else:
             _flush_buf[0].zero_()
@@ -487,7 +495,7 @@ def bench(torch, c, mods, results):
         row = {"batch": B, "ctx": ctx, "sweep": {}}
         best = None
         for (vlabel, mod), hc in [(vm, h) for vm in mods for h in (1, 2)]:
-            hs = 1 if hc == 2 else paged_num_splits(B, KVH, ctx, sm, mod.occ_for(hc))
+            hs = runtime_splits(B, KVH, ctx, sm, mod, hc)
             row[f"heuristic_splits_{vlabel}_hc{hc}"] = hs
             cands = sorted(split_counts(hc, {hs, max(1, hs // 2), hs * 2} | ({32, 64} if B == 1 else {1, 2})))
             for s in cands:

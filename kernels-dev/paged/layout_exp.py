@@ -55,7 +55,7 @@ def main():
                 variants[("shuffled" if shuffled else "in-order") + (" HND" if hnd else " NHD")] = (k2, v2, bt, hnd)
         for name, m in mods.items():
           for hc in [int(x) for x in os.environ.get("HC", "1,2").split(",")]:
-            hs = 1 if hc == 2 else H.paged_num_splits(B, KVH, ctx, sm, m.occ_for(hc))
+            hs = H.runtime_splits(B, KVH, ctx, sm, m, hc)
             for vname, (k2, v2, bt, hnd) in variants.items():
                 if vname not in os.environ.get("LAYOUTS", "shuffled NHD,in-order HND").split(","): continue
                 for s in sorted(H.split_counts(hc, {hs, max(1, hs - 1), hs + 1})):

@@ -79,7 +79,7 @@ def main():
         prob = H.Problem(torch, bc, [ctx] * B, KVH, fill_nan=False, seed=3, bt_pad=0)
         kvbytes = 2 * B * ctx * KVH * d * 2 + 2 * B * Hq * d * 2
         for name, m in mods.items():
-            hs = 1 if hc == 2 else H.paged_num_splits(B, KVH, ctx, sm, m.occ_for(hc))   # as the runtime plans it
+            hs = H.runtime_splits(B, KVH, ctx, sm, m, hc)   # as the runtime plans it
             extra = [int(x) for x in os.environ.get("SPLITS", "").split(",") if x.strip()]   # more split counts to time
             for s in ([hs] if ncu else sorted(H.split_counts(hc, {hs, max(1, hs - 1), hs + 1, *extra}))):
                 o, lse, oacc, lacc = prob.buffers(s)
