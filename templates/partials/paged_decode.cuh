@@ -1033,6 +1033,11 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // flight together), and each row takes its block from a shuffle: no
     // per-copy load, no per-thread array of lookups (those spilled or issued
     // slowly, see above).
+    // Byte offset in a K or V stage of chunk c of head hh's row of token ri of
+    // this warp's slice (pd_row, pd_chunk).
+    auto ring_off = [&](int ri, int hh, int c) {
+        return pd_row<hcs>(kb * 16 + ri, hh) * kPdRowStride<hcs> + pd_chunk<hcs>(c, ri, hh, run_sh) * 16;
+    };
     auto load_tile_hc = [&](int tokw, int stage) {   // tokw: this warp's first token (a multiple of 16)
         const int j = tokw + (lane & 15);
         const u32 ks = pipe_base + stage * (2 * kPdKVBytes);
@@ -1083,7 +1088,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 if (hh < 2) {
                     const int jr = tokw + ri;
                     const bool ok = page_blk >= 0 && kvh < p.num_kv_heads && jr < ctx && pd_visible(jr, pos);
-                    const u32 dst = pd_row<1>(kb * 16 + ri, hh) * kPdRowStride<1> + pd_chunk<1>(c, ri, hh, run_sh) * 16;
+                    const u32 dst = ring_off(ri, hh, c);
                     cp_async_16(ks + dst, k0 + pd_k_row(p, 0, ri, 0) + c * 16, ok);
                     cp_async_16(vs + dst, v0 + pd_v_row(p, 0, ri, 0) + c * 16, ok);
                 }
@@ -1101,7 +1106,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 if (rl < R && ri < 16) {
                     const int jr = tokw + ri;
                     const bool ok = blk >= 0 && jr < ctx && pd_visible(jr, pos);
-                    const u32 dst = pd_row<hcs>(kb * 16 + ri, hw) * kPdRowStride<hcs> + pd_chunk<hcs>(c, ri, hw, run_sh) * 16;
+                    const u32 dst = ring_off(ri, hw, c);
                     cp_async_16(ks + dst, k0 + pd_k_row(p, 0, ri, 0) + c * 16, ok);
                     cp_async_16(vs + dst, v0 + pd_v_row(p, 0, ri, 0) + c * 16, ok);
                 }
