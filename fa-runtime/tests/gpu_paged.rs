@@ -288,6 +288,11 @@ fn decode_layouts_and_both_merges() {
     // warps copy together (both heads of a token per copy instruction).
     decode_case("decode-wide-batch-hd96", cell(Dtype::Bf16, 96, |b| b.paged().page_size(16).gqa(4)), 32, &wide);
     decode_case("decode-wide-batch-hd80", cell(Dtype::F16, 80, |b| b.paged().page_size(32).gqa(4).causal()), 32, &wide);
+    // One kv head per CTA at hd 96 / hd 80, each row in a 256-byte slot at
+    // its offset in the page mod 128 on sm90 (shifts 0 / 64 bytes at hd 96,
+    // 0 to 96 at hd 80): splits merged inside _decode and by _decode_merge.
+    decode_case("decode-long-hd96", cell(Dtype::Bf16, 96, |b| b.paged().page_size(16).gqa(4)), 32, &[30000]);
+    decode_case("decode-split-batch-hd80", cell(Dtype::F16, 80, |b| b.paged().page_size(32).gqa(4).causal()), 32, &wide[..40]);
     for run in 0..2 {
         decode_case(&format!("decode-one-wave-{run}"), spec, 32, &[30000]);
     }

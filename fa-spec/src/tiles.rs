@@ -234,8 +234,13 @@ pub fn tile_config(spec: &KernelSpec) -> TileConfig {
 /// wrong fails to compile (tests/tests/compile_matrix.rs).
 pub fn paged_decode_warps(spec: &KernelSpec) -> u32 {
     // The cp.async ring's rows are unpadded; at hd80 / hd96 a stage holds 32
-    // slots of 384 bytes (a token's two head rows), the bytes of 64 rows of 192.
-    let row_bytes = if matches!(spec.head_dim(), 80 | 96) { 192 } else { spec.head_dim() * 2 };
+    // slots of 384 bytes (a token's two head rows), the bytes of 64 rows of
+    // 192, or on sm90+ (one head a CTA) 64 slots of 256.
+    let row_bytes = match spec.head_dim() {
+        80 | 96 if spec.arch().compute_capability() >= 90 => 256,
+        80 | 96 => 192,
+        d => d * 2,
+    };
     if 2 * 2 * 64 * row_bytes > spec.arch().max_smem_per_block() {
         2
     } else {

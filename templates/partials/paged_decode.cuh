@@ -381,8 +381,9 @@ constexpr bool kPdSwizzle = !kPdTma && kPdChunks % 8 == 0;
 // starts (10 R) % 8 or (12 R) % 8 16-byte bank groups on, so no XOR of the
 // chunk index spreads 8 keys over 8 groups; instead (pd_chunk) chunks 0-7
 // go to group (c ^ key) % 8 and the 2 or 4 tail chunks to the groups the
-// row's start leaves twice, by key (for the one-head _decode, whose 8 keys
-// of an ldmatrix phase are consecutive rows). _decode_pair instead keeps a
+// row's start leaves twice, by key (for the one-head _decode on sm_80 /
+// sm_89, whose 8 keys of an ldmatrix phase are consecutive rows; sm_90+
+// slots those rows, see PD_ONE_SLOT). _decode_pair instead keeps a
 // token's two rows together as one run (320 or 384 bytes) in a 384-byte
 // slot, three 128-byte segments: the run starts at its offset in the page
 // mod 128 (64 bytes on for odd pairs at hd80; 0 at hd96), so that every
@@ -409,19 +410,38 @@ constexpr bool kPdSwizzle = !kPdTma && kPdChunks % 8 == 0;
 #define PD_TAIL_SWIZZLE 1
 #endif
 constexpr bool kPdTailSwizzle = PD_TAIL_SWIZZLE && !kPdTma && (kPdChunks == 10 || kPdChunks == 12);
-template <int hcs> constexpr bool kPdRunSwizzle = kPdTailSwizzle && hcs == 1;
-constexpr int kPdSlotBytes = 384;                           // a token's run slot (kPdRunSwizzle)
+// The one-head _decode on sm_90+ (split launches: one kv head per CTA) puts
+// each row in a 256-byte slot the same way, the row starting at its offset
+// in the page mod 128 (pd_run_shift: 0 or 64 bytes at hd96, 0 / 32 / 64 /
+// 96 at hd80), so that it too fills whole segments. Its 16 KB stages leave
+// 2 CTAs per SM with 3 stages instead of 3, and 33 splits instead of 49 at
+// 1 x 131072; on sm_80 / sm_89 they would cost a stage or a CTA per SM
+// (not measured), so the tail swizzle stays there. Measured (H100,
+// variant_exp.py, FLUSH=1, fused merge, same call, against the tail
+// swizzle; SDPA cuDNN on the contiguous cache): bf16 hd96 gqa 4, 1 x
+// 131072 164.3 us against 166.5 (cuDNN 155.0; copies alone 161.3 against
+// 163.8), 8 x 4096 55.0 against 55.2 (54.7); f16 hd80 gqa 4 alibi 140.8
+// against 149.0 (cuDNN 134.8, without alibi) and 48.5 against 50.4
+// (50.5). 2 stages at 3 CTAs per SM instead: 163.6 / 54.2 at hd96, 142.4
+// / 48.4 at hd80. -DPD_ONE_SLOT=0 (measurement override): the tail swizzle.
+#ifndef PD_ONE_SLOT
+#define PD_ONE_SLOT (kSm >= 90)
+#endif
+template <int hcs> constexpr bool kPdRunSwizzle = kPdTailSwizzle && (hcs == 1 || PD_ONE_SLOT);
+template <int hcs> constexpr int kPdSlotBytes = hcs == 1 ? 384 : 256;   // a token's run slot (kPdRunSwizzle)
 #ifndef PD_ROW_PAD                                          // tuning override (-DPD_ROW_PAD=n bytes)
 #define PD_ROW_PAD (kPdTma ? (32 - kHeadDim * 2 % 64 + 64) % 64 : (kPdSwizzle || kPdTailSwizzle ? 0 : 16))
 #endif
 constexpr int kPdRowBytes  = kHeadDim * 2 + PD_ROW_PAD;     // smem row (padded for TMA and the overrides)
 // One K (or V) stage: kPdBlockN rows, or (_decode_pair, run slots) kPdBlockN
-// / 2 slots; one size serves both entries (so hd80's _decode leaves 2 of its
-// 12 KB unused; its CTAs per SM and ring depth are those of 10 KB stages).
-constexpr int kPdKVBytes   = kPdTailSwizzle && kPdBlockN / 2 * kPdSlotBytes > kPdBlockN * kPdRowBytes
-                                 ? kPdBlockN / 2 * kPdSlotBytes : kPdBlockN * kPdRowBytes;
+// / 2 slots; one size serves both entries (so where the tail swizzle holds,
+// hd80's _decode leaves 2 of its 12 KB unused; its CTAs per SM and ring
+// depth are those of 10 KB stages), except the one-head slots (16 KB).
+constexpr int kPdKVBytesShared = kPdTailSwizzle && kPdBlockN / 2 * kPdSlotBytes<1> > kPdBlockN * kPdRowBytes
+                                 ? kPdBlockN / 2 * kPdSlotBytes<1> : kPdBlockN * kPdRowBytes;
+template <int hcs> constexpr int kPdKVBytes = hcs == 0 && kPdRunSwizzle<0> ? kPdBlockN * kPdSlotBytes<0> : kPdKVBytesShared;
 // Bytes from one ring row (pd_row) to the next: a row, or a run slot.
-template <int hcs> constexpr int kPdRowStride = kPdRunSwizzle<hcs> ? kPdSlotBytes : kPdRowBytes;
+template <int hcs> constexpr int kPdRowStride = kPdRunSwizzle<hcs> ? kPdSlotBytes<hcs> : kPdRowBytes;
 constexpr int kPdOStride   = kHeadDim + 4;                  // f32 row stride of the warp-combine buffer
 constexpr int kPdComboBytes = kPdWarps * kPdRows * (kPdOStride + 1) * 4;
 // Dynamic shared memory of _decode with a ring of `stages` stages: the ring
@@ -430,8 +450,8 @@ constexpr int kPdComboBytes = kPdWarps * kPdRows * (kPdOStride + 1) * 4;
 struct PdSmemLayout {
     int flag_offset, bar_offset, bytes;
 };
-constexpr PdSmemLayout pd_smem_layout(int stages) {
-    const int pipe = stages * 2 * kPdKVBytes;
+constexpr PdSmemLayout pd_smem_layout(int stages, int kv_bytes) {
+    const int pipe = stages * 2 * kv_bytes;
     const int region = pipe > kPdComboBytes ? pipe : kPdComboBytes;
     const int flags = (region + 127) / 128 * 128;
     const int bars = (flags + stages * kPdBlockN + 7) / 8 * 8;
@@ -440,7 +460,7 @@ constexpr PdSmemLayout pd_smem_layout(int stages) {
 // CTAs per SM that shared memory allows (1 KB reserved per CTA) on the
 // cell's arch: 228 KB (sm_90 / sm_100), 164 KB (sm_80), 100 KB (sm_89).
 constexpr int kPdSmemPerSm = kSm >= 90 ? 233472 : (kSm >= 89 ? 102400 : 167936);
-constexpr int pd_smem_ctas(int stages) { return kPdSmemPerSm / (pd_smem_layout(stages).bytes + 1024); }
+constexpr int pd_smem_ctas(int stages, int kv_bytes) { return kPdSmemPerSm / (pd_smem_layout(stages, kv_bytes).bytes + 1024); }
 // Ring depth. cp.async: 3 stages (2 tiles in flight per CTA) unless that
 // leaves fewer CTAs per SM than min(2, what 2 stages allow), else 2.
 // Measured (H200, 64 x 4096 / 1 x 131072 fused, cuDNN in the same call):
@@ -457,7 +477,7 @@ constexpr int pd_smem_ctas(int stages) { return kPdSmemPerSm / (pd_smem_layout(s
 #define PD_DEFAULT_RINGS 1
 #endif
 #ifndef PD_STAGES                                           // tuning override (-DPD_STAGES=n)
-#define PD_STAGES (kPdTma ? 2 : (pd_smem_ctas(3) >= (pd_smem_ctas(2) < 2 ? pd_smem_ctas(2) : 2) ? 3 : 2))
+#define PD_STAGES (kPdTma ? 2 : (pd_smem_ctas(3, kPdKVBytes<0>) >= (pd_smem_ctas(2, kPdKVBytes<0>) < 2 ? pd_smem_ctas(2, kPdKVBytes<0>) : 2) ? 3 : 2))
 #endif
 // CTAs per SM that a launch-bounds register budget can allow: 1 to 3 (3 is
 // 170 registers a thread; more would squeeze the math).
@@ -471,7 +491,7 @@ constexpr int pd_cap_ctas(int n) { return n < 1 ? 1 : pd_min3(n); }
 // 64 x 4096, same calls, SDPA cuDNN 363.1-363.6 us): 2 stages at 3 CTAs/SM
 // 364.8-365.3 us against 366.3-366.8 for 3 stages at 2 CTAs/SM.
 #ifndef PD_PAIR_STAGES                                      // tuning override (-DPD_PAIR_STAGES=n)
-#define PD_PAIR_STAGES (kPdTma ? 2 : (pd_min3(pd_smem_ctas(2)) > pd_min3(pd_smem_ctas(3)) ? 2 : 3))
+#define PD_PAIR_STAGES (kPdTma ? 2 : (pd_min3(pd_smem_ctas(2, kPdKVBytes<1>)) > pd_min3(pd_smem_ctas(3, kPdKVBytes<1>)) ? 2 : 3))
 #endif
 // The ring of the _decode entry serving 1 << hcs kv heads per CTA: its
 // depth, shared-memory layout (bytes exported as <kernel>_decode_smem_bytes
@@ -480,16 +500,16 @@ constexpr int pd_cap_ctas(int n) { return n < 1 ? 1 : pd_min3(n); }
 // registers never cost occupancy that shared memory would give.
 template <int hcs> struct PdRing {
     static constexpr int stages = hcs == 0 ? PD_STAGES : PD_PAIR_STAGES;
-    static constexpr PdSmemLayout smem = pd_smem_layout(stages);
-    static constexpr int min_blocks = pd_cap_ctas(pd_smem_ctas(stages));
+    static constexpr PdSmemLayout smem = pd_smem_layout(stages, kPdKVBytes<hcs>);
+    static constexpr int min_blocks = pd_cap_ctas(pd_smem_ctas(stages, kPdKVBytes<hcs>));
 };
 #ifdef PD_DEFAULT_RINGS
 // The host reads both entries' occupancy for every decode, so _decode_pair
 // must fit wherever _decode does.
-static_assert(PdRing<1>::stages <= PdRing<0>::stages, "_decode_pair needs no more shared memory than _decode");
+static_assert(PdRing<1>::smem.bytes <= PdRing<0>::smem.bytes, "_decode_pair needs no more shared memory than _decode");
 // And _decode must fit at all (else fa_spec::tiles::paged_decode_warps
 // should have rendered fewer warps).
-static_assert(pd_smem_ctas(PdRing<0>::stages) >= 1, "decode ring exceeds the arch's shared memory per block");
+static_assert(pd_smem_ctas(PdRing<0>::stages, kPdKVBytes<0>) >= 1, "decode ring exceeds the arch's shared memory per block");
 #endif
 constexpr u32 kPdRowGBytes = kHeadDim * kPdElemBytes;       // one K/V row in global memory
 static_assert(!kPdTma || kPdThreads == 2 * kPdBlockN, "TMA loader: one K or V row per thread");
@@ -614,13 +634,16 @@ FA_DEVICE int pd_row(int tok, int hh) {
     else return (tok << hcs) + hh;
 }
 // Chunks from a run slot's start to the run's (kPdRunSwizzle): where the
-// pair's first row starts in a 128-byte line of the page (kv head kvh0 of
-// rows of kPdChunks chunks; 0 at hd96, 0 or 4 at hd80, as kvh0 is even, so
-// the run ends within the slot's 24 chunks). It assumes K and V caches
-// with contiguous heads and token rows that are whole 128-byte lines
-// (num_kv_heads a multiple of 4 at hd80); other caches still read
-// correctly, with some lines split.
-FA_DEVICE int pd_run_shift(int kvh0) { return kPdChunks == 12 ? 0 : (kvh0 * kPdChunks) & 7; }
+// CTA's first row starts in a 128-byte line of the page (kv head kvh0 of
+// rows of kPdChunks chunks). _decode_pair: 0 at hd96 (written as the
+// constant it is, kvh0 being even), 0 or 4 at hd80, so the run ends within
+// the slot's 24 chunks; one head (PD_ONE_SLOT): 0 or 4 at hd96, 0, 2, 4 or
+// 6 at hd80, within 16. It assumes K and V caches with contiguous heads and
+// token rows that are whole 128-byte lines (num_kv_heads even at hd96, a
+// multiple of 4 at hd80); other caches still read correctly, with some
+// lines split.
+template <int hcs>
+FA_DEVICE int pd_run_shift(int kvh0) { return kPdChunks == 12 && hcs == 1 ? 0 : (kvh0 * kPdChunks) & 7; }
 // Byte column of an ldmatrix row address. -DPD_FAKE_SWIZZLE (measurement aid,
 // wrong results): swizzled reads of unswizzled TMA rows, i.e. the math's
 // shared-memory traffic without bank conflicts whatever the row stride.
@@ -924,7 +947,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const int hw = warp & (hc - 1);             // this warp's head within the group
     const int kb = warp >> hcs;                 // this warp's 16-token slice
     const int my_kvh = kvh0 + hw;
-    const int run_sh = kPdRunSwizzle<hcs> ? pd_run_shift(kvh0) : 0;   // (chunks; pd_chunk)
+    const int run_sh = kPdRunSwizzle<hcs> ? pd_run_shift<hcs>(kvh0) : 0;   // (chunks; pd_chunk)
 
     // Dynamic slices (split launches with the fused merge, one kv head per
     // CTA): the SMs of a launch stream at different paces (H200, 1 x 131072
@@ -1040,8 +1063,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     };
     auto load_tile_hc = [&](int tokw, int stage) {   // tokw: this warp's first token (a multiple of 16)
         const int j = tokw + (lane & 15);
-        const u32 ks = pipe_base + stage * (2 * kPdKVBytes);
-        const u32 vs = ks + kPdKVBytes;
+        const u32 ks = pipe_base + stage * (2 * kPdKVBytes<hcs>);
+        const u32 vs = ks + kPdKVBytes<hcs>;
         // The lane index is re-read per tile (volatile) so that the compiler
         // does not hoist the per-lane row / chunk / address terms out of the
         // main loop: that held 30 (hd128) to 70 (hd192) more registers.
@@ -1175,7 +1198,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             const int slot = j % kPageSize;
             src += isv ? pd_v_row(p, blk, slot, kvh) : pd_k_row(p, blk, slot, kvh);
         }
-        const u32 dst = pipe_base + stage * (2 * kPdKVBytes) + (isv ? kPdKVBytes : 0) + r * kPdRowBytes;
+        const u32 dst = pipe_base + stage * (2 * kPdKVBytes<hcs>) + (isv ? kPdKVBytes<hcs> : 0) + r * kPdRowBytes;
         const u32 bar = bar_base + stage * 8;
         if (ok) {
             pd_mbar_arrive_tx(bar, kPdRowGBytes);
@@ -1267,8 +1290,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // This warp's 16-token slice in ring stage `stage`, first key key0.
     auto attend = [&](int stage, int key0) {
 #ifndef PD_LOAD_ONLY   // measurement aid (-DPD_LOAD_ONLY): the K/V pipeline without the math; wrong results
-        const u32 ks = pipe_base + stage * (2 * kPdKVBytes);
-        const u32 vs = ks + kPdKVBytes;
+        const u32 ks = pipe_base + stage * (2 * kPdKVBytes<hcs>);
+        const u32 vs = ks + kPdKVBytes<hcs>;
         const u8* fl = flags + stage * kPdBlockN;
 
         // S accumulates in kPdSChains independent chains per n-tile (s: even
