@@ -68,9 +68,16 @@ def smem_bytes(c, t):
 def paged_decode_warps(c):
     """Mirror of fa_spec::tiles::paged_decode_warps: 2 where a 2-stage ring of
     64-row K/V tiles exceeds the arch's shared memory per block (hd256 on sm89)."""
-    row_bytes = 192 if c["head_dim"] in (80, 96) else c["head_dim"] * 2   # (unpadded; hd80 / hd96: 384-byte token slots)
+    sm90 = c["arch"] in ("sm90a", "sm100")
+    # (unpadded; hd80 / hd96: 384-byte token slots, or on sm90+ 256-byte one-head slots)
+    row_bytes = (256 if sm90 else 192) if c["head_dim"] in (80, 96) else c["head_dim"] * 2
     max_smem = {"sm80": 163, "sm89": 99, "sm90a": 227, "sm100": 227}[c["arch"]] * 1024
     return 2 if 2 * 2 * 64 * row_bytes > max_smem else 4
+
+
+def paged_pair_splits(c):
+    """Mirror of fa_spec::tiles::paged_pair_splits: hd80 / hd96 on sm90+."""
+    return int(c["head_dim"] in (80, 96) and c["arch"] in ("sm90a", "sm100"))
 
 
 def make_cell(**kw):
@@ -106,6 +113,7 @@ def make_cell(**kw):
     c["smem_bytes"] = smem_bytes(c, c)
     c["num_threads"] = c["num_warps"] * 32
     c["pd_warps"] = paged_decode_warps(c)
+    c["pd_pair_splits"] = paged_pair_splits(c)
     return c
 
 

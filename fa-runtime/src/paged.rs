@@ -262,8 +262,9 @@ fn split_cost(base: usize, t: usize, slots: usize, s: usize) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLayout {
     /// KV heads one CTA serves (1 or 2); its tiles are 64 / heads_per_cta
-    /// tokens of that many heads. 2 only with `splits == 1`: `_decode_pair`
-    /// is compiled for one split (it has no partials and no merge).
+    /// tokens of that many heads. 2 only with `splits == 1` unless the
+    /// cell's `_decode_pair` takes splits ([`fa_spec::paged_pair_splits`]);
+    /// elsewhere it is compiled for one split (no partials and no merge).
     pub heads_per_cta: usize,
     /// Splits of the KV sequence ([`num_splits`]'s cost model).
     pub splits: usize,
@@ -285,7 +286,8 @@ impl DecodeLayout {
 /// CTA's fixed cost per pair of heads); two heads where that costs less,
 /// else one. With splits, two heads per CTA mean twice the splits per head
 /// and twice the partial results to merge, which the model does not count,
-/// so `_decode_pair` is launched only without splits. Measured on
+/// so `_decode_pair` is launched only without splits (but see `pair_splits`
+/// below). Measured on
 /// an H200 (bf16 hd128, 32/8 heads, 2 CTAs/SM, 264 slots): 64 × 4096 and 128
 /// × 2048 cost 130 and 132 tile times with two heads against 132 and 136
 /// with one, and ran 248.7 against 252.0 µs and 251.2 against 255.0 µs;
@@ -297,19 +299,48 @@ impl DecodeLayout {
 /// `_decode_pair` ([`decode_entry`]), whose rings differ where the pair's
 /// shallower ring fits more CTAs (hd128 on sm90: 2 and 3), so each layout
 /// is costed with its own slots.
+///
+/// `pair_splits` ([`fa_spec::paged_pair_splits`]: hd80 / hd96 on sm90+):
+/// the pair takes splits, and an even number of kv heads always pairs, with
+/// the split count of the cost model for `batch · kv_heads / 2` CTAs of
+/// 32-token tiles at `_decode`'s slots. One head's rows there split 128-byte
+/// lines between neighbouring heads; a pair's make whole lines. Costed at
+/// the pair's own 3 CTAs per SM, the model splits twice as often as the
+/// measured best. Measured on an H100 (`FLUSH=1`, fused merge, SDPA cuDNN
+/// on the contiguous cache in the same call), bf16 hd96 gqa 4, 8 kv heads:
+/// 1 × 131072 157.8–158.3 µs with 49–66 splits against 162.5 with 98 and
+/// 163.4 for one head (cuDNN 155.6); 8 × 4096 52.9–53.2 with 6–8 splits
+/// against 55.4 (54.3); 2 × 65536 156.1 with 32 against 163.5 (155.5).
+/// f16 hd80 gqa 4 alibi: 138.4–139.5 against 141.5 (cuDNN 135.6, without
+/// alibi), 47.5–47.9 against 48.7 (50.1), 136.0–137.3 against 141.6
+/// (133.9). With this rule (H200, hd96 / hd80): 1 × 131072 114.9 / 100.9
+/// against 117.6 / 104.0 for one head, 32 × 8192 (2 splits) 200.3 / 174.7
+/// against 223.5 / 192.8 (one head, no split). The pair's split code costs
+/// nothing where it does not split (64 × 4096: 196.8–197.2 against 196.8
+/// µs without it on an H200, 285.1–285.8 against 285.2–285.3 on an H100).
 pub fn decode_layout(
     problem: &DecodeProblem,
     sm_count: usize,
     occupancy: usize,
     pair_occupancy: usize,
+    pair_splits: bool,
 ) -> DecodeLayout {
     let (batch, kv_heads) = (problem.batch, problem.kv_heads);
-    let one = best_splits(problem, batch * kv_heads, DECODE_TILE_TOKENS, sm_count * occupancy);
-    let pair_tiles = visited_tiles(problem, DECODE_TILE_TOKENS / 2);
-    let pair = split_cost(batch * kv_heads.div_ceil(2), pair_tiles, sm_count * pair_occupancy, 1);
-    let (heads_per_cta, splits) = if kv_heads & 1 == 0 && pair < one.1 { (2, 1) } else { (1, one.0) };
+    let pair_tiles = DECODE_TILE_TOKENS / 2;
+    let (heads_per_cta, splits, entry_occupancy) = if pair_splits && kv_heads & 1 == 0 {
+        (2, best_splits(problem, batch * kv_heads / 2, pair_tiles, sm_count * occupancy).0, pair_occupancy)
+    } else {
+        let one = best_splits(problem, batch * kv_heads, DECODE_TILE_TOKENS, sm_count * occupancy);
+        let pair =
+            split_cost(batch * kv_heads.div_ceil(2), visited_tiles(problem, pair_tiles), sm_count * pair_occupancy, 1);
+        if kv_heads & 1 == 0 && pair < one.1 {
+            (2, 1, pair_occupancy)
+        } else {
+            (1, one.0, occupancy)
+        }
+    };
     let mut layout = DecodeLayout { heads_per_cta, splits, fused_merge: false };
-    layout.fused_merge = fuses_merge(batch, layout.kv_groups(kv_heads), splits, sm_count, occupancy);
+    layout.fused_merge = fuses_merge(batch, layout.kv_groups(kv_heads), splits, sm_count, entry_occupancy);
     layout
 }
 
@@ -647,7 +678,8 @@ pub(crate) fn launch_decode(
         window: spec.window().unwrap_or(0) as usize,
         sink: spec.sink().unwrap_or(0) as usize,
     };
-    let layout = decode_layout(&problem, dev.sm_count() as usize, occupancy_of(1)?, occupancy_of(2)?);
+    let pair_splits = fa_spec::paged_pair_splits(spec);
+    let layout = decode_layout(&problem, dev.sm_count() as usize, occupancy_of(1)?, occupancy_of(2)?, pair_splits);
     let (decode, smem) = kernel_of(layout.heads_per_cta)?;
     let groups = layout.kv_groups(plan.num_kv_heads);
     let grid = (groups as u32, layout.splits as u32, plan.batch as u32);

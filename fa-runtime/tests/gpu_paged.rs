@@ -288,11 +288,17 @@ fn decode_layouts_and_both_merges() {
     // warps copy together (both heads of a token per copy instruction).
     decode_case("decode-wide-batch-hd96", cell(Dtype::Bf16, 96, |b| b.paged().page_size(16).gqa(4)), 32, &wide);
     decode_case("decode-wide-batch-hd80", cell(Dtype::F16, 80, |b| b.paged().page_size(32).gqa(4).causal()), 32, &wide);
-    // One kv head per CTA at hd 96 / hd 80, each row in a 256-byte slot at
-    // its offset in the page mod 128 on sm90 (shifts 0 / 64 bytes at hd 96,
-    // 0 to 96 at hd 80): splits merged inside _decode and by _decode_merge.
-    decode_case("decode-long-hd96", cell(Dtype::Bf16, 96, |b| b.paged().page_size(16).gqa(4)), 32, &[30000]);
-    decode_case("decode-split-batch-hd80", cell(Dtype::F16, 80, |b| b.paged().page_size(32).gqa(4).causal()), 32, &wide[..40]);
+    // hd 96 / hd 80 with splits: on sm90 two kv heads per CTA split too
+    // (fa_spec::paged_pair_splits), merged inside _decode_pair (one long
+    // context) and by _decode_merge (75 sequences: 4 splits, 1200 CTAs);
+    // with 3 kv heads, one head per CTA, each row in a 256-byte slot.
+    let hd96 = cell(Dtype::Bf16, 96, |b| b.paged().page_size(16).gqa(4));
+    let hd80 = cell(Dtype::F16, 80, |b| b.paged().page_size(32).gqa(4).causal());
+    let batch75: Vec<usize> = (0..75).map(|i| 1400 + 3 * i).collect();
+    decode_case("decode-long-hd96", hd96, 32, &[30000]);
+    decode_case("decode-split-batch-hd80", hd80, 32, &batch75);
+    decode_case("decode-long-hd96-3kv", hd96, 12, &[30000]);
+    decode_case("decode-long-hd80-3kv", hd80, 12, &[20000]);
     for run in 0..2 {
         decode_case(&format!("decode-one-wave-{run}"), spec, 32, &[30000]);
     }

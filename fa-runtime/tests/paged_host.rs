@@ -327,7 +327,7 @@ fn split_heuristic() {
 fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
     // H100 / H200, hd128: 132 SMs x 2 CTAs (264 slots) of _decode, x 3 of _decode_pair.
     let lay = |batch, kv_heads, max_context| {
-        decode_layout(&DecodeProblem { batch, kv_heads, max_context, ..Default::default() }, 132, 2, 3)
+        decode_layout(&DecodeProblem { batch, kv_heads, max_context, ..Default::default() }, 132, 2, 3, false)
     };
     let layout = |heads_per_cta, splits, fused_merge| DecodeLayout { heads_per_cta, splits, fused_merge };
     // 64 x 4096: 512 CTAs of 64 tiles (2 waves x 66 = 132 tile times)
@@ -359,26 +359,60 @@ fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
             132,
             2,
             pair_occ,
+            false,
         )
     };
     assert_eq!(lay96(3), layout(2, 1, false));
     assert_eq!(lay96(2), layout(1, 1, false));
     // A window bounds the work for two heads per CTA too (tiles of 32 tokens).
     let windowed = DecodeProblem { batch: 64, kv_heads: 8, max_context: 131072, window: 4000, sink: 0 };
-    assert_eq!(decode_layout(&windowed, 132, 2, 3), lay(64, 8, 4000 + 32));
+    assert_eq!(decode_layout(&windowed, 132, 2, 3, false), lay(64, 8, 4000 + 32));
     // Degenerate device numbers do not panic.
-    assert_eq!(decode_layout(&DecodeProblem::default(), 0, 0, 0), layout(1, 1, false));
-    // _decode_pair has no split code: two heads per CTA only ever with one split.
+    assert_eq!(decode_layout(&DecodeProblem::default(), 0, 0, 0, false), layout(1, 1, false));
+    assert_eq!(decode_layout(&DecodeProblem::default(), 0, 0, 0, true), layout(2, 1, false));
+    // Without pair splits (every cell but hd80 / hd96 on sm90+), _decode_pair
+    // has no split code: two heads per CTA only ever with one split.
     for batch in [1, 2, 3, 7, 16, 33, 64, 96, 128, 256] {
         for kv_heads in [1, 2, 4, 6, 8, 16] {
             for max_context in [0, 1, 100, 1600, 4096, 20000, 131072] {
                 for (sm, occ, pair_occ) in [(132, 2, 3), (108, 2, 2), (58, 1, 3), (1, 1, 1)] {
                     let p = DecodeProblem { batch, kv_heads, max_context, ..Default::default() };
-                    let l = decode_layout(&p, sm, occ, pair_occ);
+                    let l = decode_layout(&p, sm, occ, pair_occ, false);
                     assert!(l.heads_per_cta == 1 || l.splits == 1, "{l:?} for {p:?}");
                 }
             }
         }
+    }
+}
+
+#[test]
+fn decode_layout_pairs_every_even_head_count_where_pairs_split() {
+    // hd80 / hd96 on an H100 / H200: 2 _decode CTAs per SM, 3 _decode_pair.
+    let lay = |batch, kv_heads, max_context| {
+        decode_layout(&DecodeProblem { batch, kv_heads, max_context, ..Default::default() }, 132, 2, 3, true)
+    };
+    let layout = |heads_per_cta, splits, fused_merge| DecodeLayout { heads_per_cta, splits, fused_merge };
+    // Splits costed at _decode's 264 slots for 4 pair CTAs a sequence of
+    // 32-token tiles: 66 splits (one wave, 65 tile times), merged inside.
+    assert_eq!(lay(1, 8, 131072), layout(2, 66, true));
+    assert_eq!(lay(8, 8, 4096), layout(2, 8, true));
+    assert_eq!(lay(2, 8, 65536), layout(2, 33, true));
+    // The bench batch needs no split, as before.
+    assert_eq!(lay(64, 8, 4096), layout(2, 1, false));
+    // 75 x 1400: four splits of 300 CTAs over several waves, merged by
+    // _decode_merge (the pair's 396 slots cannot hold 1200 CTAs).
+    assert_eq!(lay(75, 8, 1400), layout(2, 4, false));
+    // Odd kv head counts keep one head a CTA and its own split count.
+    for (b, kv, ctx) in [(1, 1, 131072), (4, 3, 20000), (64, 7, 4096)] {
+        let l = lay(b, kv, ctx);
+        assert_eq!(l.heads_per_cta, 1, "{b} {kv} {ctx}");
+        assert_eq!(l.splits, num_splits(b, kv, ctx, 0, 0, 132, 2), "{b} {kv} {ctx}");
+    }
+    // Pair splits are the one-head model's for half the CTAs and half-size tiles.
+    for (b, kv, ctx) in [(1, 8, 30000), (3, 8, 20000), (16, 8, 16384), (40, 2, 1600), (5, 32, 9000)] {
+        let l = lay(b, kv, ctx);
+        assert_eq!((l.heads_per_cta, l.splits), (2, num_splits(b, kv / 2, ctx.div_ceil(32) * 64, 0, 0, 132, 2)), "{b} {kv} {ctx}");
+        assert_eq!(l.fused_merge, fuses_merge(b, kv / 2, l.splits, 132, 3), "{b} {kv} {ctx}");
     }
 }
 

@@ -64,6 +64,7 @@ pub fn context(spec: &KernelSpec) -> tera::Context {
     c.insert("paged", &spec.paged());
     c.insert("page_size", &spec.page_size().unwrap_or(0));
     c.insert("pd_warps", &crate::tiles::paged_decode_warps(spec));
+    c.insert("pd_pair_splits", &u32::from(crate::tiles::paged_pair_splits(spec)));
     c.insert("backward", &spec.backward());
     c.insert("block_m", &tile.block_m);
     c.insert("block_n", &tile.block_n);

@@ -247,3 +247,15 @@ pub fn paged_decode_warps(spec: &KernelSpec) -> u32 {
         4
     }
 }
+
+/// Whether the paged decode's two-heads-per-CTA entry (`_decode_pair`,
+/// `PD_PAIR_SPLITS` in `templates/partials/paged_decode.cuh`, rendered from
+/// this) takes split-KV launches: hd80 / hd96 on sm90+. There a kv head's
+/// 160- or 192-byte rows split 128-byte lines of the page between
+/// neighbouring heads, so one head per CTA reads more lines per byte than
+/// a pair, whose two rows of a token make whole lines;
+/// `fa_runtime::paged::decode_layout` then pairs heads with splits too.
+/// Elsewhere the pair is compiled for one split.
+pub fn paged_pair_splits(spec: &KernelSpec) -> bool {
+    matches!(spec.head_dim(), 80 | 96) && spec.arch().compute_capability() >= 90
+}

@@ -231,8 +231,8 @@ class Problem:
 
     def params(self, o, lse, oacc, lacc, splits, hc=1, fused=False):
         """fused: the merge inside _decode (merge_counters set when there are splits to merge)."""
-        if hc == 2 and splits != 1:
-            raise ValueError("_decode_pair is compiled for one split (see split_counts)")
+        if hc == 2 and splits != 1 and not pair_splits(self.c):
+            raise ValueError("this _decode_pair is compiled for one split (see split_counts)")
         P = PagedDecodeParams()
         P.q, P.k_cache, P.v_cache = self.q.data_ptr(), self.kc.data_ptr(), self.vc.data_ptr()
         P.o, P.lse = o.data_ptr(), lse.data_ptr()
@@ -339,17 +339,29 @@ def check(prob, o, lse, tag):
     return ok, worst
 
 
+def pair_splits(cell):
+    """Whether the cell's _decode_pair takes splits (fa_spec::paged_pair_splits:
+    hd80 / hd96 on sm90+; this harness compiles for sm_90a)."""
+    return cell["head_dim"] in (80, 96)
+
+
 def runtime_splits(B, kv_heads, ctx, sm, mod, hc, window=0, sink=0, block_n=64):
     """The split count a launch of `mod` takes with hc kv heads per CTA, as the
-    runtime plans it: _decode_pair (hc = 2) is never split; _decode takes
-    paged_num_splits at the module's occupancy."""
-    return 1 if hc == 2 else paged_num_splits(B, kv_heads, ctx, sm, mod.occ_for(1), window, sink, block_n=block_n)
+    runtime plans it (fa_runtime::paged::decode_layout): _decode takes
+    paged_num_splits at the module's occupancy; _decode_pair (hc = 2) one
+    split, or where it takes splits the same model for half the CTAs and
+    half-size tiles at _decode's occupancy."""
+    if hc == 2:
+        if not pair_splits(mod.cell):
+            return 1
+        return paged_num_splits(B, (kv_heads + 1) // 2, ctx, sm, mod.occ_for(1), window, sink, block_n=block_n // 2)
+    return paged_num_splits(B, kv_heads, ctx, sm, mod.occ_for(1), window, sink, block_n=block_n)
 
 
-def split_counts(hc, counts):
-    """The split counts to run with hc kv heads per CTA: _decode_pair (hc = 2)
-    is compiled for one split, as the runtime launches it."""
-    return {1} if hc == 2 else set(counts)
+def split_counts(mod, hc, counts):
+    """The split counts to run with hc kv heads per CTA: a _decode_pair (hc =
+    2) without pair splits is compiled for one split, as the runtime launches it."""
+    return {1} if hc == 2 and not pair_splits(mod.cell) else set(counts)
 
 
 # ---------------------------------------------------------------- tests
@@ -367,7 +379,7 @@ def test_cell(torch, c, mod, small=False):
     sm = torch.cuda.get_device_properties(0).multi_processor_count
     for hc in [h for h in (1, 2) if h <= mod.threads // 32]:   # heads per CTA <= warps
         hs = runtime_splits(prob.B, kvh, max(ctxs), sm, mod, hc, c["window"], c["sink"], block_n=mod.threads // 2)
-        for splits in sorted(split_counts(hc, {1, 3, 7, 40, 150, hs} if not small else {1, 3})):   # 40, 150: merges of 32+ / 128+ splits
+        for splits in sorted(split_counts(mod, hc, {1, 3, 7, 40, 150, hs} if not small else {1, 3})):   # 40, 150: merges of 32+ / 128+ splits
             for fused in (False, True):   # _decode_merge, then the merge inside _decode
                 mod.fused = fused
                 o, lse = prob.run(mod, splits, hc=hc)
@@ -497,7 +509,7 @@ def bench(torch, c, mods, results):
         for (vlabel, mod), hc in [(vm, h) for vm in mods for h in (1, 2)]:
             hs = runtime_splits(B, KVH, ctx, sm, mod, hc)
             row[f"heuristic_splits_{vlabel}_hc{hc}"] = hs
-            cands = sorted(split_counts(hc, {hs, max(1, hs // 2), hs * 2} | ({32, 64} if B == 1 else {1, 2})))
+            cands = sorted(split_counts(mod, hc, {hs, max(1, hs // 2), hs * 2} | ({32, 64} if B == 1 else {1, 2})))
             for s in cands:
                 o, lse, oacc, lacc = prob.buffers(s)
                 P = prob.params(o, lse, oacc, lacc, s, hc)

@@ -58,7 +58,7 @@ def main():
             hs = H.runtime_splits(B, KVH, ctx, sm, m, hc)
             for vname, (k2, v2, bt, hnd) in variants.items():
                 if vname not in os.environ.get("LAYOUTS", "shuffled NHD,in-order HND").split(","): continue
-                for s in sorted(H.split_counts(hc, {hs, max(1, hs - 1), hs + 1})):
+                for s in sorted(H.split_counts(m, hc, {hs, max(1, hs - 1), hs + 1})):
                     o, lse, oacc, lacc = prob.buffers(s)
                     P = prob.params(o, lse, oacc, lacc, s, hc)
                     P.k_cache, P.v_cache, P.block_table = k2.data_ptr(), v2.data_ptr(), bt.data_ptr()

@@ -53,7 +53,7 @@ def main():
     cases = [tuple(int(v) for v in s.split("x")) for s in os.environ.get("CASES", "1x131072x1x0,64x4096x2x0").split(",")]
     for B, ctx, hc, splits in cases:
         prob = H.Problem(torch, bc, [ctx] * B, KVH, fill_nan=False, seed=3, bt_pad=0)
-        s = 1 if hc == 2 else splits or H.runtime_splits(B, KVH, ctx, sm, m, hc)
+        s = splits or H.runtime_splits(B, KVH, ctx, sm, m, hc)
         o, lse, oacc, lacc = prob.buffers(s)
         P = prob.params(o, lse, oacc, lacc, s, hc, fused=True)
         t = H.time_fn(torch, lambda: m.decode(P), iters=50)

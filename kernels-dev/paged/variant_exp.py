@@ -81,7 +81,7 @@ def main():
         for name, m in mods.items():
             hs = H.runtime_splits(B, KVH, ctx, sm, m, hc)   # as the runtime plans it
             extra = [int(x) for x in os.environ.get("SPLITS", "").split(",") if x.strip()]   # more split counts to time
-            for s in ([hs] if ncu else sorted(H.split_counts(hc, {hs, max(1, hs - 1), hs + 1, *extra}))):
+            for s in ([hs] if ncu else sorted(H.split_counts(m, hc, {hs, max(1, hs - 1), hs + 1, *extra}))):
                 o, lse, oacc, lacc = prob.buffers(s)
                 P = prob.params(o, lse, oacc, lacc, s, hc, fused=m.fused)
                 if ncu:

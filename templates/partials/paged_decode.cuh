@@ -72,7 +72,8 @@
 //     4 CTAs/SM, but 145.7 against 133.5 at 1 x 131072); hc = 2 kv heads per
 //     CTA (1-1.5% faster where no split is needed, e.g. 248.7 against 252.0,
 //     slower with splits: 150 against 136 at 1 x 131072, so the host pairs
-//     heads only without splits, fa_runtime::paged::decode_layout); issuing
+//     heads only without splits, fa_runtime::paged::decode_layout, except
+//     at hd80 / hd96 on sm_90+, see PD_PAIR_SPLITS); issuing
 //     the next tile before the wait for the current one (its stage held this
 //     warp's previous tile, so 3 tiles in flight during the wait): 247.9
 //     against 248.2 us, 133.6 against 133.1 (cuDNN 240.4 / 127.4). The copies
@@ -362,6 +363,14 @@ constexpr bool kPdWholeRows = kPdOnePage && kPdRowLanes < 8;
 // whether 8, 10, 12 or 14 warps per SM issue the copies (2 CTAs of 4-7
 // warps, 2 stages; or 4-6 warps with 3-4 stages): more copy-issuing warps
 // would not gain there.
+// Whether _decode_pair takes split launches (fixed ranges, either merge):
+// fa_spec::tiles::paged_pair_splits renders it, hd80 / hd96 on sm_90+,
+// where one head's rows split 128-byte lines and a pair's runs do not (see
+// fa_runtime::paged::decode_layout). Elsewhere the pair is never split and
+// its split and merge code is not compiled at all.
+#ifndef PD_PAIR_SPLITS                                      // measurement override (-DPD_PAIR_SPLITS=0 / 1)
+#define PD_PAIR_SPLITS {{ pd_pair_splits }}
+#endif
 #ifndef PD_PAIR_JOINT                                       // measurement override (-DPD_PAIR_JOINT=0)
 #define PD_PAIR_JOINT 1
 #endif
@@ -484,7 +493,7 @@ constexpr int pd_smem_ctas(int stages, int kv_bytes) { return kPdSmemPerSm / (pd
 constexpr int pd_min3(int n) { return n > 3 ? 3 : n; }
 constexpr int pd_cap_ctas(int n) { return n < 1 ? 1 : pd_min3(n); }
 // _decode_pair (two kv heads per CTA, which the host launches only without
-// splits): the ring depth that gives the most CTAs per SM (up to 3), 3
+// splits, except at hd80 / hd96 on sm_90+): the ring depth that gives the most CTAs per SM (up to 3), 3
 // stages on a tie. Where 3 stages do not fit at all (0 CTAs: hd256 on
 // sm_80, hd192 on sm_89) that is 2, as for _decode. No split means every CTA streams from start to end, and there more
 // copy-issuing warps per SM beat a deeper ring. Measured (H100, bf16 hd128,
@@ -934,11 +943,11 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const int grp = blockIdx.x, split = blockIdx.y, b = blockIdx.z;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
-    // _decode_pair is never split (fa_runtime::paged::decode_layout): a
-    // constant 1, so that its split and merge code is not compiled at all.
-    // (A function, not a local copy: _decode reads the parameter where it
-    // uses it, as before, and keeps its code.)
-    auto num_splits = [&]() { return hcs == 1 ? 1 : p.num_splits; };
+    // _decode_pair without PD_PAIR_SPLITS is never split: a constant 1, so
+    // that its split and merge code is not compiled at all. (A function,
+    // not a local copy: _decode reads the parameter where it uses it, as
+    // before, and keeps its code.)
+    auto num_splits = [&]() { return hcs == 1 && !PD_PAIR_SPLITS ? 1 : p.num_splits; };
     constexpr int hc = 1 << hcs;
     constexpr int kStages = PdRing<hcs>::stages;         // ring depth
     constexpr PdSmemLayout kRing = PdRing<hcs>::smem;
