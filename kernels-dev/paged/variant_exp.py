@@ -10,7 +10,7 @@
 
 Correctness: every rendered cell under each CHECKS flag set against the
 float64 reference of harness.py. Timing: batch x context cases of the issue
-(SHAPES=, 8 kv heads) for the CELL= cell (default: the bf16 hd128 gqa-4 one),
+(SHAPES=, KVH= kv heads, 8) for the CELL= cell (default: the bf16 hd128 gqa-4 one),
 splits around each kernel's own heuristic choice (and SPLITS=), HC= kv heads
 per CTA (1, the runtime's choice, or 2: _decode_pair), each VARIANTS
 flag set beside the default kernel and SDPA flash / cuDNN on the contiguous cache.
@@ -74,7 +74,7 @@ def main():
     if ncu:
         shapes = shapes[:1]
     for B, ctx in shapes:
-        KVH, d = 8, bc["head_dim"]
+        KVH, d = int(os.environ.get("KVH", "8")), bc["head_dim"]   # KVH=: kv heads (8)
         Hq = KVH * bc["gqa"]
         prob = H.Problem(torch, bc, [ctx] * B, KVH, fill_nan=False, seed=3, bt_pad=0)
         kvbytes = 2 * B * ctx * KVH * d * 2 + 2 * B * Hq * d * 2

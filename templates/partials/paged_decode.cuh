@@ -432,7 +432,15 @@ constexpr bool kPdTailSwizzle = PD_TAIL_SWIZZLE && !kPdTma && (kPdChunks == 10 |
 // 163.8), 8 x 4096 55.0 against 55.2 (54.7); f16 hd80 gqa 4 alibi 140.8
 // against 149.0 (cuDNN 134.8, without alibi) and 48.5 against 50.4
 // (50.5). 2 stages at 3 CTAs per SM instead: 163.6 / 54.2 at hd96, 142.4
-// / 48.4 at hd80. -DPD_ONE_SLOT=0 (measurement override): the tail swizzle.
+// / 48.4 at hd80. Since then the host pairs every even kv-head count at
+// hd80 / hd96 on sm_90+ (PD_PAIR_SPLITS), so this path serves odd ones,
+// whose token rows are not whole lines (the slot shift then holds for
+// every other token). There too (H100, same call, fused; 1 x 131072 / 16
+// x 4096): hd96 3 kv heads 77.3 / 45.2 us against 78.6 / 46.3 (cuDNN 76.0
+// / 46.3), 1 kv head 41.4 / 22.1 against 41.7 / 22.3 (42.8 / 24.1); hd80
+// 3 kv heads 67.4 / 40.4 against 70.2 / 42.1 (67.6 / 43.7), 1 kv head 37.9
+// / 20.1 against 39.0 / 20.8 (39.3 / 21.5).
+// -DPD_ONE_SLOT=0 (measurement override): the tail swizzle.
 #ifndef PD_ONE_SLOT
 #define PD_ONE_SLOT (kSm >= 90)
 #endif
