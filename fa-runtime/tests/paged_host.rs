@@ -323,13 +323,20 @@ fn split_heuristic() {
     }
 }
 
+/// The layout of a decode on an H100 / H200: 132 SMs x 2 CTAs (264 slots)
+/// of _decode, x 3 of _decode_pair (hd128, hd80, hd96).
+fn h100_layout(batch: usize, kv_heads: usize, max_context: usize, pair_splits: bool) -> DecodeLayout {
+    decode_layout(&DecodeProblem { batch, kv_heads, max_context, ..Default::default() }, 132, 2, 3, pair_splits)
+}
+
+fn layout(heads_per_cta: usize, splits: usize, fused_merge: bool) -> DecodeLayout {
+    DecodeLayout { heads_per_cta, splits, fused_merge }
+}
+
 #[test]
 fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
-    // H100 / H200, hd128: 132 SMs x 2 CTAs (264 slots) of _decode, x 3 of _decode_pair.
-    let lay = |batch, kv_heads, max_context| {
-        decode_layout(&DecodeProblem { batch, kv_heads, max_context, ..Default::default() }, 132, 2, 3, false)
-    };
-    let layout = |heads_per_cta, splits, fused_merge| DecodeLayout { heads_per_cta, splits, fused_merge };
+    // hd128: pairs without splits.
+    let lay = |batch, kv_heads, max_context| h100_layout(batch, kv_heads, max_context, false);
     // 64 x 4096: 512 CTAs of 64 tiles (2 waves x 66 = 132 tile times)
     // against 256 CTAs of 128 tiles (1 wave x 130): two heads per CTA.
     assert_eq!(lay(64, 8, 4096), layout(2, 1, false));
@@ -387,11 +394,8 @@ fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
 
 #[test]
 fn decode_layout_pairs_every_even_head_count_where_pairs_split() {
-    // hd80 / hd96 on an H100 / H200: 2 _decode CTAs per SM, 3 _decode_pair.
-    let lay = |batch, kv_heads, max_context| {
-        decode_layout(&DecodeProblem { batch, kv_heads, max_context, ..Default::default() }, 132, 2, 3, true)
-    };
-    let layout = |heads_per_cta, splits, fused_merge| DecodeLayout { heads_per_cta, splits, fused_merge };
+    // hd80 / hd96: pairs with splits.
+    let lay = |batch, kv_heads, max_context| h100_layout(batch, kv_heads, max_context, true);
     // Splits costed at _decode's 264 slots for 4 pair CTAs a sequence of
     // 32-token tiles: 66 splits (one wave, 65 tile times), merged inside.
     assert_eq!(lay(1, 8, 131072), layout(2, 66, true));
