@@ -415,7 +415,11 @@ fn decode_layout_pairs_every_even_head_count_where_pairs_split() {
     // Pair splits are the one-head model's for half the CTAs and half-size tiles.
     for (b, kv, ctx) in [(1, 8, 30000), (3, 8, 20000), (16, 8, 16384), (40, 2, 1600), (5, 32, 9000)] {
         let l = lay(b, kv, ctx);
-        assert_eq!((l.heads_per_cta, l.splits), (2, num_splits(b, kv / 2, ctx.div_ceil(32) * 64, 0, 0, 132, 2)), "{b} {kv} {ctx}");
+        assert_eq!(
+            (l.heads_per_cta, l.splits),
+            (2, num_splits(b, kv / 2, ctx.div_ceil(32) * 64, 0, 0, 132, 2)),
+            "{b} {kv} {ctx}"
+        );
         assert_eq!(l.fused_merge, fuses_merge(b, kv / 2, l.splits, 132, 3), "{b} {kv} {ctx}");
     }
 }
