@@ -304,7 +304,9 @@ impl DecodeLayout {
 /// the pair takes splits, and an even number of kv heads always pairs, with
 /// the split count of the cost model for `batch · kv_heads / 2` CTAs of
 /// 32-token tiles at `_decode`'s slots. One head's rows there split 128-byte
-/// lines between neighbouring heads; a pair's make whole lines. Costed at
+/// lines between neighbouring heads; a pair's two rows of a token are one
+/// run (three whole lines at hd96, 2.5 at hd80). Split pairs walk fixed
+/// ranges (the dynamic slices of [`fuses_merge`] are one head's). Costed at
 /// the pair's own 3 CTAs per SM, the model splits twice as often as the
 /// measured best. Measured on an H100 (`FLUSH=1`, fused merge, SDPA cuDNN
 /// on the contiguous cache in the same call), bf16 hd96 gqa 4, 8 kv heads:
@@ -327,7 +329,7 @@ pub fn decode_layout(
 ) -> DecodeLayout {
     let (batch, kv_heads) = (problem.batch, problem.kv_heads);
     let pair_tiles = DECODE_TILE_TOKENS / 2;
-    let (heads_per_cta, splits, entry_occupancy) = if pair_splits && kv_heads & 1 == 0 {
+    let (heads_per_cta, splits, entry_occupancy) = if pair_splits && kv_heads >= 2 && kv_heads % 2 == 0 {
         (2, best_splits(problem, batch * kv_heads / 2, pair_tiles, sm_count * occupancy).0, pair_occupancy)
     } else {
         let one = best_splits(problem, batch * kv_heads, DECODE_TILE_TOKENS, sm_count * occupancy);
@@ -348,7 +350,8 @@ pub fn decode_layout(
 /// of each (sequence, kv head group) to finish combines them) instead of a
 /// `_decode_merge` launch: when all `batch · kv_groups · splits` CTAs are
 /// resident at once (`sm_count · occupancy` slots). Then the merge overlaps
-/// the other heads' last tiles and the second launch goes, and the warps
+/// the other heads' last tiles and the second launch goes, and (one kv head
+/// per CTA; split pairs keep fixed ranges) the warps
 /// claim the second half of their head's slices from a counter, so that
 /// SMs that stream faster take more of them (1 × 131072: 128.3 against
 /// 132.6 µs with fixed ranges, same H200 call); with several

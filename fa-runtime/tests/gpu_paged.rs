@@ -291,14 +291,15 @@ fn decode_layouts_and_both_merges() {
     // hd 96 / hd 80 with splits: on sm90 two kv heads per CTA split too
     // (fa_spec::paged_pair_splits), merged inside _decode_pair (one long
     // context) and by _decode_merge (75 sequences: 4 splits, 1200 CTAs);
-    // with 3 kv heads, one head per CTA, each row in a 256-byte slot.
+    // with 3 or 7 kv heads, one head per CTA, each row in a 256-byte slot
+    // (7 at hd 80: every shift, 0 to 96 bytes).
     let hd96 = cell(Dtype::Bf16, 96, |b| b.paged().page_size(16).gqa(4));
     let hd80 = cell(Dtype::F16, 80, |b| b.paged().page_size(32).gqa(4).causal());
     let batch75: Vec<usize> = (0..75).map(|i| 1400 + 3 * i).collect();
     decode_case("decode-long-hd96", hd96, 32, &[30000]);
     decode_case("decode-split-batch-hd80", hd80, 32, &batch75);
     decode_case("decode-long-hd96-3kv", hd96, 12, &[30000]);
-    decode_case("decode-long-hd80-3kv", hd80, 12, &[20000]);
+    decode_case("decode-long-hd80-7kv", hd80, 28, &[20000]);
     for run in 0..2 {
         decode_case(&format!("decode-one-wave-{run}"), spec, 32, &[30000]);
     }

@@ -376,7 +376,7 @@ fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
     assert_eq!(decode_layout(&windowed, 132, 2, 3, false), lay(64, 8, 4000 + 32));
     // Degenerate device numbers do not panic.
     assert_eq!(decode_layout(&DecodeProblem::default(), 0, 0, 0, false), layout(1, 1, false));
-    assert_eq!(decode_layout(&DecodeProblem::default(), 0, 0, 0, true), layout(2, 1, false));
+    assert_eq!(decode_layout(&DecodeProblem::default(), 0, 0, 0, true), layout(1, 1, false));
     // Without pair splits (every cell but hd80 / hd96 on sm90+), _decode_pair
     // has no split code: two heads per CTA only ever with one split.
     for batch in [1, 2, 3, 7, 16, 33, 64, 96, 128, 256] {
@@ -406,6 +406,12 @@ fn decode_layout_pairs_every_even_head_count_where_pairs_split() {
     // 75 x 1400: four splits of 300 CTAs over several waves, merged by
     // _decode_merge (the pair's 396 slots cannot hold 1200 CTAs).
     assert_eq!(lay(75, 8, 1400), layout(2, 4, false));
+    // The fused merge is decided at the launched entry's occupancy: with one
+    // _decode CTA per SM, 2 x 131072 takes 33 splits of 8 pair CTAs (264,
+    // costed at 132 slots), all resident at the pair's 3 a SM.
+    let two = DecodeProblem { batch: 2, kv_heads: 8, max_context: 131072, ..Default::default() };
+    assert_eq!(decode_layout(&two, 132, 1, 3, true), layout(2, 33, true));
+    assert_eq!(decode_layout(&two, 132, 1, 1, true), layout(2, 33, false));
     // Odd kv head counts keep one head a CTA and its own split count.
     for (b, kv, ctx) in [(1, 1, 131072), (4, 3, 20000), (64, 7, 4096)] {
         let l = lay(b, kv, ctx);

@@ -253,7 +253,8 @@ pub fn paged_decode_warps(spec: &KernelSpec) -> u32 {
 /// this) takes split-KV launches: hd80 / hd96 on sm90+. There a kv head's
 /// 160- or 192-byte rows split 128-byte lines of the page between
 /// neighbouring heads, so one head per CTA reads more lines per byte than
-/// a pair, whose two rows of a token make whole lines;
+/// a pair, whose two rows of a token are one run (three whole lines at
+/// hd96; 2.5 at hd80, one line shared with the next pair);
 /// `fa_runtime::paged::decode_layout` then pairs heads with splits too.
 /// Elsewhere the pair is compiled for one split.
 pub fn paged_pair_splits(spec: &KernelSpec) -> bool {

@@ -252,6 +252,15 @@ fn paged_decode_takes_two_warps_only_where_its_ring_cannot_fit() {
             assert_eq!(warps, expected, "{arch:?} hd{hd}");
             let src = fa_spec::render(&spec).unwrap();
             assert!(src.contains(&format!("#define PD_WARPS {warps}")), "{arch:?} hd{hd}: rendered warps");
+            // Split pairs: hd80 / hd96 on sm90+ only, and the render says so.
+            let pair_splits = fa_spec::paged_pair_splits(&spec);
+            assert_eq!(
+                pair_splits,
+                matches!(hd, 80 | 96) && matches!(arch, Arch::Sm90a | Arch::Sm100),
+                "{arch:?} hd{hd}"
+            );
+            let define = format!("#define PD_PAIR_SPLITS {}", u32::from(pair_splits));
+            assert!(src.contains(&define), "{arch:?} hd{hd}: rendered pair splits");
         }
     }
 }

@@ -115,6 +115,9 @@ class Module:
     def __init__(self, cell, cubin, torch, threads=128):
         from cuda.bindings import driver as cu
         self.cu, self.cell, self.torch = cu, cell, torch
+        # Whether _decode_pair takes splits: as rendered (fa_spec::paged_pair_splits);
+        # variant_exp.py sets it from a -DPD_PAIR_SPLITS= override.
+        self.pair_splits = bool(cell["pd_pair_splits"])
         name = cell["kernel_name"]
         err, self.mod = cu.cuModuleLoadData(cubin)
         assert err == cu.CUresult.CUDA_SUCCESS, err
@@ -164,6 +167,8 @@ class Module:
 
     def decode(self, P):
         hc = P.heads_per_cta
+        if hc == 2 and P.num_splits != 1 and not self.pair_splits:
+            raise ValueError("this _decode_pair is compiled for one split (see split_counts)")
         fn, smem = self.entry(hc)[:2]
         self._launch(fn, ((P.num_kv_heads + hc - 1) // hc, P.num_splits, P.batch), self.threads, smem, P)
         if P.num_splits > 1 and not P.merge_counters:
@@ -231,8 +236,6 @@ class Problem:
 
     def params(self, o, lse, oacc, lacc, splits, hc=1, fused=False):
         """fused: the merge inside _decode (merge_counters set when there are splits to merge)."""
-        if hc == 2 and splits != 1 and not pair_splits(self.c):
-            raise ValueError("this _decode_pair is compiled for one split (see split_counts)")
         P = PagedDecodeParams()
         P.q, P.k_cache, P.v_cache = self.q.data_ptr(), self.kc.data_ptr(), self.vc.data_ptr()
         P.o, P.lse = o.data_ptr(), lse.data_ptr()
@@ -339,12 +342,6 @@ def check(prob, o, lse, tag):
     return ok, worst
 
 
-def pair_splits(cell):
-    """Whether the cell's _decode_pair takes splits (fa_spec::paged_pair_splits:
-    hd80 / hd96 on sm90+; this harness compiles for sm_90a)."""
-    return cell["head_dim"] in (80, 96)
-
-
 def runtime_splits(B, kv_heads, ctx, sm, mod, hc, window=0, sink=0, block_n=64):
     """The split count a launch of `mod` takes with hc kv heads per CTA, as the
     runtime plans it (fa_runtime::paged::decode_layout): _decode takes
@@ -352,7 +349,7 @@ def runtime_splits(B, kv_heads, ctx, sm, mod, hc, window=0, sink=0, block_n=64):
     split, or where it takes splits the same model for half the CTAs and
     half-size tiles at _decode's occupancy."""
     if hc == 2:
-        if not pair_splits(mod.cell):
+        if not mod.pair_splits:
             return 1
         return paged_num_splits(B, (kv_heads + 1) // 2, ctx, sm, mod.occ_for(1), window, sink, block_n=block_n // 2)
     return paged_num_splits(B, kv_heads, ctx, sm, mod.occ_for(1), window, sink, block_n=block_n)
@@ -361,7 +358,7 @@ def runtime_splits(B, kv_heads, ctx, sm, mod, hc, window=0, sink=0, block_n=64):
 def split_counts(mod, hc, counts):
     """The split counts to run with hc kv heads per CTA: a _decode_pair (hc =
     2) without pair splits is compiled for one split, as the runtime launches it."""
-    return {1} if hc == 2 and not pair_splits(mod.cell) else set(counts)
+    return {1} if hc == 2 and not mod.pair_splits else set(counts)
 
 
 # ---------------------------------------------------------------- tests

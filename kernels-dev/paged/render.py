@@ -55,7 +55,7 @@ if __name__ == "__main__":
         with open(os.path.join(out, c["kernel_name"] + ".cu"), "w") as f:
             f.write(render(c))
         meta.append({k: c[k] for k in ("kernel_name", "dtype", "head_dim", "gqa", "page_size", "causal", "window",
-                                       "sink", "alibi", "has_softcap", "softcap", "mask_causal")})
+                                       "sink", "alibi", "has_softcap", "softcap", "mask_causal", "pd_pair_splits")})
     with open(os.path.join(out, "cells.json"), "w") as f:
         json.dump(meta, f, indent=1)
     print(len(meta), "cells rendered")

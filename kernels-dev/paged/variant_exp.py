@@ -12,7 +12,8 @@ Correctness: every rendered cell under each CHECKS flag set against the
 float64 reference of harness.py. Timing: batch x context cases of the issue
 (SHAPES=, KVH= kv heads, 8) for the CELL= cell (default: the bf16 hd128 gqa-4 one),
 splits around each kernel's own heuristic choice (and SPLITS=), HC= kv heads
-per CTA (1, the runtime's choice, or 2: _decode_pair), each VARIANTS
+per CTA (1: _decode, or 2: _decode_pair, the runtime's choice where the
+kv heads are even and head dims 80 / 96 or no split is needed), each VARIANTS
 flag set beside the default kernel and SDPA flash / cuDNN on the contiguous cache.
 """
 import os, sys, json
@@ -29,6 +30,9 @@ def module(torch, c, extra):
     key = c["kernel_name"] + "".join(extra)
     warps = [int(x.split("=")[1]) for x in extra if x.startswith("-DPD_WARPS=")]
     m = H.Module(c, H.compile_cells([c], extra=extra)[key], torch, threads=32 * (warps[-1] if warps else 4))
+    for x in extra:   # a -DPD_PAIR_SPLITS= override decides how _decode_pair may be launched
+        if x.startswith("-DPD_PAIR_SPLITS="):
+            m.pair_splits = x.split("=")[1] != "0"
     H.log(f"{key}: {m.describe()}")
     return m
 
@@ -69,7 +73,7 @@ def main():
     if not ncu:
         copy_bw = H.copy_bandwidth(torch)
         H.log(f"copy {copy_bw / 1e9:.0f} GB/s")
-    hc = int(os.environ.get("HC", "1"))   # kv heads per CTA (the runtime launches 1)
+    hc = int(os.environ.get("HC", "1"))   # kv heads per CTA (1: _decode, 2: _decode_pair)
     shapes = [tuple(int(v) for v in s.split("x")) for s in os.environ.get("SHAPES", "64x4096,1x131072").split(",")]
     if ncu:
         shapes = shapes[:1]

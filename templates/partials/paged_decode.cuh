@@ -409,8 +409,8 @@ constexpr bool kPdSwizzle = !kPdTma && kPdChunks % 8 == 0;
 // gqa 4 H100 284.6 us against 303.7 (cuDNN 285.6), H200 196.5 against
 // 218.3 (cuDNN 204.4); f16 hd80 gqa 4 alibi H100 247.8 against 264.7
 // (cuDNN 275.3), H200 171.1 against 195.6 (cuDNN 172.2; cuDNN without
-// alibi). _decode with splits (3 CTAs per SM instead of 2 at hd96, so 49
-// splits instead of 33): H200 1 x 131072 122.8 against 125.7 (hd96) and
+// alibi). _decode with splits, before PD_ONE_SLOT (3 CTAs per SM instead
+// of 2 at hd96, so 49 splits instead of 33): H200 1 x 131072 122.8 against 125.7 (hd96) and
 // 111.2 against 112.8 (hd80), cuDNN 113.2 / 98.3; 8 x 4096 42.9 against
 // 45.2 and 39.8 against 41.1, cuDNN 43.0 / 38.3.
 // -DPD_TAIL_SWIZZLE=0 (measurement override): the rows padded by 16 bytes,
@@ -446,6 +446,11 @@ constexpr bool kPdTailSwizzle = PD_TAIL_SWIZZLE && !kPdTma && (kPdChunks == 10 |
 #endif
 template <int hcs> constexpr bool kPdRunSwizzle = kPdTailSwizzle && (hcs == 1 || PD_ONE_SLOT);
 template <int hcs> constexpr int kPdSlotBytes = hcs == 1 ? 384 : 256;   // a token's run slot (kPdRunSwizzle)
+// A run starting at the largest shift pd_run_shift gives (kvh0 C mod 8 is a
+// multiple of gcd(C, 8); kvh0 is even for pairs) still ends in its slot.
+constexpr int pd_gcd8(int n) { return n % 8 == 0 ? 8 : (n % 4 == 0 ? 4 : (n % 2 == 0 ? 2 : 1)); }
+static_assert(!kPdRunSwizzle<0> || 8 - pd_gcd8(kPdChunks) + kPdChunks <= kPdSlotBytes<0> / 16, "one-head run past its slot");
+static_assert(!kPdRunSwizzle<1> || 8 - pd_gcd8(2 * kPdChunks) + 2 * kPdChunks <= kPdSlotBytes<1> / 16, "pair run past its slot");
 #ifndef PD_ROW_PAD                                          // tuning override (-DPD_ROW_PAD=n bytes)
 #define PD_ROW_PAD (kPdTma ? (32 - kHeadDim * 2 % 64 + 64) % 64 : (kPdSwizzle || kPdTailSwizzle ? 0 : 16))
 #endif
@@ -1215,7 +1220,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             const int slot = j % kPageSize;
             src += isv ? pd_v_row(p, blk, slot, kvh) : pd_k_row(p, blk, slot, kvh);
         }
-        const u32 dst = pipe_base + stage * (2 * kPdKVBytes<hcs>) + (isv ? kPdKVBytes<hcs> : 0) + r * kPdRowBytes;
+        const u32 dst = pipe_base + stage * (2 * kPdKVBytes<hcs>) + (isv ? kPdKVBytes<hcs> : 0) + r * kPdRowStride<hcs>;
         const u32 bar = bar_base + stage * 8;
         if (ok) {
             pd_mbar_arrive_tx(bar, kPdRowGBytes);
