@@ -328,14 +328,14 @@ pub fn decode_layout(
     pair_splits: bool,
 ) -> DecodeLayout {
     let (batch, kv_heads) = (problem.batch, problem.kv_heads);
-    let pair_tiles = DECODE_TILE_TOKENS / 2;
+    let pair_tile_tokens = DECODE_TILE_TOKENS / 2;
     let (heads_per_cta, splits, entry_occupancy) = if pair_splits && kv_heads >= 2 && kv_heads % 2 == 0 {
-        (2, best_splits(problem, batch * kv_heads / 2, pair_tiles, sm_count * occupancy).0, pair_occupancy)
+        (2, best_splits(problem, batch * kv_heads / 2, pair_tile_tokens, sm_count * occupancy).0, pair_occupancy)
     } else {
         let one = best_splits(problem, batch * kv_heads, DECODE_TILE_TOKENS, sm_count * occupancy);
-        let pair =
-            split_cost(batch * kv_heads.div_ceil(2), visited_tiles(problem, pair_tiles), sm_count * pair_occupancy, 1);
-        if kv_heads & 1 == 0 && pair < one.1 {
+        let pair_tiles = visited_tiles(problem, pair_tile_tokens);
+        let pair = split_cost(batch * kv_heads.div_ceil(2), pair_tiles, sm_count * pair_occupancy, 1);
+        if kv_heads % 2 == 0 && pair < one.1 {
             (2, 1, pair_occupancy)
         } else {
             (1, one.0, occupancy)

@@ -26,13 +26,19 @@ CHECKS = [v.split() for v in os.environ.get("CHECKS", "-DPD_TMA=1").split(";") i
 VARIANTS = [v.split() for v in os.environ.get("VARIANTS", "-DPD_TMA=1;-DPD_LOAD_ONLY").split(";") if v.strip()]
 
 
+def flag(extra, name):
+    """The value of the last -D<name>=v in a flag set, else None."""
+    vals = [x.split("=", 1)[1] for x in extra if x.startswith(f"-D{name}=")]
+    return vals[-1] if vals else None
+
+
 def module(torch, c, extra):
     key = c["kernel_name"] + "".join(extra)
-    warps = [int(x.split("=")[1]) for x in extra if x.startswith("-DPD_WARPS=")]
-    m = H.Module(c, H.compile_cells([c], extra=extra)[key], torch, threads=32 * (warps[-1] if warps else 4))
-    for x in extra:   # a -DPD_PAIR_SPLITS= override decides how _decode_pair may be launched
-        if x.startswith("-DPD_PAIR_SPLITS="):
-            m.pair_splits = x.split("=")[1] != "0"
+    warps = flag(extra, "PD_WARPS")
+    m = H.Module(c, H.compile_cells([c], extra=extra)[key], torch, threads=32 * (int(warps) if warps else 4))
+    pair_splits = flag(extra, "PD_PAIR_SPLITS")   # an override decides how _decode_pair may be launched
+    if pair_splits is not None:
+        m.pair_splits = pair_splits != "0"
     H.log(f"{key}: {m.describe()}")
     return m
 
