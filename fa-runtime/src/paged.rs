@@ -280,20 +280,27 @@ impl DecodeLayout {
     }
 }
 
-/// The [`DecodeLayout`] of a decode: the cost model of [`num_splits`] for
-/// one kv head per CTA (its best split count) and for two without splits
-/// (`base` halves and every CTA walks twice the tiles, which saves one
-/// CTA's fixed cost per pair of heads); two heads where that costs less,
-/// else one. With splits, two heads per CTA mean twice the splits per head
-/// and twice the partial results to merge, which the model does not count,
-/// so `_decode_pair` is launched only without splits (but see `pair_splits`
-/// below). Measured on
-/// an H200 (bf16 hd128, 32/8 heads, 2 CTAs/SM, 264 slots): 64 × 4096 and 128
-/// × 2048 cost 130 and 132 tile times with two heads against 132 and 136
-/// with one, and ran 248.7 against 252.0 µs and 251.2 against 255.0 µs;
-/// where the costs tie and two heads need twice the splits (32 × 8192, 16 ×
-/// 16384, 1 × 131072) they were up to 10% slower. Four heads per CTA: no
-/// faster (254.5 µs at 64 × 4096).
+/// The [`DecodeLayout`] of a decode: two kv heads per CTA without splits
+/// where those CTAs fill between half and all of `_decode_pair`'s slots at
+/// once (`batch · kv_heads / 2` of `sm_count · pair_occupancy`, even
+/// `kv_heads`), else one head per CTA with the split count of
+/// [`num_splits`]. With splits, two heads per CTA mean twice the splits per
+/// head and twice the partial results to merge, so `_decode_pair` is
+/// launched only without splits (but see `pair_splits` below). Fewer pair
+/// CTAs than half the slots leave the card's bandwidth unused where splits
+/// of one head would not; more than the slots run a second, partial wave
+/// of the longest CTAs. Measured on an H200 (`FLUSH=1`, 32/8 heads, 4096
+/// tokens each, µs; one head at the split count [`num_splits`] gives,
+/// best one-head count in brackets where faster), bf16 hd128 (2 / 3 CTAs
+/// per SM for one / two heads): batch 32 pair 150.8 against 135.6, 40
+/// 172.6 / 170.4, 48 196.2 / 199.5, 64 249.8 / 252.0, 96 365.2 / 373.0,
+/// 128 523.3 / 486.3; e4m3 hd128 (3 / 3 CTAs per SM): batch 32 99.5 /
+/// 85.5 (79.3), 48 127.1 / 107.9, 64 137.5 / 152.2, 96 196.1 / 201.2, 128
+/// 343.7 / 281.0. The earlier rule, [`num_splits`]' cost for both with one
+/// split for the pair, chose the pair at 128 sequences (bf16, 8% slower)
+/// and one head at 64 (e4m3, 11% slower): it counts whole waves of CTAs
+/// whatever their CTAs per SM, where a memory-bound wave takes as long as
+/// its bytes. Four heads per CTA: no faster (bf16, 254.5 µs at 64 × 4096).
 ///
 /// `occupancy` and `pair_occupancy`: CTAs per SM of `_decode` and
 /// `_decode_pair` ([`decode_entry`]), whose rings differ where the pair's
@@ -332,13 +339,12 @@ pub fn decode_layout(
     let (heads_per_cta, splits, entry_occupancy) = if pair_splits && kv_heads >= 2 && kv_heads % 2 == 0 {
         (2, best_splits(problem, batch * kv_heads / 2, pair_tile_tokens, sm_count * occupancy).0, pair_occupancy)
     } else {
-        let one = best_splits(problem, batch * kv_heads, DECODE_TILE_TOKENS, sm_count * occupancy);
-        let pair_tiles = visited_tiles(problem, pair_tile_tokens);
-        let pair = split_cost(batch * kv_heads.div_ceil(2), pair_tiles, sm_count * pair_occupancy, 1);
-        if kv_heads % 2 == 0 && pair < one.1 {
+        let pair_ctas = batch * kv_heads / 2;
+        let pair_slots = sm_count * pair_occupancy;
+        if kv_heads % 2 == 0 && pair_ctas > 0 && 2 * pair_ctas >= pair_slots && pair_ctas <= pair_slots {
             (2, 1, pair_occupancy)
         } else {
-            (1, one.0, occupancy)
+            (1, num_splits(problem, sm_count, occupancy), occupancy)
         }
     };
     let mut layout = DecodeLayout { heads_per_cta, splits, fused_merge: false };

@@ -337,16 +337,20 @@ fn layout(heads_per_cta: usize, splits: usize, fused_merge: bool) -> DecodeLayou
 fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
     // hd128: pairs without splits.
     let lay = |batch, kv_heads, max_context| h100_layout(batch, kv_heads, max_context, false);
-    // 64 x 4096: 512 CTAs of 64 tiles (2 waves x 66 = 132 tile times)
-    // against 256 CTAs of 128 tiles (1 wave x 130): two heads per CTA.
-    assert_eq!(lay(64, 8, 4096), layout(2, 1, false));
-    assert_eq!(lay(128, 8, 2048), layout(2, 1, false));
+    // Two heads per CTA where their CTAs fill half to all of the 396 pair
+    // slots: 64 sequences (256 CTAs), 96 (384), 50 (200), any context.
+    for ctx in [1600, 4096, 16384] {
+        assert_eq!(lay(64, 8, ctx), layout(2, 1, false), "64 x {ctx}");
+        assert_eq!(lay(96, 8, ctx), layout(2, 1, false), "96 x {ctx}");
+    }
+    assert_eq!(lay(50, 8, 4096), layout(2, 1, false));
+    // Fewer (49 sequences: 196 CTAs) or more (128: 512, a second partial
+    // wave) keep one head (128 x 2048 on an H200: 255.8 µs against 271.7).
+    assert_eq!(lay(49, 8, 4096).heads_per_cta, 1);
+    assert_eq!(lay(128, 8, 2048), layout(1, 1, false));
     // The same batch with an odd number of kv heads keeps one.
     assert_eq!(lay(64, 7, 4096).heads_per_cta, 1);
-    // Ties keep one head: 32 x 8192 costs 130 either way (two heads need 2 splits).
     assert_eq!(lay(32, 8, 8192), layout(1, 1, false));
-    // 40 x 1600 would cost 38 with two heads and 3 splits against 44 with
-    // one head and 3 splits: two heads only without splits, so one.
     assert_eq!(lay(40, 8, 1600), layout(1, 3, false));
     // One long context: one wave of splits, merged inside _decode.
     assert_eq!(lay(1, 8, 131072), layout(1, 33, true));
@@ -357,9 +361,8 @@ fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
         assert_eq!(l.splits, num_splits(b, kv, ctx, 0, 0, 132, 2), "{b} {kv} {ctx}");
         assert_eq!(l.fused_merge, fuses_merge(b, kv, l.splits, 132, 2), "{b} {kv} {ctx}");
     }
-    // Each entry is costed with its own occupancy: 96 x 2048 takes one wave
-    // of 384 pair CTAs at 3 a SM (66 tile times) against 3 waves of 34 with
-    // one head, but 2 waves of 66 at 2 a SM.
+    // The pair's own slots decide: 96 x 2048 is 384 pair CTAs, one wave
+    // at 3 a SM, but more than the 264 slots at 2 a SM.
     let lay96 = |pair_occ| {
         decode_layout(
             &DecodeProblem { batch: 96, kv_heads: 8, max_context: 2048, ..Default::default() },
@@ -371,7 +374,7 @@ fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
     };
     assert_eq!(lay96(3), layout(2, 1, false));
     assert_eq!(lay96(2), layout(1, 1, false));
-    // A window bounds the work for two heads per CTA too (tiles of 32 tokens).
+    // A window bounds the work, not the CTAs: 64 windowed sequences pair too.
     let windowed = DecodeProblem { batch: 64, kv_heads: 8, max_context: 131072, window: 4000, sink: 0 };
     assert_eq!(decode_layout(&windowed, 132, 2, 3, false), lay(64, 8, 4000 + 32));
     // Degenerate device numbers do not panic.
