@@ -65,19 +65,31 @@ def smem_bytes(c, t):
     return (t["block_m"] + 2 * t["stages"] * t["block_n"]) * row * 2
 
 
+def pd_row_bytes(c):
+    """Bytes of one K/V row of the cache."""
+    return c["head_dim"] * (1 if c["dtype"] in ("e4m3", "e5m2") else 2)
+
+
+def paged_decode(c):
+    """Mirror of fa_spec::tiles::paged_decode: paged cells whose rows are whole
+    32-byte blocks (all but fp8 hd80)."""
+    return bool(c["paged"]) and pd_row_bytes(c) % 32 == 0
+
+
 def paged_decode_warps(c):
     """Mirror of fa_spec::tiles::paged_decode_warps: 2 where a 2-stage ring of
     64-row K/V tiles exceeds the arch's shared memory per block (hd256 on sm89)."""
     sm90 = c["arch"] in ("sm90a", "sm100")
-    # (unpadded; hd80 / hd96: 384-byte token slots, or on sm90+ 256-byte one-head slots)
-    row_bytes = (256 if sm90 else 192) if c["head_dim"] in (80, 96) else c["head_dim"] * 2
+    # (unpadded; 160- / 192-byte rows: 384-byte token slots, or on sm90+ 256-byte one-head slots)
+    rb = pd_row_bytes(c)
+    row_bytes = (256 if sm90 else 192) if rb in (160, 192) else rb
     max_smem = {"sm80": 163, "sm89": 99, "sm90a": 227, "sm100": 227}[c["arch"]] * 1024
     return 2 if 2 * 2 * 64 * row_bytes > max_smem else 4
 
 
 def paged_pair_splits(c):
-    """Mirror of fa_spec::tiles::paged_pair_splits: hd80 / hd96 on sm90+."""
-    return int(c["head_dim"] in (80, 96) and c["arch"] in ("sm90a", "sm100"))
+    """Mirror of fa_spec::tiles::paged_pair_splits: 160- / 192-byte rows on sm90+."""
+    return int(pd_row_bytes(c) in (160, 192) and c["arch"] in ("sm90a", "sm100"))
 
 
 def make_cell(**kw):
@@ -112,6 +124,7 @@ def make_cell(**kw):
     c.setdefault("attribute", "")
     c["smem_bytes"] = smem_bytes(c, c)
     c["num_threads"] = c["num_warps"] * 32
+    c["paged_decode"] = paged_decode(c)
     c["pd_warps"] = paged_decode_warps(c)
     c["pd_pair_splits"] = paged_pair_splits(c)
     return c

@@ -208,7 +208,10 @@ fn bench(quick: bool, head_major: bool) -> Result<(), String> {
 }
 
 fn bench_decode(quick: bool) -> Result<(), String> {
-    use fa_runtime::bench::{bench_chunked_prefill, bench_copy_bandwidth, bench_decode, DecodeRow};
+    use fa_runtime::bench::{
+        bench_chunked_prefill, bench_copy_bandwidth, bench_decode, bench_decode_case, DecodeCase, DecodeRow,
+    };
+    use fa_spec::Dtype;
     let run = || -> Result<(), fa_runtime::FaError> {
         let dev = fa_runtime::Device::new(0)?;
         eprintln!("device 0: {} (cc {:?}, {} SMs)", dev.name(), dev.compute_capability(), dev.sm_count());
@@ -234,6 +237,15 @@ fn bench_decode(quick: bool) -> Result<(), String> {
             // Llama-3-8B: 32 query heads, 8 KV heads, hd 128, 16-token pages.
             let r = bench_decode(&dev, b, ctx, 32, 8, 128, 16)?;
             println!("{},{:.1}", r.to_csv(), 100.0 * r.gbps / copy);
+        }
+        // fp8 (e4m3) caches, same heads: the decode kernel, then the same
+        // step through the forward kernel (how fp8 cells decoded before).
+        for (b, ctx) in [(64, 4096), (1, 131072), (8, 4096)] {
+            for via_forward in [false, true] {
+                let case = DecodeCase { via_forward, ..DecodeCase::new(Dtype::E4m3, b, ctx, 32, 8, 128, 16) };
+                let r = bench_decode_case(&dev, &case)?;
+                println!("{},{:.1}", r.to_csv(), 100.0 * r.gbps / copy);
+            }
         }
         // Block tables sized for 32k tokens, contexts of 1k: the split
         // heuristic without and with the max_context hint.

@@ -401,38 +401,105 @@ pub fn bench_decode_table(
     hd: usize,
     page: usize,
 ) -> Result<DecodeRow> {
-    type E = half::bf16;
-    let spec = KernelSpec::builder()
+    let case =
+        DecodeCase { table_tokens, max_context, ..DecodeCase::new(Dtype::Bf16, batch, ctx, heads, kv_heads, hd, page) };
+    bench_decode_case(dev, &case)
+}
+
+/// One paged decode benchmark: a causal cell of `dtype` (gqa = heads /
+/// kv_heads, pages of `page` tokens, shuffled), `batch` sequences of `ctx`
+/// tokens each.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecodeCase {
+    pub dtype: Dtype,
+    pub batch: usize,
+    pub ctx: usize,
+    /// Block-table width in tokens (≥ `ctx`; pages past the context are
+    /// allocated but never read).
+    pub table_tokens: usize,
+    /// `ForwardArgs::max_context`.
+    pub max_context: Option<usize>,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub page_size: usize,
+    /// Run the step through the forward kernel instead (a `varlen` paged
+    /// cell, one query per sequence: how a cell without a decode kernel,
+    /// e.g. fp8 hd80, decodes), for comparison.
+    pub via_forward: bool,
+}
+
+impl DecodeCase {
+    pub fn new(dtype: Dtype, batch: usize, ctx: usize, heads: usize, kv_heads: usize, hd: usize, page: usize) -> Self {
+        DecodeCase {
+            dtype,
+            batch,
+            ctx,
+            table_tokens: ctx,
+            max_context: None,
+            heads,
+            kv_heads,
+            head_dim: hd,
+            page_size: page,
+            via_forward: false,
+        }
+    }
+}
+
+/// Times `case` (median of 30 calls, each after an L2 flush). Bandwidth
+/// counts K/V of every context, Q and O bytes (fp8: 1-byte K/V/Q, bf16 O).
+pub fn bench_decode_case(dev: &Device, case: &DecodeCase) -> Result<DecodeRow> {
+    match case.dtype {
+        Dtype::F16 => decode_case_typed::<half::f16, half::f16>(dev, case),
+        Dtype::Bf16 => decode_case_typed::<half::bf16, half::bf16>(dev, case),
+        Dtype::E4m3 => decode_case_typed::<float8::F8E4M3, half::bf16>(dev, case),
+        Dtype::E5m2 => decode_case_typed::<float8::F8E5M2, half::bf16>(dev, case),
+    }
+}
+
+fn decode_case_typed<E: Element, O: Element>(dev: &Device, case: &DecodeCase) -> Result<DecodeRow> {
+    let &DecodeCase { batch, ctx, heads, kv_heads, head_dim: hd, page_size: page, .. } = case;
+    let b = KernelSpec::builder()
         .arch(arch_for(dev))
-        .dtype(Dtype::Bf16)
+        .dtype(case.dtype)
         .head_dim(hd as u32)
         .causal()
         .gqa((heads / kv_heads.max(1)) as u32)
         .paged()
-        .page_size(page as u32)
+        .page_size(page as u32);
+    let spec = if case.via_forward { b.varlen() } else { b }
         .build()
         .map_err(|e| FaError::Argument { arg: "bench_decode", message: e.to_string() })?;
     let kernel = Kernel::new(spec)?;
-    let width = ctx.max(table_tokens).div_ceil(page).max(1);
+    let width = ctx.max(case.table_tokens).div_ceil(page).max(1);
     let num_blocks = batch * width;
     let mut k: Tensor<E> = dev.alloc_zeros(&[num_blocks, page, kv_heads, hd])?;
     let mut v: Tensor<E> = dev.alloc_zeros(&[num_blocks, page, kv_heads, hd])?;
-    dev.fill_bytes(&mut k, 0x3C)?; // bf16 0x3C3C ≈ 0.0115
+    dev.fill_bytes(&mut k, 0x3C)?; // bf16 0x3C3C ≈ 0.0115; e4m3 0x3C = 1.5
     dev.fill_bytes(&mut v, 0x3B)?;
-    let q: Tensor<E> = dev.from_host(&pattern::<E>(batch * heads * hd, 1), &[batch, 1, heads, hd])?;
+    // [batch, 1, heads, d]; the forward route's varlen q is [batch, heads, d].
+    let q_shape: Vec<usize> = if case.via_forward { vec![batch, heads, hd] } else { vec![batch, 1, heads, hd] };
+    let q: Tensor<E> = dev.from_host(&pattern::<E>(batch * heads * hd, 1), &q_shape)?;
     let bt = dev.from_host(&shuffled_table(batch, width, num_blocks), &[batch, width])?;
     let cl = dev.from_host(&vec![ctx as i32; batch], &[batch])?;
-    let mut o: Tensor<E> = dev.alloc_zeros(&[batch, 1, heads, hd])?;
-    let mut lse: Tensor<f32> = dev.alloc_zeros(&[batch, heads, 1])?;
+    let cu_q = dev.from_host(&(0..=batch as i32).collect::<Vec<_>>(), &[batch + 1])?;
+    let cu_k = dev.from_host(&(0..=batch).map(|i| (i * ctx) as i32).collect::<Vec<_>>(), &[batch + 1])?;
+    let mut o: Tensor<O> = dev.alloc_zeros(&q_shape)?;
+    let lse_shape: Vec<usize> = if case.via_forward { vec![heads, batch] } else { vec![batch, heads, 1] };
+    let mut lse: Tensor<f32> = dev.alloc_zeros(&lse_shape)?;
     let ms = median_of_flushed(dev, 5, 30, || {
         let mut args = ForwardArgs::new(q.as_ref(), k.as_ref(), v.as_ref(), o.as_mut(), lse.as_mut())
             .paged(bt.as_ref(), cl.as_ref());
-        if let Some(n) = max_context {
+        if case.via_forward {
+            args = args.varlen(cu_q.as_ref(), cu_k.as_ref(), 1, ctx);
+        }
+        if let Some(n) = case.max_context {
             args = args.max_context(n);
         }
         kernel.forward(dev, args)
     })?;
-    let bytes = (2 * batch * ctx * kv_heads * hd + 2 * batch * heads * hd) * 2;
+    let elem = case.dtype.size_bytes();
+    let bytes = 2 * batch * ctx * kv_heads * hd * elem + batch * heads * hd * (elem + case.dtype.output().size_bytes());
     Ok(DecodeRow {
         kernel: spec.kernel_name(),
         batch,

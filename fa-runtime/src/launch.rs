@@ -254,7 +254,11 @@ fn forward_impl(dev: &Device, spec: &KernelSpec, hot: HotKey, source: &str, a: &
     if crate::paged::uses_decode(spec, plan.seqlen_q) {
         let ptrs = [a.q.ptr, a.k.ptr, a.v.ptr, a.out.ptr, a.lse.ptr, ptr(a.block_table), ptr(a.context_lens)];
         let load = || load_artifact(dev, spec, source);
-        return crate::paged::launch_decode(dev, spec, &hot, &load, &plan, a.k.shape[0], ptrs, ptr(a.alibi_slopes));
+        let extras = crate::paged::DecodeExtras {
+            alibi_slopes: ptr(a.alibi_slopes),
+            descale: [ptr(a.q_descale), ptr(a.k_descale), ptr(a.v_descale)],
+        };
+        return crate::paged::launch_decode(dev, spec, &hot, &load, &plan, a.k.shape[0], ptrs, extras);
     }
     let k = dev.kernel(&hot, &spec.forward_entry(), || load_artifact(dev, spec, source), plan.smem_bytes)?;
     let params = fwd_params(a, &plan);

@@ -5,15 +5,16 @@
 //!
 //! - `{name}_decode(PagedDecodeParams)`, `{name}_decode_pair(…)` and
 //!   `{name}_decode_merge(…)`: split-KV flash-decoding for one query token
-//!   per sequence, one or two kv heads per CTA (not fp8 cells);
+//!   per sequence, one or two kv heads per CTA (every paged cell but fp8
+//!   ones at hd80, [`fa_spec::paged_decode`]);
 //! - `{name}_append(PagedAppendParams)`: scatters new K/V tokens into the
 //!   caches through a slot mapping.
 //!
 //! Routing ([`crate::__private::forward`] / [`crate::Kernel::forward`] of a
-//! paged cell): a non-varlen, non-fp8 launch with `q` `[batch, 1, heads, d]`
-//! runs the split-KV decode; everything else (chunked prefill through
-//! varlen `cu_seqlens_q`, `s_q > 1`, fp8 cells) runs the forward kernel,
-//! which reads K/V through the block table.
+//! paged cell): a non-varlen launch with `q` `[batch, 1, heads, d]` runs the
+//! split-KV decode where the cell has it; everything else (chunked prefill
+//! through varlen `cu_seqlens_q`, `s_q > 1`, fp8 hd80 cells) runs the
+//! forward kernel, which reads K/V through the block table.
 //!
 //! Cache layout (K and V alike): `[num_blocks, page_size, num_kv_heads,
 //! head_dim]`; token `t` of sequence `b` is slot `t % page_size` of page
@@ -180,9 +181,20 @@ pub fn decode_smem_symbol(spec: &KernelSpec, heads_per_cta: usize) -> String {
 }
 
 /// Whether a forward launch of `spec` with `seqlen_q` queries per sequence
-/// runs the split-KV decode kernel: paged, not varlen, not fp8, `s_q == 1`.
+/// runs the split-KV decode kernel: not varlen, `s_q == 1`, and a cell
+/// whose source carries it ([`fa_spec::paged_decode`]: paged, and not fp8 at
+/// hd80).
 pub fn uses_decode(spec: &KernelSpec, seqlen_q: usize) -> bool {
-    spec.paged() && !spec.varlen() && !spec.dtype().is_fp8() && seqlen_q == 1
+    fa_spec::paged_decode(spec) && !spec.varlen() && seqlen_q == 1
+}
+
+/// Device addresses of a decode launch's optional inputs (0 = absent).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecodeExtras {
+    /// f32 `[num_heads]` (alibi cells).
+    pub alibi_slopes: u64,
+    /// q, k and v descales, f32 `[batch, num_kv_heads]` (fp8 cells; 0 = 1.0).
+    pub descale: [u64; 3],
 }
 
 /// How many splits of the KV sequence the decode kernel uses with one kv
@@ -289,7 +301,8 @@ impl DecodeLayout {
 /// launched only without splits (but see `pair_splits` below). Fewer pair
 /// CTAs than half the slots leave the card's bandwidth unused where splits
 /// of one head would not; more than the slots run a second, partial wave
-/// of the longest CTAs. Measured on an H200 (`FLUSH=1`, 32/8 heads, 4096
+/// of the longest CTAs. Measured on an H200 (`kernels-dev/paged/pair_exp.py`,
+/// `FLUSH=1`, 32/8 heads, 4096
 /// tokens each, µs; one head at the split count [`num_splits`] gives,
 /// best one-head count in brackets where faster), bf16 hd128 (2 / 3 CTAs
 /// per SM for one / two heads): batch 32 pair 150.8 against 135.6, 40
@@ -607,7 +620,7 @@ pub fn decode_params(
     num_blocks: usize,
     layout: &DecodeLayout,
     ptrs: [u64; 7], // q, k_cache, v_cache, o, lse, block_table, context_lens
-    alibi_slopes: u64,
+    extras: DecodeExtras,
     o_accum: u64,
     lse_accum: u64,
 ) -> PagedDecodeParams {
@@ -621,10 +634,10 @@ pub fn decode_params(
         lse_accum,
         block_table: ptrs[5],
         context_lens: ptrs[6],
-        alibi_slopes,
-        q_descale: 0,
-        k_descale: 0,
-        v_descale: 0,
+        alibi_slopes: extras.alibi_slopes,
+        q_descale: extras.descale[0],
+        k_descale: extras.descale[1],
+        v_descale: extras.descale[2],
         merge_counters: 0,
         // q, o: [b, 1, h, d] read as [b, h, d].
         q_batch_stride: plan.q_strides[0],
@@ -662,7 +675,7 @@ pub(crate) fn launch_decode(
     plan: &FwdPlan,
     num_blocks: usize,
     ptrs: [u64; 7],
-    alibi_slopes: u64,
+    extras: DecodeExtras,
 ) -> Result<()> {
     let threads = decode_threads(spec);
     // The entry for `hc` kv heads per CTA with its dynamic smem bytes, and
@@ -693,7 +706,7 @@ pub(crate) fn launch_decode(
     let groups = layout.kv_groups(plan.num_kv_heads);
     let grid = (groups as u32, layout.splits as u32, plan.batch as u32);
     if layout.splits == 1 {
-        let p = decode_params(plan, num_blocks, &layout, ptrs, alibi_slopes, 0, 0);
+        let p = decode_params(plan, num_blocks, &layout, ptrs, extras, 0, 0);
         return dev.launch(&decode, grid, threads, smem, &p);
     }
     let d = spec.head_dim() as usize;
@@ -702,7 +715,7 @@ pub(crate) fn launch_decode(
     // this device, and the stream orders decode → merge → the next decode.
     let mut ws = dev.paged_workspace.lock().unwrap_or_else(|p| p.into_inner());
     let base = reused_or_grown(dev, &mut ws, bytes, 1 << 20, false)?;
-    let mut p = decode_params(plan, num_blocks, &layout, ptrs, alibi_slopes, base, base + lse_off as u64);
+    let mut p = decode_params(plan, num_blocks, &layout, ptrs, extras, base, base + lse_off as u64);
     if layout.fused_merge {
         // Held across the launch like the workspace: the kernel returns every
         // counter it increments (per sequence and kv group: splits arrived,

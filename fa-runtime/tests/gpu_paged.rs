@@ -102,7 +102,8 @@ impl Err3 {
 
 /// Checks query rows `rows` of one sequence (q `[s_q, h, d]`, dense causal
 /// bottom-right aligned against `ctx` gathered keys) against `got(h, i)` =
-/// (out row, lse).
+/// (out row, lse). `descale`: fp8 cells' q, k, v descales of this sequence
+/// (`[h_k]` each).
 fn check_seq(
     spec: &KernelSpec,
     heads: usize,
@@ -112,6 +113,7 @@ fn check_seq(
     v: &[f32],
     ctx: usize,
     slopes: Option<&[f32]>,
+    descale: Option<[&[f32]; 3]>,
     got: &(dyn Fn(usize, usize) -> (Vec<f32>, f32) + Sync),
 ) -> Err3 {
     let prob = Problem {
@@ -124,9 +126,9 @@ fn check_seq(
         v,
         softmax_scale: 1.0 / (spec.head_dim() as f32).sqrt(),
         alibi_slopes: slopes,
-        q_descale: None,
-        k_descale: None,
-        v_descale: None,
+        q_descale: descale.map(|d| d[0]),
+        k_descale: descale.map(|d| d[1]),
+        v_descale: descale.map(|d| d[2]),
     };
     let lowp = Precision::of(spec.dtype());
     let rows: Vec<(usize, usize)> = (0..heads).flat_map(|h| (0..s_q).map(move |i| (h, i))).collect();
@@ -212,6 +214,11 @@ fn decode_typed<E: Element, O: Element>(
     }
     let q = round::<E>(&rand_vec(&mut rng, batch * heads * d));
     let sl = slopes(heads);
+    // fp8: descales per (sequence, kv head) in [0.5, 1.5).
+    let fp8 = spec.dtype().is_fp8();
+    let descales: Vec<Vec<f32>> =
+        (0..3).map(|_| (0..batch * h_k).map(|_| 1.0 + 0.5 * rng.uniform()).collect()).collect();
+    let desc_t: Vec<Tensor<f32>> = descales.iter().map(|x| dev.from_host(x, &[batch, h_k]).unwrap()).collect();
     let kernel = Kernel::new(spec).unwrap();
     let (qt, kt, vt) = (
         upload::<E>(&q, &[batch, 1, heads, d]),
@@ -235,6 +242,9 @@ fn decode_typed<E: Element, O: Element>(
     if let Some(n) = max_context {
         args = args.max_context(n);
     }
+    if fp8 {
+        args = args.descale(Some(desc_t[0].as_ref()), Some(desc_t[1].as_ref()), Some(desc_t[2].as_ref()));
+    }
     kernel.forward(dev, args).unwrap_or_else(|e| panic!("{ctx_msg}: {e}"));
     let oh: Vec<f32> = out.to_host(dev).unwrap().iter().map(|x| x.to_f32()).collect();
     let lh = lse.to_host(dev).unwrap();
@@ -245,7 +255,9 @@ fn decode_typed<E: Element, O: Element>(
             let o = (b * heads + h) * d;
             (oh[o..o + d].to_vec(), lh[b * heads + h])
         };
-        let e = check_seq(&spec, heads, qb, 1, &k, &v, c, spec.alibi().then_some(&sl[..]), &got);
+        let ds = |i: usize| &descales[i][b * h_k..(b + 1) * h_k];
+        let desc = fp8.then(|| [ds(0), ds(1), ds(2)]);
+        let e = check_seq(&spec, heads, qb, 1, &k, &v, c, spec.alibi().then_some(&sl[..]), desc, &got);
         e.assert(&format!("{ctx_msg}, sequence {b} (context {c})"));
     }
 }
@@ -327,12 +339,48 @@ fn decode_masks() {
             cell(Dtype::F16, 64, |b| b.paged().page_size(8).gqa(8).window(33).sink(7).alibi().softcap(10.0)),
             16,
         ),
-        // fp8 decode runs the forward kernel (no fp8 split-KV kernel yet).
-        ("fp8-fallback", cell(Dtype::E4m3, 128, |b| b.paged().gqa(4).causal()), 8),
+        // fp8 with every mask and modifier (the decode kernel), and fp8 hd80,
+        // which has no decode kernel (80-byte rows) and runs the forward one.
+        (
+            "fp8-everything",
+            cell(Dtype::E5m2, 64, |b| b.paged().page_size(8).gqa(8).window(33).sink(7).alibi().softcap(10.0)),
+            16,
+        ),
+        ("fp8-hd80-forward", cell(Dtype::E4m3, 80, |b| b.paged().gqa(4).causal()), 8),
     ];
     for (name, spec, heads) in cases {
         decode_case(&format!("decode-{name}"), spec, heads, &ctxs);
     }
+}
+
+/// fp8 cells (e4m3 / e5m2, descales per sequence and kv head, bf16 O)
+/// through the decode kernel: every row size it reads (64 to 256 bytes, so
+/// hd 64 to 256), both entries (two kv heads per CTA without splits; one
+/// with splits, and at hd192 the pair with splits) and both merges.
+#[test]
+fn decode_fp8() {
+    for (dt, tag) in [(Dtype::E4m3, "e4m3"), (Dtype::E5m2, "e5m2")] {
+        for ps in [1u32, 16] {
+            let spec = cell(dt, 128, |b| b.paged().page_size(ps).gqa(4).causal());
+            decode_case(&format!("decode-{tag}-p{ps}"), spec, 8, &ragged(ps as usize));
+        }
+    }
+    let wide: Vec<usize> = (0..64).map(|i| 1400 + 3 * i).collect();
+    let hd128 = cell(Dtype::E4m3, 128, |b| b.paged().page_size(16).gqa(4));
+    decode_case("decode-e4m3-wide-batch", hd128, 32, &wide);
+    decode_case("decode-e4m3-split-batch", hd128, 32, &wide[..40]);
+    decode_case("decode-e4m3-long", hd128, 32, &[30000]);
+    for hd in [64u32, 96, 192, 256] {
+        let spec = cell(Dtype::E4m3, hd, |b| b.paged().page_size(16).gqa(4).causal());
+        decode_case(&format!("decode-e4m3-hd{hd}"), spec, 16, &ragged(16));
+        decode_case(&format!("decode-e4m3-hd{hd}-long"), spec, 16, &[20000]);
+    }
+    // hd192 rows (192 bytes) split lines as 16-bit hd96 ones: the pair with
+    // splits (both merges) and, with 3 kv heads, one head in 256-byte slots.
+    let hd192 = cell(Dtype::E5m2, 192, |b| b.paged().page_size(16).gqa(4));
+    let batch75: Vec<usize> = (0..75).map(|i| 1400 + 3 * i).collect();
+    decode_case("decode-e5m2-hd192-split-batch", hd192, 32, &batch75);
+    decode_case("decode-e5m2-hd192-3kv", hd192, 12, &[30000]);
 }
 
 /// Prefill in chunks of `chunk` tokens: each step appends the chunk's K/V
@@ -433,7 +481,7 @@ fn chunked_prefill(name: &str, spec: KernelSpec, heads: usize, lens: &[usize], c
             let o = (i * heads + h) * d;
             (outs[b][o..o + d].to_vec(), lses[b][i * heads + h])
         };
-        check_seq(&spec, heads, &seq_q[b], lens[b], &k, &v, lens[b], None, &got)
+        check_seq(&spec, heads, &seq_q[b], lens[b], &k, &v, lens[b], None, None, &got)
             .assert(&format!("{ctx_msg}, sequence {b} (length {})", lens[b]));
     }
 }
@@ -506,7 +554,7 @@ fn append_then_decode_equals_concatenated() {
         let (k, v) = cache.gather(b, c);
         let got =
             |h: usize, _i: usize| ((oh[(b * heads + h) * d..(b * heads + h + 1) * d]).to_vec(), lh[b * heads + h]);
-        check_seq(&Llama::SPEC, heads, &q[b * heads * d..(b + 1) * heads * d], 1, &k, &v, c, None, &got)
+        check_seq(&Llama::SPEC, heads, &q[b * heads * d..(b + 1) * heads * d], 1, &k, &v, c, None, None, &got)
             .assert(&format!("{name}, sequence {b}"));
     }
 }

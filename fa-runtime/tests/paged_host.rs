@@ -451,8 +451,13 @@ fn routing() {
     assert!(!uses_decode(&decode, 2)); // s_q > 1: the forward kernel
     assert!(!uses_decode(&spec(|b| b.paged().varlen()), 1)); // chunked prefill
     assert!(!uses_decode(&spec(|b| b.gqa(4)), 1)); // not paged
-    let fp8 = KernelSpec::builder().arch(Arch::Sm90a).dtype(Dtype::E4m3).head_dim(128).paged().build().unwrap();
-    assert!(!uses_decode(&fp8, 1));
+                                                   // fp8 cells decode too, except at hd80 (80-byte rows, fa_spec::paged_decode).
+    let fp8 = |d, hd| KernelSpec::builder().arch(Arch::Sm90a).dtype(d).head_dim(hd).paged().build().unwrap();
+    for hd in [64, 96, 128, 192, 256] {
+        assert!(uses_decode(&fp8(Dtype::E4m3, hd), 1) && uses_decode(&fp8(Dtype::E5m2, hd), 1), "fp8 hd{hd}");
+    }
+    assert!(!uses_decode(&fp8(Dtype::E4m3, 80), 1) && !uses_decode(&fp8(Dtype::E5m2, 80), 1));
+    assert!(!uses_decode(&fp8(Dtype::E4m3, 128), 2));
 }
 
 #[test]
@@ -471,11 +476,16 @@ fn paged_sources_carry_every_entry_point() {
     ] {
         assert!(src.contains(&format!("{n}{e}")), "missing {n}{e}");
     }
-    let fp8 = KernelSpec::builder().arch(Arch::Sm90a).dtype(Dtype::E4m3).head_dim(128).paged().build().unwrap();
-    let src = fa_spec::render(&fp8).unwrap();
-    let n = fp8.kernel_name();
-    assert!(src.contains(&format!("{n}_append(")) && src.contains(&format!("{n}_fwd(")));
-    assert!(!src.contains(&format!("{n}_decode(const")) && !src.contains(&format!("{n}_decode_pair(const")));
+    // fp8: the decode entries too, but not at hd80 (fa_spec::paged_decode).
+    for (hd, decodes) in [(128, true), (80, false)] {
+        let fp8 = KernelSpec::builder().arch(Arch::Sm90a).dtype(Dtype::E4m3).head_dim(hd).paged().build().unwrap();
+        let src = fa_spec::render(&fp8).unwrap();
+        let n = fp8.kernel_name();
+        assert!(src.contains(&format!("{n}_append(")) && src.contains(&format!("{n}_fwd(")));
+        for e in ["_decode(const", "_decode_pair(const", "_decode_merge(const"] {
+            assert_eq!(src.contains(&format!("{n}{e}")), decodes, "fp8 hd{hd}: {n}{e}");
+        }
+    }
     // Dense cells carry none of it.
     let dense = spec(|b| b.causal());
     assert!(!fa_spec::render(&dense).unwrap().contains("PagedDecodeParams"));

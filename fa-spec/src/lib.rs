@@ -15,4 +15,4 @@ pub use model::{Arch, Dtype, KernelSpec, DEFAULT_PAGE_SIZE, HEAD_DIMS, MAX_GQA, 
 pub use render::{context, render, render_template, RenderError, FORWARD_TEMPLATE};
 pub use rules::{not_a_struct_message, validate, ArgValue, RawArg, Rule, SpecError, KEYS};
 pub use specfile::{load_spec, parse_spec, SpecFileError, SpecFileErrors};
-pub use tiles::{paged_decode_warps, paged_pair_splits, tile_config, TileConfig};
+pub use tiles::{paged_decode, paged_decode_warps, paged_pair_splits, tile_config, TileConfig};

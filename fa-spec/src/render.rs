@@ -63,6 +63,7 @@ pub fn context(spec: &KernelSpec) -> tera::Context {
     c.insert("varlen", &spec.varlen());
     c.insert("paged", &spec.paged());
     c.insert("page_size", &spec.page_size().unwrap_or(0));
+    c.insert("paged_decode", &crate::tiles::paged_decode(spec));
     c.insert("pd_warps", &crate::tiles::paged_decode_warps(spec));
     c.insert("pd_pair_splits", &u32::from(crate::tiles::paged_pair_splits(spec)));
     c.insert("backward", &spec.backward());

@@ -224,22 +224,45 @@ pub fn tile_config(spec: &KernelSpec) -> TileConfig {
         .unwrap_or_else(|| tile(candidates.last().expect("non-empty")))
 }
 
+/// Whether a cell's rendered source carries the split-KV decode kernel
+/// (`templates/partials/paged_decode.cuh`), which the runtime then runs for
+/// one query token per sequence (`fa_runtime::paged::uses_decode`): every
+/// paged cell but fp8 ones whose K/V rows are not whole 32-byte blocks
+/// (e4m3 / e5m2 at hd80: 80-byte rows, an odd number of 16-byte chunks),
+/// which decode through the forward kernel. The decode's fp8 math reads a
+/// row 32 bytes (one ldmatrix x4 of 16 keys) at a time.
+pub fn paged_decode(spec: &KernelSpec) -> bool {
+    spec.paged() && pd_row_bytes(spec).is_multiple_of(32)
+}
+
+/// Bytes of one K/V row (a kv head of a token) in the cache.
+fn pd_row_bytes(spec: &KernelSpec) -> u32 {
+    spec.head_dim() * spec.dtype().size_bytes() as u32
+}
+
+/// Whether the decode's rows are 160 or 192 bytes (10 or 12 chunks: 16-bit
+/// hd80 / hd96, fp8 hd192), which share 128-byte lines of the page with the
+/// neighbouring heads; the template's tail / run swizzles serve those.
+fn pd_split_lines(spec: &KernelSpec) -> bool {
+    matches!(pd_row_bytes(spec), 160 | 192)
+}
+
 /// Warps of the paged decode kernel's CTA (`PD_WARPS` in
 /// `templates/partials/paged_decode.cuh`, rendered from this): 4, each with
 /// 16 keys of every 64-row tile, unless a 2-stage ring of those tiles (K and
 /// V, 64 rows each) does not fit the arch's shared memory per block; then 2
-/// warps and 32-row tiles. That is hd256 on sm89 (2 × 2 × 64 × 512 B =
+/// warps and 32-row tiles. That is 16-bit hd256 on sm89 (2 × 2 × 64 × 512 B =
 /// 128 KiB against 99 KiB), which otherwise could not decode at all. The
 /// template asserts that its default rings fit, so a cell this rule gets
 /// wrong fails to compile (tests/tests/compile_matrix.rs).
 pub fn paged_decode_warps(spec: &KernelSpec) -> u32 {
-    // The cp.async ring's rows are unpadded; at hd80 / hd96 a stage holds 32
-    // slots of 384 bytes (a token's two head rows), the bytes of 64 rows of
-    // 192, or on sm90+ (one head a CTA) 64 slots of 256.
-    let row_bytes = match spec.head_dim() {
-        80 | 96 if spec.arch().compute_capability() >= 90 => 256,
-        80 | 96 => 192,
-        d => d * 2,
+    // The cp.async ring's rows are unpadded; with 160- or 192-byte rows a
+    // stage holds 32 slots of 384 bytes (a token's two head rows), the bytes
+    // of 64 rows of 192, or on sm90+ (one head a CTA) 64 slots of 256.
+    let row_bytes = match pd_row_bytes(spec) {
+        _ if pd_split_lines(spec) && spec.arch().compute_capability() >= 90 => 256,
+        _ if pd_split_lines(spec) => 192,
+        b => b,
     };
     if 2 * 2 * 64 * row_bytes > spec.arch().max_smem_per_block() {
         2
@@ -250,13 +273,13 @@ pub fn paged_decode_warps(spec: &KernelSpec) -> u32 {
 
 /// Whether the paged decode's two-heads-per-CTA entry (`_decode_pair`,
 /// `PD_PAIR_SPLITS` in `templates/partials/paged_decode.cuh`, rendered from
-/// this) takes split-KV launches: hd80 / hd96 on sm90+. There a kv head's
-/// 160- or 192-byte rows split 128-byte lines of the page between
-/// neighbouring heads, so one head per CTA reads more lines per byte than
-/// a pair, whose two rows of a token are one run (three whole lines at
-/// hd96; 2.5 at hd80, one line shared with the next pair);
-/// `fa_runtime::paged::decode_layout` then pairs heads with splits too.
-/// Elsewhere the pair is compiled for one split.
+/// this) takes split-KV launches: rows of 160 or 192 bytes (16-bit hd80 /
+/// hd96, fp8 hd192) on sm90+. There a kv head's rows split 128-byte lines
+/// of the page between neighbouring heads, so one head per CTA reads more
+/// lines per byte than a pair, whose two rows of a token are one run (three
+/// whole lines of 192-byte rows; 2.5 of 160-byte rows, one line shared with
+/// the next pair); `fa_runtime::paged::decode_layout` then pairs heads with
+/// splits too. Elsewhere the pair is compiled for one split.
 pub fn paged_pair_splits(spec: &KernelSpec) -> bool {
-    matches!(spec.head_dim(), 80 | 96) && spec.arch().compute_capability() >= 90
+    pd_split_lines(spec) && spec.arch().compute_capability() >= 90
 }

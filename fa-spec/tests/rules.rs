@@ -261,6 +261,29 @@ fn paged_decode_takes_two_warps_only_where_its_ring_cannot_fit() {
             );
             let define = format!("#define PD_PAIR_SPLITS {}", u32::from(pair_splits));
             assert!(src.contains(&define), "{arch:?} hd{hd}: rendered pair splits");
+            assert!(fa_spec::paged_decode(&spec), "{arch:?} hd{hd}: every 16-bit paged cell decodes");
         }
     }
+}
+
+/// fp8 rows are head_dim bytes: the decode rules follow the bytes, so hd192
+/// rows (192 bytes) split lines as 16-bit hd96 ones do, and hd80 rows (80
+/// bytes, not whole 32-byte blocks) have no decode kernel at all.
+#[test]
+fn paged_decode_rules_follow_fp8_row_bytes() {
+    for arch in [Arch::Sm90a, Arch::Sm100] {
+        for dtype in [Dtype::E4m3, Dtype::E5m2] {
+            for hd in HEAD_DIMS {
+                let spec = KernelSpec::builder().arch(arch).dtype(dtype).head_dim(hd).paged().build().unwrap();
+                let src = fa_spec::render(&spec).unwrap();
+                let decodes = fa_spec::paged_decode(&spec);
+                assert_eq!(decodes, hd != 80, "{arch:?} {dtype} hd{hd}");
+                assert_eq!(src.contains("paged_decode_block"), decodes, "{arch:?} {dtype} hd{hd}: rendered decode");
+                assert_eq!(fa_spec::paged_pair_splits(&spec), hd == 192, "{arch:?} {dtype} hd{hd}");
+                assert_eq!(fa_spec::paged_decode_warps(&spec), 4, "{arch:?} {dtype} hd{hd}");
+            }
+        }
+    }
+    let dense = KernelSpec::builder().arch(Arch::Sm90a).dtype(Dtype::E4m3).head_dim(128).build().unwrap();
+    assert!(!fa_spec::paged_decode(&dense));
 }

@@ -189,8 +189,10 @@ class Problem:
     def __init__(self, torch, c, ctxs, kvh, extra_pages=0, invalid=(), seed=0, fill_nan=True, bt_pad=2):
         g = torch.Generator(device="cuda").manual_seed(seed)
         self.torch, self.c = torch, c
-        dt = torch.bfloat16 if c["dtype"] == "bf16" else torch.float16
+        dt = {"bf16": torch.bfloat16, "f16": torch.float16, "e4m3": torch.float8_e4m3fn, "e5m2": torch.float8_e5m2}[c["dtype"]]
         self.dt = dt
+        self.odt = torch.bfloat16 if c["dtype"] in ("e4m3", "e5m2") else dt   # O's dtype (fp8 cells: bf16)
+        self.elem = 1 if c["dtype"] in ("e4m3", "e5m2") else 2
         ps, d = c["page_size"], c["head_dim"]
         B, H = len(ctxs), kvh * c["gqa"]
         self.B, self.H, self.KVH, self.d, self.ps = B, H, kvh, d, ps
@@ -214,8 +216,13 @@ class Problem:
         self.bt, self.mbs = bt, mbs
         shape = (NB, ps, kvh, d)
         fillv = float("nan") if fill_nan else 0.0
-        self.kc = torch.full(shape, fillv, dtype=dt, device="cuda")
-        self.vc = torch.full(shape, fillv, dtype=dt, device="cuda")
+        if self.elem == 1:   # fp8: filled and scattered as bytes (0x7F: NaN in e4m3fn and e5m2)
+            self.kc = torch.full(shape, 0x7F if fill_nan else 0, dtype=torch.uint8, device="cuda").view(dt)
+            self.vc = torch.full(shape, 0x7F if fill_nan else 0, dtype=torch.uint8, device="cuda").view(dt)
+        else:
+            self.kc = torch.full(shape, fillv, dtype=dt, device="cuda")
+            self.vc = torch.full(shape, fillv, dtype=dt, device="cuda")
+        raw = (lambda t: t.view(torch.uint8)) if self.elem == 1 else (lambda t: t)
         self.K, self.V = [], []   # per seq [ctx, kvh, d] (float source of truth)
         for b, n in enumerate(ctxs):
             k = torch.randn(n, kvh, d, generator=g, device="cuda").to(dt)
@@ -225,8 +232,8 @@ class Problem:
                 t = torch.arange(n, device="cuda")
                 blk = bt[b, (t // ps)].long()
                 okb = (blk >= 0) & (blk < NB)
-                self.kc[blk[okb], (t % ps)[okb]] = k[okb]
-                self.vc[blk[okb], (t % ps)[okb]] = v[okb]
+                raw(self.kc)[blk[okb], (t % ps)[okb]] = raw(k)[okb]
+                raw(self.vc)[blk[okb], (t % ps)[okb]] = raw(v)[okb]
         self.q = torch.randn(B, H, d, generator=g, device="cuda").to(dt)
         self.slopes = (torch.rand(H, generator=g, device="cuda") * 0.5 + 0.01).float()
         self.cl = torch.tensor(ctxs, dtype=torch.int32, device="cuda")
@@ -259,7 +266,7 @@ class Problem:
         partials O_accum [splits, B, H, d] / LSE_accum [splits, B, H] (else
         None): what params() points a decode at."""
         torch = self.torch
-        o = torch.empty(self.B, self.H, self.d, dtype=self.dt, device="cuda")
+        o = torch.empty(self.B, self.H, self.d, dtype=self.odt, device="cuda")
         lse = torch.empty(self.B, self.H, dtype=torch.float32, device="cuda")
         oacc = lacc = None
         if splits > 1:
@@ -473,9 +480,10 @@ def sdpa_inputs(prob):
     """SDPA's view of a Problem with equal contexts: Q [B, H, 1, d] and the
     cache as contiguous K / V [B, kv heads, ctx, d]."""
     torch = prob.torch
-    q4 = prob.q.view(prob.B, prob.H, 1, prob.d)
-    kd = torch.stack(prob.K).permute(0, 2, 1, 3).contiguous()
-    vd = torch.stack(prob.V).permute(0, 2, 1, 3).contiguous()
+    # (fp8 cells: SDPA has no fp8 path; bf16 tensors of the same values)
+    q4 = prob.q.view(prob.B, prob.H, 1, prob.d).to(prob.odt)
+    kd = torch.stack(prob.K).permute(0, 2, 1, 3).contiguous().to(prob.odt)
+    vd = torch.stack(prob.V).permute(0, 2, 1, 3).contiguous().to(prob.odt)
     return q4, kd, vd
 
 

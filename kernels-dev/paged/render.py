@@ -45,6 +45,7 @@ CELLS = [
     cell(dtype="bf16", head_dim=96, gqa=2, page_size=4, has_softcap=True, softcap="30.0f"),   # 4 lanes a row
     cell(dtype="bf16", head_dim=96, gqa=4, page_size=16),             # the bench cell's shape at hd 96 / 64
     cell(dtype="bf16", head_dim=64, gqa=4, page_size=16),
+    cell(dtype="e4m3", head_dim=128, gqa=4, page_size=16),            # the bench cell in fp8
 ]
 
 if __name__ == "__main__":
@@ -55,7 +56,7 @@ if __name__ == "__main__":
         with open(os.path.join(out, c["kernel_name"] + ".cu"), "w") as f:
             f.write(render(c))
         meta.append({k: c[k] for k in ("kernel_name", "dtype", "head_dim", "gqa", "page_size", "causal", "window",
-                                       "sink", "alibi", "has_softcap", "softcap", "mask_causal", "pd_pair_splits")})
+                                       "sink", "alibi", "has_softcap", "softcap", "mask_causal", "pd_pair_splits", "paged_decode")})
     with open(os.path.join(out, "cells.json"), "w") as f:
         json.dump(meta, f, indent=1)
     print(len(meta), "cells rendered")

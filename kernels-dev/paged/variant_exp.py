@@ -87,7 +87,7 @@ def main():
         KVH, d = int(os.environ.get("KVH", "8")), bc["head_dim"]   # KVH=: kv heads (8)
         Hq = KVH * bc["gqa"]
         prob = H.Problem(torch, bc, [ctx] * B, KVH, fill_nan=False, seed=3, bt_pad=0)
-        kvbytes = 2 * B * ctx * KVH * d * 2 + 2 * B * Hq * d * 2
+        kvbytes = 2 * B * ctx * KVH * d * prob.elem + B * Hq * d * (prob.elem + 2)
         for name, m in mods.items():
             hs = H.runtime_splits(B, KVH, ctx, sm, m, hc)   # as the runtime plans it
             extra = [int(x) for x in os.environ.get("SPLITS", "").split(",") if x.strip()]   # more split counts to time

@@ -238,7 +238,46 @@
 //     in flight together. Our copies alone took 364.4-364.6 and the whole
 //     kernel 364.8-365.0 in the next process (cuDNN 364.0-364.4 there).
 // ---------------------------------------------------------------------------
-static_assert(!kIsFp8, "fp8 paged cells decode through _fwd (paged_all.cuh)");
+// fp8 cells (e4m3 / e5m2): K/V bytes travel through the same ring as 16-bit
+// rows (a row is kHeadDim bytes: the loader, swizzles and slots only count
+// 16-byte chunks), and the math converts its fragments to f16 (exact: every
+// e4m3 / e5m2 value is an f16) for the same m16n8k16 MMAs with f32
+// accumulation:
+//   * S = Q K^T: ldmatrix of 16 bytes of 8 key rows gives lane (g, t) key g's
+//     bytes 4t .. 4t + 3, two f16x2 after cvt, used as the B rows k = (2t,
+//     2t + 1) and (2t + 8, 2t + 9) of a k16 step: a permutation of the 16 d
+//     of the chunk, under which Q's A fragments are loaded too (lane's bytes
+//     4t .. 4t + 3 of rows g and g + 8). The reduction over d does not care.
+//   * O += P V: ldmatrix.trans (b16) of 8 keys x 16 bytes gives lane (g, t)
+//     keys 2t, 2t + 1 at bytes 2g, 2g + 1; one prmt separates the two
+//     columns, so each 16 d take two n8 tiles, "even" (d = 2g) and "odd"
+//     (d = 2g + 1), with P unchanged (f16; the forward kernel requantises P
+//     to e4m3 for its fp8 MMA, this kernel needs no fp8 MMA). Lane (g, t)
+//     then holds d = 4t + {0, 1, 2, 3} of every 16 (even e0, odd e0, even e1,
+//     odd e1), which the warp combine stores in order.
+//   * The descales (per sequence and kv head, null = 1): q's and k's fold into
+//     the softmax scale, v's into the final normalisation. O is bf16
+//     (kOutBF16), like the forward kernel's.
+// Rows must be whole 32-byte blocks (fa_spec::paged_decode): fp8 hd80 cells
+// decode through _fwd.
+static_assert(!kIsFp8 || kHeadDim % 32 == 0, "fp8 decode reads rows 32 bytes at a time (fa_spec::paged_decode)");
+constexpr int kPdKBlocks = kHeadDim * kPdElemBytes / 32;    // 32-byte blocks of a K/V row (the math's k-steps)
+constexpr bool kPdMmaBF16 = kIsBF16;                        // MMA operand type (fp8 cells: f16)
+// Two fp8 values (the low 16 bits of `two`) as f16x2, lower byte to lower half.
+template <bool kE5M2>
+FA_DEVICE u32 pd_f16x2_of_f8x2(u32 two) {
+    u32 r;
+    const u16 h = (u16)two;
+    if constexpr (kE5M2) asm("cvt.rn.f16x2.e5m2x2 %0, %1;" : "=r"(r) : "h"(h));
+    else asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(r) : "h"(h));
+    return r;
+}
+// Bytes of x reordered by sel (prmt with a zero second operand).
+FA_DEVICE u32 pd_prmt(u32 x, u32 sel) {
+    u32 r;
+    asm("prmt.b32 %0, %1, 0, %2;" : "=r"(r) : "r"(x), "r"(sel));
+    return r;
+}
 // Warps a CTA: fa_spec::tiles::paged_decode_warps (4; 2 where a ring of
 // 64-row tiles cannot fit, hd256 on sm89); the runtime launches 32 x that
 // many threads (fa_runtime::paged::decode_threads).
@@ -374,7 +413,7 @@ constexpr bool kPdWholeRows = kPdOnePage && kPdRowLanes < 8;
 #ifndef PD_PAIR_JOINT                                       // measurement override (-DPD_PAIR_JOINT=0)
 #define PD_PAIR_JOINT 1
 #endif
-template <int hcs> constexpr bool kPdPairJoint = PD_PAIR_JOINT && kPdWholeRows && hcs == 1 && !kPdTma && kPdWarpPipe;
+template <int hcs> constexpr bool kPdPairJoint = PD_PAIR_JOINT && kPdWholeRows && kPdChunks >= 10 && hcs == 1 && !kPdTma && kPdWarpPipe;
 // Shared-memory row stride of the K/V ring. cp.async: unpadded, chunk c of
 // the row of token key at chunk c ^ (key & 7), so the 8 keys an ldmatrix
 // phase reads fall in 8 distinct 16-byte bank groups; rows that are not a
@@ -452,9 +491,9 @@ constexpr int pd_gcd8(int n) { return n % 8 == 0 ? 8 : (n % 4 == 0 ? 4 : (n % 2 
 static_assert(!kPdRunSwizzle<0> || 8 - pd_gcd8(kPdChunks) + kPdChunks <= kPdSlotBytes<0> / 16, "one-head run past its slot");
 static_assert(!kPdRunSwizzle<1> || 8 - pd_gcd8(2 * kPdChunks) + 2 * kPdChunks <= kPdSlotBytes<1> / 16, "pair run past its slot");
 #ifndef PD_ROW_PAD                                          // tuning override (-DPD_ROW_PAD=n bytes)
-#define PD_ROW_PAD (kPdTma ? (32 - kHeadDim * 2 % 64 + 64) % 64 : (kPdSwizzle || kPdTailSwizzle ? 0 : 16))
+#define PD_ROW_PAD (kPdTma ? (32 - kHeadDim * kPdElemBytes % 64 + 64) % 64 : (kPdSwizzle || kPdTailSwizzle ? 0 : 16))
 #endif
-constexpr int kPdRowBytes  = kHeadDim * 2 + PD_ROW_PAD;     // smem row (padded for TMA and the overrides)
+constexpr int kPdRowBytes  = kHeadDim * kPdElemBytes + PD_ROW_PAD;   // smem row (padded: TMA, overrides, fp8 rows of 4 / 6 chunks)
 // One K (or V) stage: kPdBlockN rows, or (_decode_pair, run slots) kPdBlockN
 // / 2 slots; one size serves both entries (so where the tail swizzle holds,
 // hd80's _decode leaves 2 of its 12 KB unused; its CTAs per SM and ring
@@ -503,7 +542,13 @@ constexpr int pd_smem_ctas(int stages, int kv_bytes) { return kPdSmemPerSm / (pd
 #endif
 // CTAs per SM that a launch-bounds register budget can allow: 1 to 3 (3 is
 // 170 registers a thread; more would squeeze the math).
-constexpr int pd_min3(int n) { return n > 3 ? 3 : n; }
+// fp8 rows are half as long as 16-bit ones of the head dim, so shared memory
+// allows 3 CTAs per SM where the Q and O fragments (both in proportion to
+// head_dim x 16-row m-tiles) do not fit 168 registers: at hd192 / hd256,
+// or hd128 with 2 m-tiles (gqa > 16), _decode_pair spilled 136 / 232 / 460
+// bytes and _decode 432 (hd128). There registers allow 2 CTAs.
+constexpr int kPdMaxCtas = kIsFp8 && kHeadDim * kPdMT >= 192 ? 2 : 3;
+constexpr int pd_min3(int n) { return n > kPdMaxCtas ? kPdMaxCtas : n; }
 constexpr int pd_cap_ctas(int n) { return n < 1 ? 1 : pd_min3(n); }
 // _decode_pair (two kv heads per CTA, which the host launches only without
 // splits, except at hd80 / hd96 on sm_90+): the ring depth that gives the most CTAs per SM (up to 3), 3
@@ -697,9 +742,9 @@ FA_DEVICE long long pd_v_row(const PagedDecodeParams& p, int blk, int slot, int 
     return ((long long)blk * p.v_block_stride + (long long)slot * p.v_page_stride + (long long)kvh * p.v_head_stride) * kPdElemBytes;
 }
 
-// 4 f32 -> 4 packed 16-bit values (8 bytes) of the cell dtype.
+// 4 f32 -> 4 packed 16-bit values (8 bytes) of O's dtype.
 FA_DEVICE void pd_store4(void* dst, const PdF4& v) {
-    u32 lo = pack_x2<kIsBF16>(v.x, v.y), hi = pack_x2<kIsBF16>(v.z, v.w);
+    u32 lo = pack_x2<kOutBF16>(v.x, v.y), hi = pack_x2<kOutBF16>(v.z, v.w);
     asm volatile("st.global.v2.b32 [%0], { %1, %2};" :: "l"(dst), "r"(lo), "r"(hi) : "memory");
 }
 
@@ -1269,18 +1314,39 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             for (int r = 0; r < 2; ++r) {
                 const int row = mt * 16 + g + 8 * r;
                 qrow[mt][r] = (row < kGqa && my_kvh < p.num_kv_heads)
-                    ? (const u32*)((const u16*)p.q + (long long)b * p.q_batch_stride + (long long)(my_kvh * kGqa + row) * p.q_head_stride)
+                    ? (const u32*)((const u8*)p.q + ((long long)b * p.q_batch_stride + (long long)(my_kvh * kGqa + row) * p.q_head_stride) * kPdElemBytes)
                     : nullptr;
             }
 #pragma unroll
         for (int mt = 0; mt < kPdMT; ++mt)
 #pragma unroll
-            for (int kk = 0; kk < kHeadDim / 16; ++kk)
+            for (int kk = 0; kk < kHeadDim / 16; ++kk) {
+                if constexpr (kIsFp8) {
+                    // Bytes 4t .. 4t + 3 of the 16 d of step kk (see the fp8 note above).
 #pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const u32* src = qrow[mt][e & 1];
-                    qf[mt][kk][e] = src ? src[kk * 8 + (e >> 1) * 4 + t] : 0u;
+                    for (int r = 0; r < 2; ++r) {
+                        const u32 x = qrow[mt][r] ? qrow[mt][r][kk * 4 + t] : 0u;
+                        qf[mt][kk][r] = pd_f16x2_of_f8x2<kIsE5M2>(x);
+                        qf[mt][kk][2 + r] = pd_f16x2_of_f8x2<kIsE5M2>(x >> 16);
+                    }
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const u32* src = qrow[mt][e & 1];
+                        qf[mt][kk][e] = src ? src[kk * 8 + (e >> 1) * 4 + t] : 0u;
+                    }
                 }
+            }
+    }
+    // fp8: the descales of this warp's (sequence, kv head).
+    float qk_ds = 1.0f, v_ds = 1.0f;
+    if constexpr (kIsFp8) {
+        if (my_kvh < p.num_kv_heads) {
+            const long long di = (long long)b * p.num_kv_heads + my_kvh;
+            if (p.q_descale != nullptr) qk_ds = p.q_descale[di];
+            if (p.k_descale != nullptr) qk_ds *= p.k_descale[di];
+            if (p.v_descale != nullptr) v_ds = p.v_descale[di];
+        }
     }
 
     float o[kPdMT][kHeadDim / 8][4];
@@ -1301,7 +1367,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             }
         }
     }
-    const float C = kPdLogitsScaled ? kLog2e : p.scale_log2;
+    const float C = kPdLogitsScaled ? kLog2e : (kIsFp8 ? p.scale_log2 * qk_ds : p.scale_log2);
+    const float sm_scale = kIsFp8 ? p.softmax_scale * qk_ds : p.softmax_scale;   // (kPdLogitsScaled)
     // Ring rows (pd_row) of the keys this lane addresses for ldmatrix (K) and
     // ldmatrix.trans (V), and those keys (tile-relative, for the swizzle).
     const int ktok = kb * 16 + (lane >> 4) * 8 + (lane & 7);
@@ -1327,15 +1394,34 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 #pragma unroll
                 for (int e = 0; e < 4; ++e) s[mt][nt][e] = s_odd[mt][nt][e] = 0.0f;
 #pragma unroll
-        for (int kk = 0; kk < kHeadDim / 16; ++kk) {
+        for (int kk = 0; kk < kPdKBlocks; ++kk) {
             u32 kbf[4];
             ldmatrix_x4(kbf, pd_ld_addr<hcs>(ks + krow_ld * kPdRowStride<hcs>, ((lane >> 3) & 1) * 16, kPdTailSwizzle ? ktok : krow_ld >> hcs, kk * 32, hw, run_sh));
+            if constexpr (kIsFp8) {
+                // kbf[n]: keys 8 (n >> 1) .. + 7, 16 d of k16 step 2 kk + (n & 1).
+                u32 kh[4][2];
 #pragma unroll
-            for (int mt = 0; mt < kPdMT; ++mt) {
-                float (&s0)[4] = kPdSChains == 2 && (kk & 1) ? s_odd[mt][0] : s[mt][0];
-                float (&s1)[4] = kPdSChains == 2 && (kk & 1) ? s_odd[mt][1] : s[mt][1];
-                mma_16816<kIsBF16>(s0, qf[mt][kk], kbf[0], kbf[1]);
-                mma_16816<kIsBF16>(s1, qf[mt][kk], kbf[2], kbf[3]);
+                for (int n = 0; n < 4; ++n) {
+                    kh[n][0] = pd_f16x2_of_f8x2<kIsE5M2>(kbf[n]);
+                    kh[n][1] = pd_f16x2_of_f8x2<kIsE5M2>(kbf[n] >> 16);
+                }
+#pragma unroll
+                for (int mt = 0; mt < kPdMT; ++mt)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        float (&s0)[4] = kPdSChains == 2 && h ? s_odd[mt][0] : s[mt][0];
+                        float (&s1)[4] = kPdSChains == 2 && h ? s_odd[mt][1] : s[mt][1];
+                        mma_16816<false>(s0, qf[mt][2 * kk + h], kh[h][0], kh[h][1]);
+                        mma_16816<false>(s1, qf[mt][2 * kk + h], kh[2 + h][0], kh[2 + h][1]);
+                    }
+            } else {
+#pragma unroll
+                for (int mt = 0; mt < kPdMT; ++mt) {
+                    float (&s0)[4] = kPdSChains == 2 && (kk & 1) ? s_odd[mt][0] : s[mt][0];
+                    float (&s1)[4] = kPdSChains == 2 && (kk & 1) ? s_odd[mt][1] : s[mt][1];
+                    mma_16816<kIsBF16>(s0, qf[mt][kk], kbf[0], kbf[1]);
+                    mma_16816<kIsBF16>(s1, qf[mt][kk], kbf[2], kbf[3]);
+                }
             }
         }
         if constexpr (kPdSChains == 2) {
@@ -1361,7 +1447,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 for (int e = 0; e < 4; ++e) {
                     float x = s[mt][nt][e];
                     if constexpr (kPdLogitsScaled) {
-                        x *= p.softmax_scale;
+                        x *= sm_scale;
                         if constexpr (kHasSoftcap) x = kPdSoftcap * tanh_accurate(x * (1.0f / kPdSoftcap));
                         if constexpr (kAlibi) x -= slope[mt][e >> 1] * (float)(pos - (key0 + nt * 8 + 2 * t + (e & 1)));
                     }
@@ -1404,19 +1490,37 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 #pragma unroll
         for (int mt = 0; mt < kPdMT; ++mt) {
             const bool lo_only = pd_padding_rows(mt, 1);   // P = 0 in the padding rows (their O stays 0)
-            pa[mt][0] = pack_x2<kIsBF16>(s[mt][0][0], s[mt][0][1]);
-            pa[mt][1] = lo_only ? 0u : pack_x2<kIsBF16>(s[mt][0][2], s[mt][0][3]);
-            pa[mt][2] = pack_x2<kIsBF16>(s[mt][1][0], s[mt][1][1]);
-            pa[mt][3] = lo_only ? 0u : pack_x2<kIsBF16>(s[mt][1][2], s[mt][1][3]);
+            pa[mt][0] = pack_x2<kPdMmaBF16>(s[mt][0][0], s[mt][0][1]);
+            pa[mt][1] = lo_only ? 0u : pack_x2<kPdMmaBF16>(s[mt][0][2], s[mt][0][3]);
+            pa[mt][2] = pack_x2<kPdMmaBF16>(s[mt][1][0], s[mt][1][1]);
+            pa[mt][3] = lo_only ? 0u : pack_x2<kPdMmaBF16>(s[mt][1][2], s[mt][1][3]);
         }
 #pragma unroll
-        for (int dn = 0; dn < kHeadDim / 16; ++dn) {
+        for (int dn = 0; dn < kPdKBlocks; ++dn) {
             u32 vb[4];
             ldmatrix_x4_trans(vb, pd_ld_addr<hcs>(vs + vrow_ld * kPdRowStride<hcs>, (lane >> 4) * 16, kPdTailSwizzle ? vtok : vrow_ld >> hcs, dn * 32, hw, run_sh));
+            if constexpr (kIsFp8) {
+                // vb[n]: keys 8 (n & 1) .. + 7 of 16 d (n >> 1); bytes (key 2t: d
+                // 2g, 2g + 1; key 2t + 1: the same) -> (2g: keys 2t, 2t + 1; 2g + 1: same).
+                u32 ve[4];
 #pragma unroll
-            for (int mt = 0; mt < kPdMT; ++mt) {
-                mma_16816<kIsBF16>(o[mt][2 * dn], pa[mt], vb[0], vb[1]);
-                mma_16816<kIsBF16>(o[mt][2 * dn + 1], pa[mt], vb[2], vb[3]);
+                for (int n = 0; n < 4; ++n) ve[n] = pd_prmt(vb[n], 0x3120u);
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const u32 e0 = pd_f16x2_of_f8x2<kIsE5M2>(ve[2 * h]), e1 = pd_f16x2_of_f8x2<kIsE5M2>(ve[2 * h + 1]);
+                    const u32 d0 = pd_f16x2_of_f8x2<kIsE5M2>(ve[2 * h] >> 16), d1 = pd_f16x2_of_f8x2<kIsE5M2>(ve[2 * h + 1] >> 16);
+#pragma unroll
+                    for (int mt = 0; mt < kPdMT; ++mt) {
+                        mma_16816<false>(o[mt][4 * dn + 2 * h], pa[mt], e0, e1);       // d = 2g of the 16
+                        mma_16816<false>(o[mt][4 * dn + 2 * h + 1], pa[mt], d0, d1);   // d = 2g + 1
+                    }
+                }
+            } else {
+#pragma unroll
+                for (int mt = 0; mt < kPdMT; ++mt) {
+                    mma_16816<kIsBF16>(o[mt][2 * dn], pa[mt], vb[0], vb[1]);
+                    mma_16816<kIsBF16>(o[mt][2 * dn + 1], pa[mt], vb[2], vb[3]);
+                }
             }
         }
 #endif
@@ -1479,13 +1583,26 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             if (pd_padding_rows(mt, r)) continue;   // (never read)
             const float lsum = quad_sum(l[mt][r]);
             const int row = mt * 16 + g + 8 * r;
-            const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
+            const float inv = lsum > 0.0f ? (kIsFp8 ? v_ds / lsum : 1.0f / lsum) : 0.0f;
             if (t == 0) slse[warp * kPdRows + row] = lsum > 0.0f ? m[mt][r] * C + fast_log2(lsum) : FA_NEG_INF;
-            float* dst = so + (warp * kPdRows + row) * kPdOStride + 2 * t;
+            if constexpr (kIsFp8) {
+                // Tiles 2 hb (even d) and 2 hb + 1 (odd) of the 16 d of hb: this
+                // lane's d 4t .. 4t + 3.
+                float* dst = so + (warp * kPdRows + row) * kPdOStride + 4 * t;
 #pragma unroll
-            for (int dn = 0; dn < kHeadDim / 8; ++dn) {
-                PdF2 v2; v2.x = o[mt][dn][2 * r] * inv; v2.y = o[mt][dn][2 * r + 1] * inv;
-                *(PdF2*)(dst + dn * 8) = v2;
+                for (int hb = 0; hb < kHeadDim / 16; ++hb) {
+                    PdF4 v4;
+                    v4.x = o[mt][2 * hb][2 * r] * inv; v4.y = o[mt][2 * hb + 1][2 * r] * inv;
+                    v4.z = o[mt][2 * hb][2 * r + 1] * inv; v4.w = o[mt][2 * hb + 1][2 * r + 1] * inv;
+                    *(PdF4*)(dst + hb * 16) = v4;
+                }
+            } else {
+                float* dst = so + (warp * kPdRows + row) * kPdOStride + 2 * t;
+#pragma unroll
+                for (int dn = 0; dn < kHeadDim / 8; ++dn) {
+                    PdF2 v2; v2.x = o[mt][dn][2 * r] * inv; v2.y = o[mt][dn][2 * r + 1] * inv;
+                    *(PdF2*)(dst + dn * 8) = v2;
+                }
             }
         }
     __syncthreads();

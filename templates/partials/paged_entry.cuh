@@ -22,7 +22,7 @@
 //       block 256, no dynamic smem.
 // The split heuristic lives on the host (fa_runtime::paged::num_splits).
 // ---------------------------------------------------------------------------
-{% if not is_fp8 %}
+{% if paged_decode %}
 extern "C" __constant__ int {{ kernel_name }}_decode_smem_bytes = PdRing<0>::smem.bytes;
 extern "C" __constant__ int {{ kernel_name }}_decode_pair_smem_bytes = PdRing<1>::smem.bytes;
 
@@ -43,8 +43,8 @@ extern "C" __global__ void __launch_bounds__(kPdMergeWarps * 32)
     paged_decode_merge_warp(p);
 }
 {% else %}
-// fp8 paged decode is not implemented yet: only _append is emitted (the
-// runtime runs fp8 paged decode through {{ kernel_name }}_fwd).
+// fp8 rows of 80 bytes (hd80) have no decode kernel (fa_spec::paged_decode):
+// only _append is emitted, and the runtime decodes through {{ kernel_name }}_fwd.
 {% endif %}
 
 extern "C" __global__ void __launch_bounds__(kPdAppendThreads)

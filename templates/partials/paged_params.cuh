@@ -23,7 +23,7 @@ struct PagedDecodeParams {
     const int*   block_table;   // [batch, block_table_stride] int32 page indices
     const int*   context_lens;  // [batch] int32: tokens in the cache incl. the new one (query position = len-1)
     const float* alibi_slopes;  // [num_heads] f32, alibi cells only (else may be null)
-    const float* q_descale;     // fp8 cells (reserved, decode not yet fp8): [batch, num_kv_heads], null = 1
+    const float* q_descale;     // fp8 cells: [batch, num_kv_heads], null = 1
     const float* k_descale;     // idem
     const float* v_descale;     // idem
     int*         merge_counters; // [2 * batch * gridDim.x] int32 (splits arrived, then slices claimed), all 0

@@ -61,6 +61,16 @@ fn matrix() -> Vec<KernelSpec> {
                 // 80-byte fp8 rows: the paged cell once failed to compile (its
                 // source carried the 16-bit decode loader, which fp8 never runs).
                 add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(80).gqa(8).paged());
+                // The fp8 decode at every row size it takes (64 to 256 bytes),
+                // on whole pages and on small ones (a lookup per row).
+                let paged = |hd| KernelSpec::builder().arch(arch).dtype(dtype).head_dim(hd).paged();
+                for hd in [64, 96, 128, 192, 256] {
+                    add(paged(hd).causal().gqa(4));
+                }
+                add(paged(64).page_size(8).gqa(8).window(33).sink(7).alibi().softcap(10.0));
+                add(paged(96).page_size(2).gqa(4).causal());
+                add(paged(192).page_size(4).gqa(4).causal());
+                add(paged(128).page_size(1).gqa(32).causal());
             }
         }
     }
