@@ -413,6 +413,8 @@ constexpr bool kPdWholeRows = kPdOnePage && kPdRowLanes < 8;
 #ifndef PD_PAIR_JOINT                                       // measurement override (-DPD_PAIR_JOINT=0)
 #define PD_PAIR_JOINT 1
 #endif
+// (Rows of 10 / 12 chunks, whose token runs fill 20 / 24 lanes; the whole
+// rows of fp8 hd64 / hd96, 4 / 6 chunks, would leave most lanes idle.)
 template <int hcs> constexpr bool kPdPairJoint = PD_PAIR_JOINT && kPdWholeRows && kPdChunks >= 10 && hcs == 1 && !kPdTma && kPdWarpPipe;
 // Shared-memory row stride of the K/V ring. cp.async: unpadded, chunk c of
 // the row of token key at chunk c ^ (key & 7), so the 8 keys an ldmatrix
