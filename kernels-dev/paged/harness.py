@@ -487,6 +487,14 @@ def sdpa_inputs(prob):
     return q4, kd, vd
 
 
+def gpu_session():
+    """torch with CUDA initialised, the rendered dev cells (cells.json) by kernel name, and the SM count."""
+    import torch
+    torch.zeros(1, device="cuda")
+    cells = {c["kernel_name"]: c for c in json.load(open(os.path.join(RENDERED, "cells.json")))}
+    return torch, cells, torch.cuda.get_device_properties(0).multi_processor_count
+
+
 def copy_bandwidth(torch):
     """The card's copy bandwidth (bytes read + written / s): median of a 2 GiB y.copy_(x)."""
     x = torch.empty(1 << 30, dtype=torch.int16, device="cuda").fill_(1)

@@ -7,15 +7,12 @@ f: the merge inside _decode (every CTA resident), else _decode_merge.
   CTX=4096 BATCHES=16,32,64,128 CELLS=pd_bf16_hd128_g4_p16,pd_e4m3_hd128_g4_p16 \
       python3 kernels-dev/paged/pair_exp.py
 """
-import os, sys, json
+import os, sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 os.environ.setdefault("FLUSH", "1")
 import harness as H
-import torch
-torch.zeros(1, device="cuda")
-cells = {c["kernel_name"]: c for c in json.load(open(os.path.join(H.RENDERED, "cells.json")))}
-sm = torch.cuda.get_device_properties(0).multi_processor_count
+torch, cells, sm = H.gpu_session()
 H.log(torch.cuda.get_device_name(0))
 ctx = int(os.environ.get("CTX", "4096"))
 for name in os.environ.get("CELLS", "pd_bf16_hd128_g4_p16,pd_e4m3_hd128_g4_p16").split(","):

@@ -13,10 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 os.environ.setdefault("FLUSH", "1")
 import harness as H
-import torch
-torch.zeros(1, device="cuda")
-cells = {c["kernel_name"]: c for c in json.load(open(os.path.join(H.RENDERED, "cells.json")))}
-sm = torch.cuda.get_device_properties(0).multi_processor_count
+torch, cells, sm = H.gpu_session()
 res = {"device": torch.cuda.get_device_name(0), "sm": sm, "rows": []}
 shapes = [(b, c) for c in (1024, 4096, 16384) for b in (1, 2, 4, 8, 12, 16, 24, 32, 40, 48)] + \
          [(1, 32768), (2, 32768), (4, 32768), (1, 65536), (2, 65536), (1, 131072)]
