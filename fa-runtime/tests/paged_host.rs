@@ -451,7 +451,8 @@ fn routing() {
     assert!(!uses_decode(&decode, 2)); // s_q > 1: the forward kernel
     assert!(!uses_decode(&spec(|b| b.paged().varlen()), 1)); // chunked prefill
     assert!(!uses_decode(&spec(|b| b.gqa(4)), 1)); // not paged
-                                                   // fp8 cells decode too, except at hd80 (80-byte rows, fa_spec::paged_decode).
+
+    // fp8 cells decode too, except at hd80 (80-byte rows, fa_spec::paged_decode).
     let fp8 = |d, hd| KernelSpec::builder().arch(Arch::Sm90a).dtype(d).head_dim(hd).paged().build().unwrap();
     for hd in [64, 96, 128, 192, 256] {
         assert!(uses_decode(&fp8(Dtype::E4m3, hd), 1) && uses_decode(&fp8(Dtype::E5m2, hd), 1), "fp8 hd{hd}");
