@@ -33,7 +33,8 @@ fn bench_functions_produce_sane_numbers() {
 
 #[test]
 fn decode_benchmarks_run() {
-    use fa_runtime::bench::{bench_chunked_prefill, bench_copy_bandwidth, bench_decode};
+    use fa_runtime::bench::{bench_chunked_prefill, bench_copy_bandwidth, bench_decode, bench_decode_case, DecodeCase};
+    use fa_spec::Dtype;
     let dev = fa_runtime::Device::new(0).unwrap();
     let copy = bench_copy_bandwidth(&dev).unwrap();
     let r = bench_decode(&dev, 8, 4096, 32, 8, 128, 16).unwrap();
@@ -42,4 +43,12 @@ fn decode_benchmarks_run() {
     let p = bench_chunked_prefill(&dev, 8192, 2048, 32, 8, 128, 16).unwrap();
     println!("{p:?}");
     assert!(p.paged_tflops > 0.0 && p.dense_tflops > 0.0, "{p:?}");
+    // fp8 caches, through the decode kernel and through the forward kernel:
+    // the decode kernel reads half the bytes of bf16 and is the faster route.
+    let fp8 = DecodeCase::new(Dtype::E4m3, 8, 4096, 32, 8, 128, 16);
+    let dec = bench_decode_case(&dev, &fp8).unwrap();
+    let fwd = bench_decode_case(&dev, &DecodeCase { via_forward: true, ..fp8 }).unwrap();
+    println!("fp8 decode {dec:?}; through the forward kernel {fwd:?}");
+    assert!(dec.kernel.contains("e4m3") && !dec.kernel.contains("varlen") && fwd.kernel.contains("varlen"));
+    assert!(dec.ms > 0.0 && dec.ms < fwd.ms && dec.ms < r.ms, "fp8 {dec:?} forward {fwd:?} bf16 {r:?}");
 }
