@@ -320,7 +320,8 @@ impl DecodeLayout {
 /// shallower ring fits more CTAs (hd128 on sm90: 2 and 3), so each layout
 /// is costed with its own slots.
 ///
-/// `pair_splits` ([`fa_spec::paged_pair_splits`]: hd80 / hd96 on sm90+):
+/// `pair_splits` ([`fa_spec::paged_pair_splits`]: rows of 160 / 192 bytes,
+/// 16-bit hd80 / hd96 and fp8 hd192, on sm90+):
 /// the pair takes splits, and an even number of kv heads always pairs, with
 /// the split count of the cost model for `batch · kv_heads / 2` CTAs of
 /// 32-token tiles at `_decode`'s slots. One head's rows there split 128-byte

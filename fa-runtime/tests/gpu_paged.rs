@@ -176,26 +176,31 @@ fn slopes(h: usize) -> Vec<f32> {
 
 /// One decode step (q `[batch, 1, heads, d]`) over contexts `ctxs`.
 fn decode_case(name: &str, spec: KernelSpec, heads: usize, ctxs: &[usize]) {
-    decode_hinted(name, spec, heads, ctxs, None)
+    decode_hinted(name, spec, heads, ctxs, None, true)
 }
 
 /// `max_context`: the split-heuristic hint (`ForwardArgs::max_context`).
-fn decode_hinted(name: &str, spec: KernelSpec, heads: usize, ctxs: &[usize], max_context: Option<usize>) {
-    match spec.dtype() {
-        Dtype::F16 => decode_typed::<half::f16, half::f16>(name, spec, heads, ctxs, max_context),
-        Dtype::Bf16 => decode_typed::<half::bf16, half::bf16>(name, spec, heads, ctxs, max_context),
-        Dtype::E4m3 => decode_typed::<float8::F8E4M3, half::bf16>(name, spec, heads, ctxs, max_context),
-        Dtype::E5m2 => decode_typed::<float8::F8E5M2, half::bf16>(name, spec, heads, ctxs, max_context),
-    }
-}
-
-fn decode_typed<E: Element, O: Element>(
+/// `descale`: fp8 cells get random q / k / v descales (else none: 1.0).
+fn decode_hinted(
     name: &str,
     spec: KernelSpec,
     heads: usize,
     ctxs: &[usize],
     max_context: Option<usize>,
+    descale: bool,
 ) {
+    let run = (name, spec, heads, ctxs, max_context, descale);
+    match spec.dtype() {
+        Dtype::F16 => decode_typed::<half::f16, half::f16>(run),
+        Dtype::Bf16 => decode_typed::<half::bf16, half::bf16>(run),
+        Dtype::E4m3 => decode_typed::<float8::F8E4M3, half::bf16>(run),
+        Dtype::E5m2 => decode_typed::<float8::F8E5M2, half::bf16>(run),
+    }
+}
+
+type DecodeRun<'a> = (&'a str, KernelSpec, usize, &'a [usize], Option<usize>, bool);
+
+fn decode_typed<E: Element, O: Element>((name, spec, heads, ctxs, max_context, descale): DecodeRun<'_>) {
     let dev = device();
     let seed = seed(name);
     let ctx_msg = format!("case `{name}` ({}), seed {seed}", spec.kernel_name());
@@ -215,7 +220,7 @@ fn decode_typed<E: Element, O: Element>(
     let q = round::<E>(&rand_vec(&mut rng, batch * heads * d));
     let sl = slopes(heads);
     // fp8: descales per (sequence, kv head) in [0.5, 1.5).
-    let fp8 = spec.dtype().is_fp8();
+    let fp8 = spec.dtype().is_fp8() && descale;
     let descales: Vec<Vec<f32>> =
         (0..3).map(|_| (0..batch * h_k).map(|_| 1.0 + 0.5 * rng.uniform()).collect()).collect();
     let desc_t: Vec<Tensor<f32>> = descales.iter().map(|x| dev.from_host(x, &[batch, h_k]).unwrap()).collect();
@@ -322,7 +327,7 @@ fn decode_context_hint_changes_splits_not_results() {
     let spec = cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(4));
     // Exact, too small (one split for a 20000-token context), and zero.
     for hint in [20000, 100, 0] {
-        decode_hinted(&format!("decode-hint{hint}"), spec, 32, &[20000, 7, 4097], Some(hint));
+        decode_hinted(&format!("decode-hint{hint}"), spec, 32, &[20000, 7, 4097], Some(hint), true);
     }
 }
 
@@ -381,6 +386,22 @@ fn decode_fp8() {
     let batch75: Vec<usize> = (0..75).map(|i| 1400 + 3 * i).collect();
     decode_case("decode-e5m2-hd192-split-batch", hd192, 32, &batch75);
     decode_case("decode-e5m2-hd192-3kv", hd192, 12, &[30000]);
+    // Two kv heads per CTA with rows padded to 80 / 112 bytes (hd64 / hd96)
+    // and at hd256; 32 query heads a kv head (two m-tiles, at most 2 CTAs
+    // per SM); pages under 16 tokens at hd96 / hd192 (2 and 4 lanes a row).
+    for hd in [64u32, 96, 256] {
+        let spec = cell(Dtype::E4m3, hd, |b| b.paged().page_size(16).gqa(4));
+        decode_case(&format!("decode-e4m3-hd{hd}-wide-batch"), spec, 32, &wide);
+    }
+    let gqa32 = cell(Dtype::E5m2, 128, |b| b.paged().page_size(16).gqa(32).causal());
+    decode_case("decode-e5m2-gqa32", gqa32, 64, &ragged(16));
+    decode_case("decode-e5m2-gqa32-wide", gqa32, 64, &wide[..32]);
+    for hd in [96u32, 192] {
+        let spec = cell(Dtype::E4m3, hd, |b| b.paged().page_size(4).gqa(4).causal());
+        decode_case(&format!("decode-e4m3-hd{hd}-p4"), spec, 16, &ragged(4));
+    }
+    // No descales (null pointers: 1.0).
+    decode_hinted("decode-e4m3-unscaled", hd128, 32, &[0, 1, 100, 30000], None, false);
 }
 
 /// Prefill in chunks of `chunk` tokens: each step appends the chunk's K/V

@@ -232,7 +232,9 @@ pub fn tile_config(spec: &KernelSpec) -> TileConfig {
 /// which decode through the forward kernel. The decode's fp8 math reads a
 /// row 32 bytes (one ldmatrix x4 of 16 keys) at a time.
 pub fn paged_decode(spec: &KernelSpec) -> bool {
-    spec.paged() && pd_row_bytes(spec).is_multiple_of(32)
+    #[allow(clippy::manual_is_multiple_of)] // u32::is_multiple_of is newer than the MSRV (1.80)
+    let whole_blocks = pd_row_bytes(spec) % 32 == 0;
+    spec.paged() && whole_blocks
 }
 
 /// Bytes of one K/V row (a kv head of a token) in the cache.
@@ -256,7 +258,8 @@ fn pd_split_lines(spec: &KernelSpec) -> bool {
 /// template asserts that its default rings fit, so a cell this rule gets
 /// wrong fails to compile (tests/tests/compile_matrix.rs).
 pub fn paged_decode_warps(spec: &KernelSpec) -> u32 {
-    // The cp.async ring's rows are unpadded; with 160- or 192-byte rows a
+    // The cp.async ring's rows are unpadded (but fp8 rows of 64 / 96 bytes,
+    // padded by 16, far below the limit); with 160- or 192-byte rows a
     // stage holds 32 slots of 384 bytes (a token's two head rows), the bytes
     // of 64 rows of 192, or on sm90+ (one head a CTA) 64 slots of 256.
     let row_bytes = match pd_row_bytes(spec) {

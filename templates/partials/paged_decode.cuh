@@ -351,7 +351,8 @@ constexpr int kPdSChains   = PD_S_CHAINS;
 // Lanes sharing a K/V row in the cp.async loader: 16 at hd128 (a copy
 // instruction reads two whole 256-byte rows), else the largest power of two
 // up to 8 that divides the row's 16-byte chunks (hd / 8: 8 to 32, all even;
-// 8 lanes read four 128-byte halves of rows). Measured, hd128 with 16
+// 8 lanes read four 128-byte halves of rows; fp8 rows are 4 to 16 chunks,
+// and 4 / 6 of them take 4 / 2 lanes). Measured, hd128 with 16
 // lanes against 8 (-DPD_ROW_LANES=8):
 //   * _decode_pair, 64 x 4096 (variant_exp.py, FLUSH=1, two calls a card):
 //     H200 253.6-253.7 us against 254.3-254.6 (cuDNN 254.3-254.6); H100
@@ -371,6 +372,8 @@ constexpr int kPdRowLanes = kPdChunks % PD_ROW_LANES == 0 ? PD_ROW_LANES : (kPdC
 // k as one key mod 8.)
 static_assert(kPdChunks % 8 == 0 || 32 / kPdRowLanes % 8 == 0, "tail swizzle: a lane's rows share key & 7");
 static_assert(kPdChunks % 2 == 0, "cp.async loader: whole rows per pair of lanes");
+// (fp8 rows of 4 / 6 chunks, hd64 / hd96, take whole rows too: 8 / 5 an
+// instruction; not timed.)
 // Rows of 10 or 12 chunks (hd80 / hd96) on pages of 16 or more tokens: each
 // copy instruction reads whole rows, 3 or 2 of them (30 or 24 lanes),
 // instead of 2 or 4 lanes a row (16 or 8 rows of 32 or 64 bytes an
@@ -403,7 +406,8 @@ constexpr bool kPdWholeRows = kPdOnePage && kPdRowLanes < 8;
 // warps, 2 stages; or 4-6 warps with 3-4 stages): more copy-issuing warps
 // would not gain there.
 // Whether _decode_pair takes split launches (fixed ranges, either merge):
-// fa_spec::tiles::paged_pair_splits renders it, hd80 / hd96 on sm_90+,
+// fa_spec::tiles::paged_pair_splits renders it, rows of 160 / 192 bytes
+// (16-bit hd80 / hd96, fp8 hd192) on sm_90+,
 // where one head's rows split 128-byte lines and a pair's runs do not (see
 // fa_runtime::paged::decode_layout). Elsewhere the pair is never split and
 // its split and merge code is not compiled at all.
@@ -420,7 +424,9 @@ template <int hcs> constexpr bool kPdPairJoint = PD_PAIR_JOINT && kPdWholeRows &
 // the row of token key at chunk c ^ (key & 7), so the 8 keys an ldmatrix
 // phase reads fall in 8 distinct 16-byte bank groups; rows that are not a
 // multiple of 128 bytes (hd80 / hd96) take the tail or run swizzle below
-// (+ 16 bytes, same effect, only with -DPD_TAIL_SWIZZLE=0). TMA (a bulk copy
+// (+ 16 bytes, same effect, with -DPD_TAIL_SWIZZLE=0, and for fp8 rows of 4
+// / 6 chunks, hd64 / hd96: conflict-free for one head a CTA, 2-way in
+// _decode_pair's interleaved rows; not measured). TMA (a bulk copy
 // cannot swizzle): an odd multiple of 32 bytes. A bulk copy into a destination that is only
 // 16-byte aligned is slower, and 32-byte alignment leaves 4 distinct bank
 // groups (a 2-way ldmatrix conflict). Measured (H100, bf16 hd128, 64 x 4096,
@@ -548,7 +554,9 @@ constexpr int pd_smem_ctas(int stages, int kv_bytes) { return kPdSmemPerSm / (pd
 // allows 3 CTAs per SM where the Q and O fragments (both in proportion to
 // head_dim x 16-row m-tiles) do not fit 168 registers: at hd192 / hd256,
 // or hd128 with 2 m-tiles (gqa > 16), _decode_pair spilled 136 / 232 / 460
-// bytes and _decode 432 (hd128). There registers allow 2 CTAs.
+// bytes and _decode 432 (hd128). There registers allow 2 CTAs (the rule
+// also takes hd96 with 2 m-tiles and hd64 with 3). Checked with ptxas -v
+// for sm_90a / sm_100a (compile_matrix checks the spills of _fwd only).
 constexpr int kPdMaxCtas = kIsFp8 && kHeadDim * kPdMT >= 192 ? 2 : 3;
 constexpr int pd_min3(int n) { return n > kPdMaxCtas ? kPdMaxCtas : n; }
 constexpr int pd_cap_ctas(int n) { return n < 1 ? 1 : pd_min3(n); }

@@ -8,7 +8,7 @@
 //       dynamic smem PdRing<hcs>::smem.bytes (= __constant__ {{ kernel_name }}_decode_smem_bytes
 //       / _decode_pair_smem_bytes; set CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES).
 //       _decode: num_splits is p.num_splits and must equal gridDim.y. _decode_pair
-//       likewise where PD_PAIR_SPLITS is 1 (hd80 / hd96 on sm_90+); elsewhere it is
+//       likewise where PD_PAIR_SPLITS is 1 (rows of 160 / 192 bytes on sm_90+); elsewhere it is
 //       compiled for one split (gridDim.y = 1; it ignores p.num_splits). num_splits == 1:
 //       writes o / lse.
 //       Else writes o_accum [num_splits, batch, num_heads, head_dim] f32 and
