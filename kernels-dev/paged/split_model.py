@@ -10,7 +10,7 @@ Models: "current" is fa_runtime::paged::num_splits (whole waves: ceil(base s /
 slots) x (ceil(T / s) + 2) tiles); "frac" charges a last, partial wave as
 max(its share of the slots, sat) of a wave, sat the share of the slots that
 saturates the card's bandwidth (per dtype: fp8 CTAs have half the bytes in
-flight). On the H100 run (34 shapes a cell), current: 124.6% summed regret,
+flight). On the H100 run (36 shapes a cell), current: 124.6% summed regret,
 worst 15.3% (e4m3 32 x 1024); frac (bf16 0.5, e4m3 0.67): 69.0%, worst 6.8%,
 but at 1 x 131072 (bf16) it picks 18 splits (16 and 20 measured 194.6 /
 194.9 us) where the current 33 took 194.0, and other head dims and the pair
