@@ -350,12 +350,13 @@ pub fn decode_layout(
 ) -> DecodeLayout {
     let (batch, kv_heads) = (problem.batch, problem.kv_heads);
     let pair_tile_tokens = DECODE_TILE_TOKENS / 2;
-    let (heads_per_cta, splits, entry_occupancy) = if pair_splits && kv_heads >= 2 && kv_heads % 2 == 0 {
-        (2, best_splits(problem, batch * kv_heads / 2, pair_tile_tokens, sm_count * occupancy).0, pair_occupancy)
+    let pairs = kv_heads >= 2 && kv_heads % 2 == 0;
+    let pair_ctas = batch * kv_heads / 2;
+    let (heads_per_cta, splits, entry_occupancy) = if pairs && pair_splits {
+        (2, best_splits(problem, pair_ctas, pair_tile_tokens, sm_count * occupancy).0, pair_occupancy)
     } else {
-        let pair_ctas = batch * kv_heads / 2;
         let pair_slots = sm_count * pair_occupancy;
-        if kv_heads % 2 == 0 && pair_ctas > 0 && 2 * pair_ctas >= pair_slots && pair_ctas <= pair_slots {
+        if pairs && pair_ctas > 0 && 2 * pair_ctas >= pair_slots && pair_ctas <= pair_slots {
             (2, 1, pair_occupancy)
         } else {
             (1, num_splits(problem, sm_count, occupancy), occupancy)

@@ -189,18 +189,22 @@ fn decode_hinted(
     max_context: Option<usize>,
     descale: bool,
 ) {
-    let run = (name, spec, heads, ctxs, max_context, descale);
     match spec.dtype() {
-        Dtype::F16 => decode_typed::<half::f16, half::f16>(run),
-        Dtype::Bf16 => decode_typed::<half::bf16, half::bf16>(run),
-        Dtype::E4m3 => decode_typed::<float8::F8E4M3, half::bf16>(run),
-        Dtype::E5m2 => decode_typed::<float8::F8E5M2, half::bf16>(run),
+        Dtype::F16 => decode_typed::<half::f16, half::f16>(name, spec, heads, ctxs, max_context, descale),
+        Dtype::Bf16 => decode_typed::<half::bf16, half::bf16>(name, spec, heads, ctxs, max_context, descale),
+        Dtype::E4m3 => decode_typed::<float8::F8E4M3, half::bf16>(name, spec, heads, ctxs, max_context, descale),
+        Dtype::E5m2 => decode_typed::<float8::F8E5M2, half::bf16>(name, spec, heads, ctxs, max_context, descale),
     }
 }
 
-type DecodeRun<'a> = (&'a str, KernelSpec, usize, &'a [usize], Option<usize>, bool);
-
-fn decode_typed<E: Element, O: Element>((name, spec, heads, ctxs, max_context, descale): DecodeRun<'_>) {
+fn decode_typed<E: Element, O: Element>(
+    name: &str,
+    spec: KernelSpec,
+    heads: usize,
+    ctxs: &[usize],
+    max_context: Option<usize>,
+    descale: bool,
+) {
     let dev = device();
     let seed = seed(name);
     let ctx_msg = format!("case `{name}` ({}), seed {seed}", spec.kernel_name());

@@ -76,12 +76,6 @@ FA_DEVICE u32 pack_e4m3x4(float x0, float x1, float x2, float x3) {
     return (u32)lo | ((u32)hi << 16);
 }
 
-FA_DEVICE u32 byte_perm(u32 a, u32 b, u32 sel) {
-    u32 r;
-    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
-    return r;
-}
-
 // rows [0, kRows) of a Q tile; rows >= rows_valid are zero-filled.
 template <int kRows>
 FA_DEVICE void load_q_async(u32 dst, const u8* src, long long row_stride, int rows_valid, int tid) {

@@ -272,12 +272,6 @@ FA_DEVICE u32 pd_f16x2_of_f8x2(u32 two) {
     else asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(r) : "h"(h));
     return r;
 }
-// Bytes of x reordered by sel (prmt with a zero second operand).
-FA_DEVICE u32 pd_prmt(u32 x, u32 sel) {
-    u32 r;
-    asm("prmt.b32 %0, %1, 0, %2;" : "=r"(r) : "r"(x), "r"(sel));
-    return r;
-}
 // Warps a CTA: fa_spec::tiles::paged_decode_warps (4; 2 where a ring of
 // 64-row tiles cannot fit, hd256 on sm89); the runtime launches 32 x that
 // many threads (fa_runtime::paged::decode_threads).
@@ -1514,7 +1508,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 // 2g, 2g + 1; key 2t + 1: the same) -> (2g: keys 2t, 2t + 1; 2g + 1: same).
                 u32 ve[4];
 #pragma unroll
-                for (int n = 0; n < 4; ++n) ve[n] = pd_prmt(vb[n], 0x3120u);
+                for (int n = 0; n < 4; ++n) ve[n] = byte_perm(vb[n], 0u, 0x3120u);
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
                     const u32 e0 = pd_f16x2_of_f8x2<kIsE5M2>(ve[2 * h]), e1 = pd_f16x2_of_f8x2<kIsE5M2>(ve[2 * h + 1]);

@@ -81,6 +81,12 @@ FA_DEVICE u32 pack_x2(float lo, float hi) {
     if constexpr (kBF16) return pack_bf16x2(lo, hi);
     else return pack_f16x2(lo, hi);
 }
+// Bytes of {b, a} (a the low word) picked by the four nibbles of sel (prmt).
+FA_DEVICE u32 byte_perm(u32 a, u32 b, u32 sel) {
+    u32 r;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
+    return r;
+}
 
 FA_DEVICE float quad_max(float v) {
     v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
