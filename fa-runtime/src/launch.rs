@@ -258,7 +258,8 @@ fn forward_impl(dev: &Device, spec: &KernelSpec, hot: HotKey, source: &str, a: &
             alibi_slopes: ptr(a.alibi_slopes),
             descale: [ptr(a.q_descale), ptr(a.k_descale), ptr(a.v_descale)],
         };
-        return crate::paged::launch_decode(dev, spec, &hot, &load, &plan, a.k.shape[0], ptrs, extras);
+        let entries = crate::paged::DecodeEntries { dev, spec, hot: &hot, load: &load };
+        return crate::paged::launch_decode(&entries, &plan, a.k.shape[0], ptrs, extras);
     }
     let k = dev.kernel(&hot, &spec.forward_entry(), || load_artifact(dev, spec, source), plan.smem_bytes)?;
     let params = fwd_params(a, &plan);
@@ -431,6 +432,32 @@ impl Kernel {
     /// Forward attention with the same checks as the generated launchers.
     pub fn forward(&self, dev: &Device, args: ForwardArgs<'_>) -> Result<()> {
         forward_impl(dev, &self.spec, HotKey::Digest(self.digest), &self.source, &args)
+    }
+
+    /// Paged cells with a decode kernel ([`fa_spec::paged_decode`]: all but
+    /// fp8 hd80): the layout a decode step (`q` `[batch, 1, heads, d]`) of
+    /// `batch` sequences over `num_kv_heads` kv heads takes on `dev`, for
+    /// contexts of at most `max_context` tokens (what [`Kernel::forward`]
+    /// plans with: the block table's width × page size, or the
+    /// `max_context` hint), as [`crate::paged::decode_layout`] chooses it:
+    /// kv heads per CTA, splits, and where the splits merge. Loads the
+    /// cell's CUBIN (compiling it if needed) to read its occupancy. `None`
+    /// for cells without a decode kernel.
+    pub fn decode_layout(
+        &self,
+        dev: &Device,
+        batch: usize,
+        num_kv_heads: usize,
+        max_context: usize,
+    ) -> Result<Option<crate::paged::DecodeLayout>> {
+        if !crate::paged::uses_decode(&self.spec, 1) {
+            return Ok(None);
+        }
+        check_arch(&self.spec, dev)?;
+        let hot = HotKey::Digest(self.digest);
+        let load = || load_artifact(dev, &self.spec, &self.source);
+        let entries = crate::paged::DecodeEntries { dev, spec: &self.spec, hot: &hot, load: &load };
+        entries.layout(batch, num_kv_heads, max_context).map(Some)
     }
 
     /// Paged cells: writes `k_new` / `v_new` `[num_tokens, num_kv_heads,

@@ -201,32 +201,80 @@ pub struct DecodeExtras {
 /// head per CTA; [`decode_layout`] also chooses the heads per CTA.
 ///
 /// One `_decode` CTA handles (split, kv head, sequence) and walks KV tiles
-/// of [`DECODE_TILE_TOKENS`] = 64 tokens. With
+/// of [`DECODE_TILE_TOKENS`] = 64 tokens. The decode is memory-bound, so
+/// the model counts how long the card's memory takes, not how many tiles
+/// the longest CTA walks. With
 ///
 /// - `T` = tiles the longest context visits: `ceil(eff / 64)` where `eff =
 ///   max_context`, or for window cells `min(max_context, window + 64 +
 ///   round_up(sink, 64))` (the window and the sink tiles);
-/// - `base = batch · kv_heads` CTAs per split, `slots = sm_count · occupancy`
-///   CTAs resident at once (`occupancy` from
-///   cuOccupancyMaxActiveBlocksPerMultiprocessor; 2 at hd128 on sm90),
+/// - `base = batch · kv_heads` CTAs per split, `slots = sm_count ·
+///   entry.ctas_per_sm` CTAs resident at once (from
+///   cuOccupancyMaxActiveBlocksPerMultiprocessor; 2 at bf16 hd128 on sm90);
+/// - `c` = the CTAs whose rings keep enough bytes in flight to saturate
+///   the memory: [`SATURATING_BYTES`] (6.5 MiB for one split, 8 MiB with
+///   splits) over `entry.smem_bytes` (the ring is most of a CTA's shared
+///   memory): at bf16 hd128 (96 KiB rings) 69 CTAs for one split and 85
+///   with splits, at e4m3 hd128 (48 KiB) 138 and 170;
 ///
-/// the cost of `s` splits is `ceil(base·s / slots)` waves × `(ceil(T/s) + 2)`
-/// tiles per CTA (2 tiles of fixed cost: pipeline fill, epilogue, merge).
-/// The result is the `s` in `1..=min(128, max(1, T/4))` (each split keeps at
-/// least 4 tiles) of least cost, the smaller on ties.
+/// a wave of `k` resident CTAs takes `(k⁵ + c⁵)^(1/5) / slots` of a full
+/// wave's time (as long as its bytes once `k` is well past `c`, no shorter
+/// than `c` CTAs' below: a soft `max(k, c)`), and each CTA `ceil(T/s)`
+/// tiles plus [`FIXED_TOKENS`] = 48 tokens' worth of fixed cost (pipeline
+/// fill, partials, merge). The cost of `s` splits is the launch's waves
+/// (`ceil(base·s / slots)`, the last one partial) so weighted, times that
+/// per-CTA length. The result is the `s` in `1..=min(128, max(1, T/4))`
+/// (each split keeps at least 4 tiles) of least cost, the smaller on ties.
+///
+/// The constants are fitted to sweeps of every plausible split count
+/// (`kernels-dev/paged/split_sweep.py`, `FLUSH=1`, 8 kv heads, 36 batch ×
+/// context shapes from 1 × 1024 to 1 × 131072, on an H100 and an H200:
+/// bf16 hd64, hd128, hd256 and e4m3 hd128 with one head a CTA, bf16 hd96
+/// pairs; 360 rows in `kernels-dev/paged/results/split_sweep_*.json`,
+/// scored by `split_model.py`). Against the fastest measured count this
+/// model loses 98% / 87% summed over the H100 / H200 rows (0.5% a row),
+/// at worst 5.8% / 5.1%; each device's own best constants (a grid search)
+/// would lose 62% / 78%. The earlier whole-waves model (`ceil(base·s /
+/// slots) · (ceil(T/s) + 2)`) lost 306% / 298%, at worst 15.3% / 23.0%:
+/// it split batches whose rings already fill the memory. Where the two
+/// differ, interleaved A/B on an H100 (`split_ab.py`, five rounds, µs):
+/// bf16 hd128 16 × 1024 37.1 (1 split) against 39.9 (2), 48 × 1024 82.9
+/// against 88.3, 16 × 4096 104.5 against 107.3, 12 × 4096 86.6 (2)
+/// against 87.9 (5), 1 × 32768 63.6 (19) against 63.9 (32); e4m3 hd128 32
+/// × 1024 37.8 (1) against 43.6 (3), 32 × 4096 106.5 against 114.7, 40 ×
+/// 4096 132.5 against 141.6 (6), 8 × 4096 41.1 (4) against 41.5 (6), 1 ×
+/// 131072 114.6 (41) against 114.9 (49); bf16 hd64 32 × 1024 37.1 (1)
+/// against 41.7 (3). The power 5 (rather than a sharper 6) keeps bf16 1 ×
+/// 131072 at 32 splits: 25 took 196.2 µs against 195.1 for 33.
 ///
 /// The host does not know the context lengths (they live on the device), so
 /// launchers pass the cell's bound for `max_context`: block-table width ×
 /// page size, or the caller's hint `FwdOptions::max_seqlen_k` when smaller.
 /// Without a hint, a batch of much shorter contexts gets more splits than it
 /// needs; the extra splits see no tiles and cost only their launch slots.
-pub fn num_splits(problem: &DecodeProblem, sm_count: usize, occupancy: usize) -> usize {
-    best_splits(problem, problem.batch * problem.kv_heads, DECODE_TILE_TOKENS, sm_count * occupancy).0
+pub fn num_splits(problem: &DecodeProblem, sm_count: usize, entry: EntryOccupancy) -> usize {
+    best_splits(problem, problem.batch * problem.kv_heads, DECODE_TILE_TOKENS, sm_count, entry)
+}
+
+/// Bytes in flight that saturate the card's memory in [`num_splits`]' cost
+/// model: for a launch of one split, and of several (whose shorter CTAs
+/// spend more of their time filling and draining their rings).
+pub const SATURATING_BYTES: [f64; 2] = [6.5 * (1u64 << 20) as f64, 8.0 * (1u64 << 20) as f64];
+/// Fixed cost of a decode CTA in [`num_splits`]' cost model, in tokens.
+pub const FIXED_TOKENS: f64 = 48.0;
+
+/// What the decode heuristics know of one decode entry on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct EntryOccupancy {
+    /// CTAs per SM (cuOccupancyMaxActiveBlocksPerMultiprocessor).
+    pub ctas_per_sm: usize,
+    /// Dynamic shared memory of a CTA (its K/V ring, Q and merge scratch).
+    pub smem_bytes: usize,
 }
 
 /// What the decode heuristics ([`num_splits`], [`decode_layout`]) know of a
 /// decode launch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct DecodeProblem {
     pub batch: usize,
     pub kv_heads: usize,
@@ -238,19 +286,49 @@ pub struct DecodeProblem {
     pub sink: usize,
 }
 
-/// The least-cost split count of [`num_splits`] and its cost in tile
-/// times, for `base` CTAs per split walking tiles of `n` tokens.
-fn best_splits(problem: &DecodeProblem, base: usize, n: usize, slots: usize) -> (usize, usize) {
+/// The least-cost split count of [`num_splits`] for `base` CTAs per split
+/// walking tiles of `n` tokens on `entry`.
+fn best_splits(problem: &DecodeProblem, base: usize, n: usize, sm_count: usize, entry: EntryOccupancy) -> usize {
     let t = visited_tiles(problem, n);
     let smax = MAX_SPLITS.min((t / 4).max(1));
-    let mut best = (1, usize::MAX);
+    let slots = (sm_count * entry.ctas_per_sm).max(1);
+    let smem = entry.smem_bytes.max(1) as f64;
+    let one = LaunchWaves::new(SATURATING_BYTES[0] / smem, slots);
+    let split = LaunchWaves::new(SATURATING_BYTES[1] / smem, slots);
+    let mut best = (1, f64::INFINITY);
     for s in 1..=smax {
-        let cost = split_cost(base, t, slots, s);
+        let waves = if s == 1 { &one } else { &split }.of(base.max(1).saturating_mul(s));
+        let cost = waves * ((t.div_ceil(s) * n) as f64 + FIXED_TOKENS);
         if cost < best.1 {
             best = (s, cost);
         }
     }
-    best
+    best.0
+}
+
+/// [`num_splits`]' time of a launch's waves, in full-wave times.
+struct LaunchWaves {
+    /// CTAs that saturate the memory, to the fifth power.
+    c5: f64,
+    slots: usize,
+    /// The time of a full wave of `slots` CTAs.
+    full: f64,
+}
+impl LaunchWaves {
+    fn new(c: f64, slots: usize) -> Self {
+        let c5 = c.powi(5);
+        let mut w = LaunchWaves { c5, slots, full: 0.0 };
+        w.full = w.wave(slots);
+        w
+    }
+    /// A wave of `k` resident CTAs: a soft `max(k, c)`, over `slots`.
+    fn wave(&self, k: usize) -> f64 {
+        ((k as f64).powi(5) + self.c5).powf(0.2) / self.slots as f64
+    }
+    fn of(&self, ctas: usize) -> f64 {
+        let (full, part) = (ctas / self.slots, ctas % self.slots);
+        full as f64 * self.full + if part > 0 { self.wave(part) } else { 0.0 }
+    }
 }
 
 /// Tiles of `n` tokens the longest context visits (see [`num_splits`]).
@@ -260,12 +338,6 @@ fn visited_tiles(problem: &DecodeProblem, n: usize) -> usize {
         eff = eff.min(problem.window + n + problem.sink.div_ceil(n) * n);
     }
     eff.div_ceil(n).max(1)
-}
-
-/// [`num_splits`]' cost of `s` splits in tile times: waves × tiles per CTA,
-/// for `base` CTAs per split and `t` visited tiles.
-fn split_cost(base: usize, t: usize, slots: usize, s: usize) -> usize {
-    (base.max(1) * s).div_ceil(slots.max(1)) * (t.div_ceil(s) + 2)
 }
 
 /// How one decode launch is laid out: `grid = (ceil(kv_heads /
@@ -315,7 +387,7 @@ impl DecodeLayout {
 /// whatever their CTAs per SM, where a memory-bound wave takes as long as
 /// its bytes. Four heads per CTA: no faster (bf16, 254.5 µs at 64 × 4096).
 ///
-/// `occupancy` and `pair_occupancy`: CTAs per SM of `_decode` and
+/// `one` and `pair`: CTAs per SM and shared memory of `_decode` and
 /// `_decode_pair` ([`decode_entry`]), whose rings differ where the pair's
 /// shallower ring fits more CTAs (hd128 on sm90: 2 and 3), so each layout
 /// is costed with its own slots.
@@ -323,14 +395,20 @@ impl DecodeLayout {
 /// `pair_splits` ([`fa_spec::paged_pair_splits`]: rows of 160 / 192 bytes,
 /// 16-bit hd80 / hd96 and fp8 hd192, on sm90+):
 /// the pair takes splits, and an even number of kv heads always pairs, with
-/// the split count of the cost model for `batch · kv_heads / 2` CTAs of
-/// 32-token tiles at `_decode`'s slots. One head's rows there split 128-byte
+/// the split count of [`num_splits`]' model for `batch · kv_heads / 2` CTAs
+/// of 32-token tiles on `_decode_pair`'s own slots and ring. One head's rows
+/// there split 128-byte
 /// lines between neighbouring heads; a pair's two rows of a token are one
 /// run (three whole lines at hd96, 2.5 at hd80). Split pairs walk fixed
-/// ranges (the dynamic slices of [`fuses_merge`] are one head's). Costed at
-/// the pair's own 3 CTAs per SM, the model splits twice as often as the
-/// measured best. Measured on an H100 (`FLUSH=1`, fused merge, SDPA cuDNN
-/// on the contiguous cache in the same call), bf16 hd96 gqa 4, 8 kv heads:
+/// ranges (the dynamic slices of [`fuses_merge`] are one head's). The
+/// earlier whole-waves model had to be costed at `_decode`'s slots, or it
+/// split twice as often as the measured best; this one, costed at the
+/// pair's, loses 18% / 19% summed over the 36 hd96 rows of each sweep
+/// (H100 / H200), at worst 4.0% / 5.1%, against 87% / 104% (at worst 13.8%
+/// / 18.7%) for the earlier one at `_decode`'s.
+/// Pairs against one head, measured on an H100 (`FLUSH=1`, fused merge,
+/// SDPA cuDNN on the contiguous cache in the same call), bf16 hd96 gqa 4,
+/// 8 kv heads:
 /// 1 × 131072 157.8–158.3 µs with 49–66 splits against 162.5 with 98 and
 /// 163.4 for one head (cuDNN 155.6); 8 × 4096 52.9–53.2 with 6–8 splits
 /// against 55.4 (54.3); 2 × 65536 156.1 with 32 against 163.5 (155.5).
@@ -344,26 +422,24 @@ impl DecodeLayout {
 pub fn decode_layout(
     problem: &DecodeProblem,
     sm_count: usize,
-    occupancy: usize,
-    pair_occupancy: usize,
+    one: EntryOccupancy,
+    pair: EntryOccupancy,
     pair_splits: bool,
 ) -> DecodeLayout {
     let (batch, kv_heads) = (problem.batch, problem.kv_heads);
     let pair_tile_tokens = DECODE_TILE_TOKENS / 2;
     let pairs = kv_heads >= 2 && kv_heads % 2 == 0;
     let pair_ctas = batch * kv_heads / 2;
-    let (heads_per_cta, splits, entry_occupancy) = if pairs && pair_splits {
-        (2, best_splits(problem, pair_ctas, pair_tile_tokens, sm_count * occupancy).0, pair_occupancy)
+    let pair_slots = sm_count * pair.ctas_per_sm;
+    let (heads_per_cta, splits, entry) = if pairs && pair_splits {
+        (2, best_splits(problem, pair_ctas, pair_tile_tokens, sm_count, pair), pair)
+    } else if pairs && pair_ctas > 0 && 2 * pair_ctas >= pair_slots && pair_ctas <= pair_slots {
+        (2, 1, pair)
     } else {
-        let pair_slots = sm_count * pair_occupancy;
-        if pairs && pair_ctas > 0 && 2 * pair_ctas >= pair_slots && pair_ctas <= pair_slots {
-            (2, 1, pair_occupancy)
-        } else {
-            (1, num_splits(problem, sm_count, occupancy), occupancy)
-        }
+        (1, num_splits(problem, sm_count, one), one)
     };
     let mut layout = DecodeLayout { heads_per_cta, splits, fused_merge: false };
-    layout.fused_merge = fuses_merge(batch, layout.kv_groups(kv_heads), splits, sm_count, entry_occupancy);
+    layout.fused_merge = fuses_merge(batch, layout.kv_groups(kv_heads), splits, sm_count, entry.ctas_per_sm);
     layout
 }
 
@@ -665,46 +741,97 @@ pub fn decode_params(
     }
 }
 
+/// The decode entries of one loaded cell on one device: their kernels,
+/// dynamic shared memory and occupancy, each looked up once per (device,
+/// cell) and memoised, so a launch touches only the kernel it runs.
+pub(crate) struct DecodeEntries<'a> {
+    pub dev: &'a Device,
+    pub spec: &'a KernelSpec,
+    pub hot: &'a HotKey,
+    pub load: &'a dyn Fn() -> Result<std::sync::Arc<crate::cache::Artifact>>,
+}
+impl DecodeEntries<'_> {
+    fn smem(&self, hc: usize) -> Result<u32> {
+        let smem = self.dev.memo(self.hot, DecodeEntry::of(hc).smem_memo, || {
+            Ok(self.dev.module_global_i32(self.hot, &decode_smem_symbol(self.spec, hc), self.load)?.max(0) as u64)
+        })?;
+        Ok(smem as u32)
+    }
+    fn kernel(&self, hc: usize) -> Result<(std::sync::Arc<crate::device::LoadedKernel>, u32)> {
+        let smem = self.smem(hc)?;
+        Ok((self.dev.kernel(self.hot, &decode_entry(self.spec, hc), self.load, smem)?, smem))
+    }
+    fn occupancy(&self, hc: usize) -> Result<EntryOccupancy> {
+        let occ = self.dev.memo(self.hot, DecodeEntry::of(hc).occupancy_memo, || {
+            let (kernel, smem) = self.kernel(hc)?;
+            Ok(self.dev.occupancy(&kernel, decode_threads(self.spec), smem)? as u64)
+        })?;
+        Ok(EntryOccupancy { ctas_per_sm: occ as usize, smem_bytes: self.smem(hc)? as usize })
+    }
+    /// The layout of a decode of `batch` sequences of up to `max_context`
+    /// tokens (the cell's window and sink bound the work further).
+    pub fn layout(&self, batch: usize, kv_heads: usize, max_context: usize) -> Result<DecodeLayout> {
+        let problem = DecodeProblem {
+            batch,
+            kv_heads,
+            max_context,
+            window: self.spec.window().unwrap_or(0) as usize,
+            sink: self.spec.sink().unwrap_or(0) as usize,
+        };
+        let (one, pair) = (self.occupancy(1)?, self.occupancy(2)?);
+        Ok(planned_layout(&problem, self.dev.sm_count() as usize, one, pair, fa_spec::paged_pair_splits(self.spec)))
+    }
+}
+
+/// Everything [`decode_layout`] reads.
+type LayoutKey = (DecodeProblem, usize, EntryOccupancy, EntryOccupancy, bool);
+
+/// [`decode_layout`], remembered: a decode loop repeats its batch and
+/// context bound from step to step, and the split search costs up to 5 µs
+/// (128 candidates, a fifth root each, on the build machine's CPU) where
+/// the lookup costs a hash. The
+/// function is pure, so one table serves every device; it is emptied when
+/// it reaches [`PLANNED_LAYOUTS`] entries.
+fn planned_layout(
+    problem: &DecodeProblem,
+    sm_count: usize,
+    one: EntryOccupancy,
+    pair: EntryOccupancy,
+    pair_splits: bool,
+) -> DecodeLayout {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static TABLE: OnceLock<Mutex<HashMap<LayoutKey, DecodeLayout>>> = OnceLock::new();
+    let key = (*problem, sm_count, one, pair, pair_splits);
+    let table = TABLE.get_or_init(Default::default);
+    if let Some(l) = table.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return *l;
+    }
+    let layout = decode_layout(problem, sm_count, one, pair, pair_splits);
+    let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+    if t.len() >= PLANNED_LAYOUTS {
+        t.clear();
+    }
+    t.insert(key, layout);
+    layout
+}
+/// Bound on the layouts [`planned_layout`] remembers.
+const PLANNED_LAYOUTS: usize = 4096;
+
 /// The split-KV decode of a validated paged forward launch (`plan` from
 /// `validate_forward`, `uses_decode` true). `ptrs`: q, k, v, out, lse,
 /// block_table, context_lens.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn launch_decode(
-    dev: &Device,
-    spec: &KernelSpec,
-    hot: &HotKey,
-    load: &dyn Fn() -> Result<std::sync::Arc<crate::cache::Artifact>>,
+    entries: &DecodeEntries<'_>,
     plan: &FwdPlan,
     num_blocks: usize,
     ptrs: [u64; 7],
     extras: DecodeExtras,
 ) -> Result<()> {
+    let (dev, spec) = (entries.dev, entries.spec);
     let threads = decode_threads(spec);
-    // The entry for `hc` kv heads per CTA with its dynamic smem bytes, and
-    // its CTAs per SM (memoised, so a launch looks up only the kernel it runs).
-    let kernel_of = |hc: usize| -> Result<(std::sync::Arc<crate::device::LoadedKernel>, u32)> {
-        let smem = dev.memo(hot, DecodeEntry::of(hc).smem_memo, || {
-            Ok(dev.module_global_i32(hot, &decode_smem_symbol(spec, hc), load)?.max(0) as u64)
-        })?;
-        Ok((dev.kernel(hot, &decode_entry(spec, hc), load, smem as u32)?, smem as u32))
-    };
-    let occupancy_of = |hc: usize| -> Result<usize> {
-        let occ = dev.memo(hot, DecodeEntry::of(hc).occupancy_memo, || {
-            let (kernel, smem) = kernel_of(hc)?;
-            Ok(dev.occupancy(&kernel, threads, smem)? as u64)
-        })?;
-        Ok(occ as usize)
-    };
-    let problem = DecodeProblem {
-        batch: plan.batch,
-        kv_heads: plan.num_kv_heads,
-        max_context: plan.decode_context,
-        window: spec.window().unwrap_or(0) as usize,
-        sink: spec.sink().unwrap_or(0) as usize,
-    };
-    let pair_splits = fa_spec::paged_pair_splits(spec);
-    let layout = decode_layout(&problem, dev.sm_count() as usize, occupancy_of(1)?, occupancy_of(2)?, pair_splits);
-    let (decode, smem) = kernel_of(layout.heads_per_cta)?;
+    let layout = entries.layout(plan.batch, plan.num_kv_heads, plan.decode_context)?;
+    let (decode, smem) = entries.kernel(layout.heads_per_cta)?;
     let groups = layout.kv_groups(plan.num_kv_heads);
     let grid = (groups as u32, layout.splits as u32, plan.batch as u32);
     if layout.splits == 1 {
@@ -726,7 +853,7 @@ pub(crate) fn launch_decode(
         p.merge_counters = reused_or_grown(dev, &mut cnt, 2 * plan.batch * groups * 4, 4096, true)?;
         return dev.launch(&decode, grid, threads, smem, &p);
     }
-    let merge = dev.kernel(hot, &merge_entry(spec), load, 0)?;
+    let merge = dev.kernel(entries.hot, &merge_entry(spec), entries.load, 0)?;
     dev.launch(&decode, grid, threads, smem, &p)?;
     let pairs = (plan.batch * plan.num_heads) as u32;
     dev.launch(&merge, (pairs.div_ceil(MERGE_WARPS), 1, 1), MERGE_WARPS * 32, 0, &p)
@@ -773,7 +900,28 @@ pub struct AppendCall<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::DecodeEntry;
+    use super::{decode_layout, planned_layout, DecodeEntry, DecodeProblem, EntryOccupancy, PLANNED_LAYOUTS};
+
+    #[test]
+    fn planned_layouts_are_decode_layouts() {
+        let one = EntryOccupancy { ctas_per_sm: 2, smem_bytes: 98560 };
+        let pair = EntryOccupancy { ctas_per_sm: 3, smem_bytes: 73984 };
+        // Twice over more problems than the table holds: hits, misses and a
+        // cleared table all answer as decode_layout does.
+        for _ in 0..2 {
+            for batch in 0..(PLANNED_LAYOUTS / 40 + 8) {
+                for max_context in [0, 100, 4096, 131072] {
+                    for (kv_heads, pair_splits) in [(8, false), (8, true), (3, true)] {
+                        for sm in [132, 78] {
+                            let p = DecodeProblem { batch, kv_heads, max_context, ..Default::default() };
+                            let want = decode_layout(&p, sm, one, pair, pair_splits);
+                            assert_eq!(planned_layout(&p, sm, one, pair, pair_splits), want, "{p:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn decode_entries_keep_their_names_apart() {

@@ -4,7 +4,7 @@
 
 use fa_runtime::paged::{
     check_slots, check_tables, decode_layout, fuses_merge, uses_decode, validate_append, workspace_bytes, AppendShapes,
-    DecodeLayout, DecodeProblem, PagedAppendParams, PagedDecodeParams,
+    DecodeLayout, DecodeProblem, EntryOccupancy, PagedAppendParams, PagedDecodeParams,
 };
 use fa_runtime::validate::ArgMeta;
 use fa_runtime::{ElemType, FaError, KernelSpec};
@@ -278,55 +278,95 @@ fn table_checks() {
     assert!(check_slots(&[-2], 10, 4).is_err());
 }
 
+/// `_decode` and `_decode_pair` of bf16 hd128 on sm_90a: 2 CTAs a SM with
+/// 3-stage rings of 32 KiB, 3 with 2-stage ones; and e4m3 hd128's _decode
+/// (3 CTAs a SM, 3 stages of 16 KiB). Dynamic shared memory as the rendered
+/// cells export it.
+const BF16_HD128: EntryOccupancy = EntryOccupancy { ctas_per_sm: 2, smem_bytes: 98560 };
+const BF16_HD128_PAIR: EntryOccupancy = EntryOccupancy { ctas_per_sm: 3, smem_bytes: 65792 };
+const E4M3_HD128: EntryOccupancy = EntryOccupancy { ctas_per_sm: 3, smem_bytes: 49408 };
+/// bf16 hd96's _decode_pair on sm_90a, which takes splits.
+const BF16_HD96_PAIR: EntryOccupancy = EntryOccupancy { ctas_per_sm: 3, smem_bytes: 73984 };
+
 /// `paged::num_splits` of (batch, kv heads, max context, window, sink) on
-/// `sm` SMs at `occ` CTAs each.
+/// an H100 / H200 (132 SMs) for `entry`.
 fn num_splits(
     batch: usize,
     kv_heads: usize,
     max_context: usize,
     window: usize,
     sink: usize,
-    sm: usize,
-    occ: usize,
+    entry: EntryOccupancy,
 ) -> usize {
     let problem = DecodeProblem { batch, kv_heads, max_context, window, sink };
-    fa_runtime::paged::num_splits(&problem, sm, occ)
+    fa_runtime::paged::num_splits(&problem, 132, entry)
+}
+
+/// The documented cost model, written out independently: `base` CTAs a
+/// split, `t` tiles of `n` tokens, `slots` resident CTAs, `smem` bytes a CTA.
+fn model_splits(base: usize, t: usize, n: usize, slots: usize, smem: usize) -> usize {
+    let cost = |s: usize| {
+        let c = [6.5, 8.0][(s > 1) as usize] * 1048576.0 / smem as f64;
+        let wave = |k: usize| ((k as f64).powi(5) + c.powi(5)).powf(1.0 / 5.0) / slots as f64;
+        let (full, part) = (base * s / slots, base * s % slots);
+        let waves = full as f64 * wave(slots) + if part > 0 { wave(part) } else { 0.0 };
+        waves * ((t.div_ceil(s) * n) as f64 + 48.0)
+    };
+    let smax = (t / 4).clamp(1, 128);
+    (1..=smax).min_by(|&a, &b| cost(a).total_cmp(&cost(b)).then(a.cmp(&b))).unwrap()
 }
 
 #[test]
 fn split_heuristic() {
-    // 132 SMs × 3 CTAs (396 slots). One sequence, 8 KV heads, 32k context:
-    // 512 tiles; up to 49 splits fit one wave, and 47 is the fewest splits
-    // with 11 tiles each.
-    assert_eq!(num_splits(1, 8, 32768, 0, 0, 132, 3), 47);
-    // A big batch already fills the GPU: few splits.
-    assert_eq!(num_splits(64, 8, 4096, 0, 0, 132, 3), 3);
+    // One long context: about a wave of splits (bf16: 32 of 8 CTAs, 256 of
+    // the 264 slots; e4m3: 41 of the 396).
+    assert_eq!(num_splits(1, 8, 131072, 0, 0, BF16_HD128), 32);
+    assert_eq!(num_splits(1, 8, 131072, 0, 0, E4M3_HD128), 41);
+    assert_eq!(num_splits(2, 8, 65536, 0, 0, BF16_HD128), 16);
+    assert_eq!(num_splits(8, 8, 4096, 0, 0, BF16_HD128), 4);
+    // A batch whose rings already fill the memory does not split, though
+    // its CTAs leave slots free: the whole-waves model split these (bf16 16
+    // x 4096 into 2, 2.9% slower on an H100; e4m3 32 x 1024 into 3, 15%).
+    assert_eq!(num_splits(16, 8, 4096, 0, 0, BF16_HD128), 1);
+    assert_eq!(num_splits(32, 8, 1024, 0, 0, E4M3_HD128), 1);
+    assert_eq!(num_splits(32, 8, 8192, 0, 0, BF16_HD128), 1);
     // Short contexts never split (each split keeps >= 4 tiles).
     for ctx in [0, 1, 64, 255, 256 + 63] {
-        assert_eq!(num_splits(1, 1, ctx, 0, 0, 132, 3), 1, "ctx {ctx}");
+        assert_eq!(num_splits(1, 1, ctx, 0, 0, BF16_HD128), 1, "ctx {ctx}");
     }
     // At most 128 splits, however long the context.
-    let s = num_splits(1, 1, 1 << 30, 0, 0, 132, 3);
+    let s = num_splits(1, 1, 1 << 30, 0, 0, BF16_HD128);
     assert!((1..=128).contains(&s), "{s}");
     // A window bounds the work: the same as a context of window + 1 tile + sink tiles.
-    assert_eq!(num_splits(1, 8, 131072, 4096, 4, 132, 3), num_splits(1, 8, 4096 + 64 + 64, 0, 0, 132, 3));
-    assert_eq!(num_splits(1, 8, 1000, 4096, 0, 132, 3), num_splits(1, 8, 1000, 0, 0, 132, 3));
+    assert_eq!(num_splits(1, 8, 131072, 4096, 4, BF16_HD128), num_splits(1, 8, 4096 + 64 + 64, 0, 0, BF16_HD128));
+    assert_eq!(num_splits(1, 8, 1000, 4096, 0, BF16_HD128), num_splits(1, 8, 1000, 0, 0, BF16_HD128));
     // Degenerate device numbers do not panic.
-    assert_eq!(num_splits(0, 0, 0, 0, 0, 0, 0), 1);
-    // Brute force agrees with the documented cost model.
-    for (b, hk, ctx) in [(1usize, 1usize, 5000usize), (3, 8, 20000), (16, 4, 70000), (128, 8, 2048)] {
-        let t = ctx.div_ceil(64);
-        let cost = |s: usize| (b * hk * s).div_ceil(396) * (t.div_ceil(s) + 2);
-        let smax = (t / 4).clamp(1, 128);
-        let best = (1..=smax).min_by_key(|&s| (cost(s), s)).unwrap();
-        assert_eq!(num_splits(b, hk, ctx, 0, 0, 132, 3), best, "{b} {hk} {ctx}");
+    let none = EntryOccupancy::default();
+    assert_eq!(fa_runtime::paged::num_splits(&DecodeProblem::default(), 0, none), 1);
+    let huge = DecodeProblem { batch: usize::MAX >> 20, kv_heads: 1 << 12, max_context: 1 << 40, ..Default::default() };
+    assert!((1..=128).contains(&fa_runtime::paged::num_splits(&huge, 132, BF16_HD128)));
+    // The implementation agrees with the documented cost model.
+    for entry in [BF16_HD128, E4M3_HD128, EntryOccupancy { ctas_per_sm: 1, smem_bytes: 196864 }] {
+        for (b, hk, ctx) in
+            [(1usize, 1usize, 5000usize), (3, 8, 20000), (16, 4, 70000), (128, 8, 2048), (1, 8, 131072), (5, 3, 9000)]
+        {
+            let want = model_splits(b * hk, ctx.div_ceil(64), 64, 132 * entry.ctas_per_sm, entry.smem_bytes);
+            assert_eq!(num_splits(b, hk, ctx, 0, 0, entry), want, "{b} {hk} {ctx} {entry:?}");
+        }
     }
 }
 
-/// The layout of a decode on an H100 / H200: 132 SMs x 2 CTAs (264 slots)
-/// of _decode, x 3 of _decode_pair (hd128, hd80, hd96).
+/// The layout of a decode on an H100 / H200 (132 SMs) of a cell whose pair
+/// takes splits (bf16 hd96's entries) or not (bf16 hd128's).
 fn h100_layout(batch: usize, kv_heads: usize, max_context: usize, pair_splits: bool) -> DecodeLayout {
-    decode_layout(&DecodeProblem { batch, kv_heads, max_context, ..Default::default() }, 132, 2, 3, pair_splits)
+    let pair = if pair_splits { BF16_HD96_PAIR } else { BF16_HD128_PAIR };
+    decode_layout(
+        &DecodeProblem { batch, kv_heads, max_context, ..Default::default() },
+        132,
+        BF16_HD128,
+        pair,
+        pair_splits,
+    )
 }
 
 fn layout(heads_per_cta: usize, splits: usize, fused_merge: bool) -> DecodeLayout {
@@ -346,40 +386,37 @@ fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
     assert_eq!(lay(50, 8, 4096), layout(2, 1, false));
     // Fewer (49 sequences: 196 CTAs) or more (128: 512, a second partial
     // wave) keep one head (128 x 2048 on an H200: 255.8 µs against 271.7).
-    assert_eq!(lay(49, 8, 4096).heads_per_cta, 1);
+    assert_eq!(lay(49, 8, 4096), layout(1, 1, false));
     assert_eq!(lay(128, 8, 2048), layout(1, 1, false));
     // The same batch with an odd number of kv heads keeps one.
     assert_eq!(lay(64, 7, 4096).heads_per_cta, 1);
     assert_eq!(lay(32, 8, 8192), layout(1, 1, false));
-    assert_eq!(lay(40, 8, 1600), layout(1, 3, false));
+    assert_eq!(lay(40, 8, 1600), layout(1, 1, false));
     // One long context: one wave of splits, merged inside _decode.
-    assert_eq!(lay(1, 8, 131072), layout(1, 33, true));
+    assert_eq!(lay(1, 8, 131072), layout(1, 32, true));
     // With one head per CTA the splits are num_splits'.
     for (b, kv, ctx) in [(1, 8, 30000), (3, 8, 20000), (16, 8, 16384), (8, 8, 4096), (40, 8, 1600), (5, 3, 9000)] {
         let l = lay(b, kv, ctx);
         assert_eq!(l.heads_per_cta, 1, "{b} {kv} {ctx}");
-        assert_eq!(l.splits, num_splits(b, kv, ctx, 0, 0, 132, 2), "{b} {kv} {ctx}");
+        assert_eq!(l.splits, num_splits(b, kv, ctx, 0, 0, BF16_HD128), "{b} {kv} {ctx}");
         assert_eq!(l.fused_merge, fuses_merge(b, kv, l.splits, 132, 2), "{b} {kv} {ctx}");
     }
     // The pair's own slots decide: 96 x 2048 is 384 pair CTAs, one wave
     // at 3 a SM, but more than the 264 slots at 2 a SM.
-    let lay96 = |pair_occ| {
-        decode_layout(
-            &DecodeProblem { batch: 96, kv_heads: 8, max_context: 2048, ..Default::default() },
-            132,
-            2,
-            pair_occ,
-            false,
-        )
+    let lay96 = |ctas_per_sm| {
+        let pair = EntryOccupancy { ctas_per_sm, ..BF16_HD128_PAIR };
+        let p = DecodeProblem { batch: 96, kv_heads: 8, max_context: 2048, ..Default::default() };
+        decode_layout(&p, 132, BF16_HD128, pair, false)
     };
     assert_eq!(lay96(3), layout(2, 1, false));
     assert_eq!(lay96(2), layout(1, 1, false));
     // A window bounds the work, not the CTAs: 64 windowed sequences pair too.
     let windowed = DecodeProblem { batch: 64, kv_heads: 8, max_context: 131072, window: 4000, sink: 0 };
-    assert_eq!(decode_layout(&windowed, 132, 2, 3, false), lay(64, 8, 4000 + 32));
+    assert_eq!(decode_layout(&windowed, 132, BF16_HD128, BF16_HD128_PAIR, false), lay(64, 8, 4000 + 32));
     // Degenerate device numbers do not panic.
-    assert_eq!(decode_layout(&DecodeProblem::default(), 0, 0, 0, false), layout(1, 1, false));
-    assert_eq!(decode_layout(&DecodeProblem::default(), 0, 0, 0, true), layout(1, 1, false));
+    let none = EntryOccupancy::default();
+    assert_eq!(decode_layout(&DecodeProblem::default(), 0, none, none, false), layout(1, 1, false));
+    assert_eq!(decode_layout(&DecodeProblem::default(), 0, none, none, true), layout(1, 1, false));
     // Without pair splits (every cell but hd80 / hd96 on sm90+), _decode_pair
     // has no split code: two heads per CTA only ever with one split.
     for batch in [1, 2, 3, 7, 16, 33, 64, 96, 128, 256] {
@@ -387,7 +424,9 @@ fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
             for max_context in [0, 1, 100, 1600, 4096, 20000, 131072] {
                 for (sm, occ, pair_occ) in [(132, 2, 3), (108, 2, 2), (58, 1, 3), (1, 1, 1)] {
                     let p = DecodeProblem { batch, kv_heads, max_context, ..Default::default() };
-                    let l = decode_layout(&p, sm, occ, pair_occ, false);
+                    let one = EntryOccupancy { ctas_per_sm: occ, smem_bytes: 98560 };
+                    let pair = EntryOccupancy { ctas_per_sm: pair_occ, smem_bytes: 65792 };
+                    let l = decode_layout(&p, sm, one, pair, false);
                     assert!(l.heads_per_cta == 1 || l.splits == 1, "{l:?} for {p:?}");
                 }
             }
@@ -399,36 +438,35 @@ fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
 fn decode_layout_pairs_every_even_head_count_where_pairs_split() {
     // hd80 / hd96: pairs with splits.
     let lay = |batch, kv_heads, max_context| h100_layout(batch, kv_heads, max_context, true);
-    // Splits costed at _decode's 264 slots for 4 pair CTAs a sequence of
-    // 32-token tiles: 66 splits (one wave, 65 tile times), merged inside.
-    assert_eq!(lay(1, 8, 131072), layout(2, 66, true));
+    // Splits costed on the pair's 396 slots and 72 KiB rings for 4 pair CTAs
+    // a sequence of 32-token tiles: 64 splits (256 CTAs), merged inside.
+    assert_eq!(lay(1, 8, 131072), layout(2, 64, true));
     assert_eq!(lay(8, 8, 4096), layout(2, 8, true));
-    assert_eq!(lay(2, 8, 65536), layout(2, 33, true));
+    assert_eq!(lay(2, 8, 65536), layout(2, 32, true));
     // The bench batch needs no split, as before.
     assert_eq!(lay(64, 8, 4096), layout(2, 1, false));
-    // 75 x 1400: four splits of 300 CTAs over several waves, merged by
-    // _decode_merge (the pair's 396 slots cannot hold 1200 CTAs).
-    assert_eq!(lay(75, 8, 1400), layout(2, 4, false));
-    // The fused merge is decided at the launched entry's occupancy: with one
-    // _decode CTA per SM, 2 x 131072 takes 33 splits of 8 pair CTAs (264,
-    // costed at 132 slots), all resident at the pair's 3 a SM.
+    // 100 x 4096: 400 pair CTAs are a wave and 4 more, which would stream
+    // a whole context alone; four splits (1600 CTAs) over several waves,
+    // merged by _decode_merge (the pair's 396 slots cannot hold them).
+    assert_eq!(lay(100, 8, 4096), layout(2, 4, false));
+    assert_eq!(lay(75, 8, 1400), layout(2, 1, false));
+    // The split count follows the launched entry's occupancy: 2 x 131072
+    // takes 32 splits of 8 pair CTAs (256) at 3 a SM, 16 (128) at 1 a SM.
     let two = DecodeProblem { batch: 2, kv_heads: 8, max_context: 131072, ..Default::default() };
-    assert_eq!(decode_layout(&two, 132, 1, 3, true), layout(2, 33, true));
-    assert_eq!(decode_layout(&two, 132, 1, 1, true), layout(2, 33, false));
+    let pair_at = |ctas_per_sm| EntryOccupancy { ctas_per_sm, ..BF16_HD96_PAIR };
+    assert_eq!(decode_layout(&two, 132, BF16_HD128, pair_at(3), true), layout(2, 32, true));
+    assert_eq!(decode_layout(&two, 132, BF16_HD128, pair_at(1), true), layout(2, 16, true));
     // Odd kv head counts keep one head a CTA and its own split count.
     for (b, kv, ctx) in [(1, 1, 131072), (4, 3, 20000), (64, 7, 4096)] {
         let l = lay(b, kv, ctx);
         assert_eq!(l.heads_per_cta, 1, "{b} {kv} {ctx}");
-        assert_eq!(l.splits, num_splits(b, kv, ctx, 0, 0, 132, 2), "{b} {kv} {ctx}");
+        assert_eq!(l.splits, num_splits(b, kv, ctx, 0, 0, BF16_HD128), "{b} {kv} {ctx}");
     }
-    // Pair splits are the one-head model's for half the CTAs and half-size tiles.
+    // Pair splits are the model's for half the CTAs and half-size tiles.
     for (b, kv, ctx) in [(1, 8, 30000), (3, 8, 20000), (16, 8, 16384), (40, 2, 1600), (5, 32, 9000)] {
         let l = lay(b, kv, ctx);
-        assert_eq!(
-            (l.heads_per_cta, l.splits),
-            (2, num_splits(b, kv / 2, ctx.div_ceil(32) * 64, 0, 0, 132, 2)),
-            "{b} {kv} {ctx}"
-        );
+        let want = model_splits(b * kv / 2, ctx.div_ceil(32), 32, 396, BF16_HD96_PAIR.smem_bytes);
+        assert_eq!((l.heads_per_cta, l.splits), (2, want), "{b} {kv} {ctx}");
         assert_eq!(l.fused_merge, fuses_merge(b, kv / 2, l.splits, 132, 3), "{b} {kv} {ctx}");
     }
 }

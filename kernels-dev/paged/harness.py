@@ -26,16 +26,19 @@ def log(*a):
 
 
 # ---------------------------------------------------------------- split heuristic
-def paged_num_splits(batch, kv_head_groups, ctx, sm_count, ctas_per_sm, window=0, sink=0,
-                     block_n=64, max_splits=128, min_tiles=4, fixed_tiles=2):
-    """Host-side split heuristic (mirror in Rust).
+def paged_num_splits(batch, kv_head_groups, ctx, sm_count, ctas_per_sm, smem_bytes, window=0, sink=0,
+                     block_n=64, max_splits=128, min_tiles=4):
+    """Host-side split heuristic (mirror of fa_runtime::paged::num_splits, whose
+    doc has the model; split_model.py scores it against split_sweep.py runs).
 
     T     = KV tiles (block_n = 64 / heads_per_cta tokens) one CTA must visit for
             the longest context (window cells: only the window + sink tiles).
-    base  = batch * ceil(kv_heads / heads_per_cta) CTAs per split, slots = sm_count * ctas_per_sm
-            (ctas_per_sm from cuOccupancyMaxActiveBlocksPerMultiprocessor).
-    cost(s) = ceil(base*s / slots) waves * (ceil(T/s) + fixed_tiles)
-    pick the smallest s in [1, min(max_splits, max(1, T // min_tiles))] with minimal cost.
+    base  = batch * kv_head_groups CTAs per split, slots = sm_count * ctas_per_sm.
+    c     = CTAs that saturate the memory: 6.5 MiB (one split) / 8 MiB (splits)
+            over the entry's dynamic shared memory (its ring).
+    cost(s) = sum over the launch's waves of (k^5 + c^5)^(1/5) / slots, times
+              (ceil(T/s) * block_n + 48) tokens; the smallest s of least cost
+              in [1, min(max_splits, max(1, T // min_tiles))].
     """
     eff = ctx
     if window > 0:
@@ -46,7 +49,10 @@ def paged_num_splits(batch, kv_head_groups, ctx, sm_count, ctas_per_sm, window=0
     smax = min(max_splits, max(1, T // min_tiles))
     best, best_cost = 1, None
     for s in range(1, smax + 1):
-        cost = ((base * s + slots - 1) // slots) * ((T + s - 1) // s + fixed_tiles)
+        c = (6.5 if s == 1 else 8.0) * 2 ** 20 / max(1, smem_bytes)
+        full, part = divmod(base * s, slots)
+        wave = lambda k: (k ** 5 + c ** 5) ** (1 / 5) / slots
+        cost = (full * wave(slots) + (wave(part) if part else 0)) * ((T + s - 1) // s * block_n + 48)
         if best_cost is None or cost < best_cost:
             best, best_cost = s, cost
     return best
@@ -352,14 +358,16 @@ def check(prob, o, lse, tag):
 def runtime_splits(B, kv_heads, ctx, sm, mod, hc, window=0, sink=0, block_n=64):
     """The split count a launch of `mod` takes with hc kv heads per CTA, as the
     runtime plans it (fa_runtime::paged::decode_layout): _decode takes
-    paged_num_splits at the module's occupancy; _decode_pair (hc = 2) one
-    split, or where it takes splits the same model for half the CTAs and
-    half-size tiles at _decode's occupancy."""
+    paged_num_splits at its occupancy and shared memory; _decode_pair (hc = 2)
+    one split, or where it takes splits the same model for half the CTAs and
+    half-size tiles at its own occupancy and shared memory."""
     if hc == 2:
         if not mod.pair_splits:
             return 1
-        return paged_num_splits(B, (kv_heads + 1) // 2, ctx, sm, mod.occ_for(1), window, sink, block_n=block_n // 2)
-    return paged_num_splits(B, kv_heads, ctx, sm, mod.occ_for(1), window, sink, block_n=block_n)
+        _, smem, occ, _ = mod.entry(2)
+        return paged_num_splits(B, (kv_heads + 1) // 2, ctx, sm, occ, smem, window, sink, block_n=block_n // 2)
+    _, smem, occ, _ = mod.entry(1)
+    return paged_num_splits(B, kv_heads, ctx, sm, occ, smem, window, sink, block_n=block_n)
 
 
 def split_counts(mod, hc, counts):
