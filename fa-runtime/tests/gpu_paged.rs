@@ -14,7 +14,7 @@
 
 mod gpu_common;
 
-use fa_runtime::paged::{check_paged_inputs, check_slot_mapping};
+use fa_runtime::paged::{check_paged_inputs, check_slot_mapping, DecodeLayout};
 use fa_runtime::reference::{KvLayout, Precision, Problem, QLayout, RefSpec};
 use fa_runtime::{flash_attention, Element, FaError, ForwardArgs, FwdOptions, Kernel, KernelSpec, Tensor};
 use fa_spec::Dtype;
@@ -291,36 +291,79 @@ fn decode_page_sizes_and_gqa() {
     decode_case("decode-long", cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(4)), 32, &[20000]);
 }
 
-/// Every layout `paged::decode_layout` picks, for an hd128 cell on an
-/// H100 / H200 (132 SMs, 2 `_decode` / 3 `_decode_pair` CTAs per SM): 64
-/// sequences of ~1600 tokens fill the card with two kv heads per CTA
-/// (`_decode_pair`) and no split; 40 of them take one
-/// head per CTA and 3 splits in several waves of CTAs, so `_decode_merge`
-/// runs; one long context fits one wave, so the last split of each head
-/// merges inside `_decode`. The long case also runs twice, which fails if
-/// the kernel left its merge counters non-zero.
+/// The layout the runtime plans on this device for a decode of `ctxs` with
+/// `heads` query heads (the block table as wide as `decode_case` makes it).
+fn planned(spec: KernelSpec, heads: usize, ctxs: &[usize]) -> DecodeLayout {
+    let ps = spec.page_size().unwrap() as usize;
+    let bound = ctxs.iter().max().unwrap().div_ceil(ps).max(1) * ps;
+    let kernel = Kernel::new(spec).unwrap();
+    kernel.decode_layout(device(), ctxs.len(), heads / spec.gqa() as usize, bound).unwrap().unwrap()
+}
+
+/// Ragged contexts of `batch` sequences from `first` tokens up.
+fn ragged_from(first: usize, batch: usize) -> Vec<usize> {
+    (0..batch).map(|i| first + 3 * i).collect()
+}
+
+/// The first of `batches` (sequences of `first` tokens up) whose planned
+/// layout is `want`, so that a case covers that path on any card.
+fn batch_with(
+    spec: KernelSpec,
+    heads: usize,
+    first: usize,
+    batches: &[usize],
+    want: impl Fn(&DecodeLayout) -> bool,
+) -> Vec<usize> {
+    batches.iter().map(|&b| ragged_from(first, b)).find(|ctxs| want(&planned(spec, heads, ctxs))).unwrap_or_else(|| {
+        panic!("no batch of {batches:?} x {first}+ gives the layout wanted for {}", spec.kernel_name())
+    })
+}
+
+/// Every layout `paged::decode_layout` picks: two kv heads per CTA without
+/// a split (64 sequences of ~1600 tokens fill an H100 / H200, 132 SMs);
+/// one head per CTA with splits over several waves of CTAs, merged by
+/// `_decode_merge` (36 sequences of ~4000 tokens there: 4 splits, the tail
+/// of a second wave); one long context in one wave, the last split of each
+/// head merging inside `_decode`. Each case first checks that this card
+/// plans the layout it is meant to cover (`Kernel::decode_layout`). The
+/// long case also runs twice, which fails if the kernel left its merge
+/// counters non-zero.
 #[test]
 fn decode_layouts_and_both_merges() {
     let spec = cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(4));
-    let wide: Vec<usize> = (0..64).map(|i| 1400 + 3 * i).collect();
+    let wide = ragged_from(1400, 64);
+    let l = planned(spec, 32, &wide);
+    assert_eq!((l.heads_per_cta, l.splits), (2, 1), "{l:?}");
     decode_case("decode-wide-batch", spec, 32, &wide);
-    decode_case("decode-split-batch", spec, 32, &wide[..40]);
+    let split_batch = batch_with(spec, 32, 4000, &[36, 34, 40, 68, 100, 133], |l| {
+        l.heads_per_cta == 1 && l.splits > 1 && !l.fused_merge
+    });
+    decode_case("decode-split-batch", spec, 32, &split_batch);
     // Two kv heads per CTA at hd 96 and hd 80, whose rows the slice's two
     // warps copy together (both heads of a token per copy instruction).
     decode_case("decode-wide-batch-hd96", cell(Dtype::Bf16, 96, |b| b.paged().page_size(16).gqa(4)), 32, &wide);
     decode_case("decode-wide-batch-hd80", cell(Dtype::F16, 80, |b| b.paged().page_size(32).gqa(4).causal()), 32, &wide);
     // hd 96 / hd 80 with splits: on sm90 two kv heads per CTA split too
     // (fa_spec::paged_pair_splits), merged inside _decode_pair (one long
-    // context) and by _decode_merge (75 sequences: 4 splits, 1200 CTAs);
-    // with 3 or 7 kv heads, one head per CTA, each row in a 256-byte slot
-    // (7 at hd 80: every shift, 0 to 96 bytes).
+    // context) and by _decode_merge (~100 sequences of ~2000 tokens: a
+    // wave of pair CTAs and a few more, split 4 ways); with 3 or 7 kv
+    // heads, one head per CTA, each row in a 256-byte slot (7 at hd 80:
+    // every shift, 0 to 96 bytes).
     let hd96 = cell(Dtype::Bf16, 96, |b| b.paged().page_size(16).gqa(4));
     let hd80 = cell(Dtype::F16, 80, |b| b.paged().page_size(32).gqa(4).causal());
-    let batch75: Vec<usize> = (0..75).map(|i| 1400 + 3 * i).collect();
+    let pairs = fa_spec::paged_pair_splits(&hd96);
+    let l = planned(hd96, 32, &[30000]);
+    assert!(l.splits > 1 && l.fused_merge && (l.heads_per_cta == 2) == pairs, "{l:?}");
     decode_case("decode-long-hd96", hd96, 32, &[30000]);
-    decode_case("decode-split-batch-hd80", hd80, 32, &batch75);
+    let batch_hd80 = batch_with(hd80, 32, 2000, &[102, 100, 104, 110, 140, 170], |l| {
+        (l.heads_per_cta == 2) == pairs && l.splits > 1 && !l.fused_merge
+    });
+    decode_case("decode-split-batch-hd80", hd80, 32, &batch_hd80);
+    assert_eq!(planned(hd96, 12, &[30000]).heads_per_cta, 1);
     decode_case("decode-long-hd96-3kv", hd96, 12, &[30000]);
     decode_case("decode-long-hd80-7kv", hd80, 28, &[20000]);
+    let l = planned(spec, 32, &[30000]);
+    assert!(l.heads_per_cta == 1 && l.splits > 1 && l.fused_merge, "{l:?}");
     for run in 0..2 {
         decode_case(&format!("decode-one-wave-{run}"), spec, 32, &[30000]);
     }
