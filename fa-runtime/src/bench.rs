@@ -296,13 +296,21 @@ pub struct DecodeRow {
     pub ms: f64,
     /// Bytes moved (K and V of every context, Q and O) / median time, GB/s.
     pub gbps: f64,
+    /// The split-KV decode's layout (kv heads per CTA, splits), or `None`
+    /// where the step ran the forward kernel.
+    pub layout: Option<crate::paged::DecodeLayout>,
 }
 
 impl DecodeRow {
-    pub const CSV_HEADER: &'static str = "kernel,batch,ctx,heads,kv_heads,head_dim,page_size,ms,gbps";
+    /// The columns of [`DecodeRow::to_csv`]; `heads_per_cta` and `splits`
+    /// are empty where the step ran the forward kernel.
+    pub const CSV_HEADER: &'static str =
+        "kernel,batch,ctx,heads,kv_heads,head_dim,page_size,ms,gbps,heads_per_cta,splits";
     pub fn to_csv(&self) -> String {
+        let (hc, splits) =
+            self.layout.map_or((String::new(), String::new()), |l| (l.heads_per_cta.to_string(), l.splits.to_string()));
         format!(
-            "{},{},{},{},{},{},{},{:.4},{:.1}",
+            "{},{},{},{},{},{},{},{:.4},{:.1},{hc},{splits}",
             self.kernel,
             self.batch,
             self.ctx,
@@ -500,6 +508,9 @@ fn decode_case_typed<E: Element, O: Element>(dev: &Device, case: &DecodeCase) ->
     })?;
     let elem = case.dtype.size_bytes();
     let bytes = 2 * batch * ctx * kv_heads * hd * elem + batch * heads * hd * (elem + case.dtype.output().size_bytes());
+    // The context bound the launch planned with: the table's tokens, or the hint when smaller.
+    let bound = case.max_context.map_or(width * page, |n| n.min(width * page));
+    let layout = if case.via_forward { None } else { kernel.decode_layout(dev, batch, kv_heads, bound)? };
     Ok(DecodeRow {
         kernel: spec.kernel_name(),
         batch,
@@ -510,6 +521,7 @@ fn decode_case_typed<E: Element, O: Element>(dev: &Device, case: &DecodeCase) ->
         page_size: page,
         ms,
         gbps: bytes as f64 / (ms * 1e-3) / 1e9,
+        layout,
     })
 }
 

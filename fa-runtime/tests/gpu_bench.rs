@@ -33,7 +33,9 @@ fn bench_functions_produce_sane_numbers() {
 
 #[test]
 fn decode_benchmarks_run() {
-    use fa_runtime::bench::{bench_chunked_prefill, bench_copy_bandwidth, bench_decode, bench_decode_case, DecodeCase};
+    use fa_runtime::bench::{
+        bench_chunked_prefill, bench_copy_bandwidth, bench_decode, bench_decode_case, DecodeCase, DecodeRow,
+    };
     use fa_spec::Dtype;
     let dev = fa_runtime::Device::new(0).unwrap();
     let copy = bench_copy_bandwidth(&dev).unwrap();
@@ -50,5 +52,8 @@ fn decode_benchmarks_run() {
     let fwd = bench_decode_case(&dev, &DecodeCase { via_forward: true, ..fp8 }).unwrap();
     println!("fp8 decode {dec:?}; through the forward kernel {fwd:?}");
     assert!(dec.kernel.contains("e4m3") && !dec.kernel.contains("varlen") && fwd.kernel.contains("varlen"));
+    // The row names the route: a layout for the decode kernel, none for the forward one.
+    assert!(dec.layout.is_some_and(|l| l.splits >= 1) && fwd.layout.is_none(), "{dec:?} {fwd:?}");
+    assert!(r.layout.is_some() && r.to_csv().split(',').count() == DecodeRow::CSV_HEADER.split(',').count());
     assert!(dec.ms > 0.0 && dec.ms < fwd.ms && dec.ms < r.ms, "fp8 {dec:?} forward {fwd:?} bf16 {r:?}");
 }
