@@ -434,15 +434,17 @@ impl Kernel {
         forward_impl(dev, &self.spec, HotKey::Digest(self.digest), &self.source, &args)
     }
 
-    /// Paged cells with a decode kernel ([`fa_spec::paged_decode`]: all but
-    /// fp8 hd80): the layout a decode step (`q` `[batch, 1, heads, d]`) of
-    /// `batch` sequences over `num_kv_heads` kv heads takes on `dev`, for
-    /// contexts of at most `max_context` tokens (what [`Kernel::forward`]
-    /// plans with: the block table's width × page size, or the
-    /// `max_context` hint), as [`crate::paged::decode_layout`] chooses it:
-    /// kv heads per CTA, splits, and where the splits merge. Loads the
-    /// cell's CUBIN (compiling it if needed) to read its occupancy. `None`
-    /// for cells without a decode kernel.
+    /// Paged cells whose decode step (`q` `[batch, 1, heads, d]`) runs the
+    /// split-KV kernel ([`crate::paged::uses_decode`]: not varlen, not fp8
+    /// hd80): the layout such a step of `batch` sequences over
+    /// `num_kv_heads` kv heads takes on `dev`, for contexts of at most
+    /// `max_context` tokens, as [`crate::paged::decode_layout`] chooses it
+    /// (kv heads per CTA, splits, and whether the splits merge inside the
+    /// decode). [`Kernel::forward`] plans with the block table's width ×
+    /// page size, or the `max_context` hint where that is smaller: pass the
+    /// same bound to see its layout. Loads the cell's CUBIN (compiling it if
+    /// needed) to read its occupancy. `None` for other cells, and where
+    /// `batch` or `num_kv_heads` is 0 (the step launches nothing).
     pub fn decode_layout(
         &self,
         dev: &Device,
@@ -450,7 +452,7 @@ impl Kernel {
         num_kv_heads: usize,
         max_context: usize,
     ) -> Result<Option<crate::paged::DecodeLayout>> {
-        if !crate::paged::uses_decode(&self.spec, 1) {
+        if !crate::paged::uses_decode(&self.spec, 1) || batch == 0 || num_kv_heads == 0 {
             return Ok(None);
         }
         check_arch(&self.spec, dev)?;

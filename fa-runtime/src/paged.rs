@@ -127,8 +127,8 @@ pub fn decode_threads(spec: &KernelSpec) -> u32 {
 /// Tokens per KV tile of `_decode` with one kv head per CTA; a tile is 64
 /// shared-memory rows, so with `heads_per_cta` heads it holds 64 /
 /// heads_per_cta tokens of each. (The 2-warp decode of hd256 on sm89 walks
-/// 32-row tiles; its layout is costed with 64-token tiles all the same,
-/// which scales both of its choices, one head or two, alike.)
+/// 32-row tiles; its layout is costed with 64-token tiles all the same: the
+/// cost model counts tokens, and the tile only rounds them.)
 pub const DECODE_TILE_TOKENS: usize = 64;
 /// (sequence, head) pairs per `_decode_merge` CTA (one warp each).
 pub const MERGE_WARPS: u32 = 4;
@@ -212,10 +212,11 @@ pub struct DecodeExtras {
 ///   entry.ctas_per_sm` CTAs resident at once (from
 ///   cuOccupancyMaxActiveBlocksPerMultiprocessor; 2 at bf16 hd128 on sm90);
 /// - `c` = the CTAs whose rings keep enough bytes in flight to saturate
-///   the memory: [`SATURATING_BYTES`] (6.5 MiB for one split, 8 MiB with
-///   splits) over `entry.smem_bytes` (the ring is most of a CTA's shared
-///   memory): at bf16 hd128 (96 KiB rings) 69 CTAs for one split and 85
-///   with splits, at e4m3 hd128 (48 KiB) 138 and 170;
+///   the memory: [`SATURATING_BYTES_ONE`] = 6.5 MiB for one split,
+///   [`SATURATING_BYTES_SPLIT`] = 8 MiB with splits, over
+///   `entry.smem_bytes` (the ring is most of a CTA's shared memory): at
+///   bf16 hd128 (98560 bytes, a 96 KiB ring) 69 CTAs for one split and 85
+///   with splits, at e4m3 hd128 (49408) 138 and 170;
 ///
 /// a wave of `k` resident CTAs takes `(k⁵ + c⁵)^(1/5) / slots` of a full
 /// wave's time (as long as its bytes once `k` is well past `c`, no shorter
@@ -245,7 +246,10 @@ pub struct DecodeExtras {
 /// 4096 132.5 against 141.6 (6), 8 × 4096 41.1 (4) against 41.5 (6), 1 ×
 /// 131072 114.6 (41) against 114.9 (49); bf16 hd64 32 × 1024 37.1 (1)
 /// against 41.7 (3). The power 5 (rather than a sharper 6) keeps bf16 1 ×
-/// 131072 at 32 splits: 25 took 196.2 µs against 195.1 for 33.
+/// 131072 at 32 splits: 25 took 196.2 µs against 195.1 for 33. A known
+/// miss: at 1 × 131072 with 48 KiB rings (e4m3, bf16 hd64) 33 splits ran
+/// 1.2% / 0.5% faster than the model's 41 (112.9 / 111.0 µs against 114.3
+/// / 111.5, same rounds).
 ///
 /// The host does not know the context lengths (they live on the device), so
 /// launchers pass the cell's bound for `max_context`: block-table width ×
@@ -253,14 +257,18 @@ pub struct DecodeExtras {
 /// Without a hint, a batch of much shorter contexts gets more splits than it
 /// needs; the extra splits see no tiles and cost only their launch slots.
 pub fn num_splits(problem: &DecodeProblem, sm_count: usize, entry: EntryOccupancy) -> usize {
-    best_splits(problem, problem.batch * problem.kv_heads, DECODE_TILE_TOKENS, sm_count, entry)
+    best_splits(problem, problem.batch.saturating_mul(problem.kv_heads), DECODE_TILE_TOKENS, sm_count, entry)
 }
 
-/// Bytes in flight that saturate the card's memory in [`num_splits`]' cost
-/// model: for a launch of one split, and of several (whose shorter CTAs
-/// spend more of their time filling and draining their rings).
-pub const SATURATING_BYTES: [f64; 2] = [6.5 * (1u64 << 20) as f64, 8.0 * (1u64 << 20) as f64];
-/// Fixed cost of a decode CTA in [`num_splits`]' cost model, in tokens.
+// The constants of [`num_splits`]' cost model. Mirrored by hand in
+// `kernels-dev/paged/harness.py` (`paged_num_splits`) and
+// `kernels-dev/paged/split_model.py` (`in_flight`), which fit and score them.
+/// Bytes in flight that saturate the card's memory, for a launch of one split.
+pub const SATURATING_BYTES_ONE: f64 = 6.5 * (1u64 << 20) as f64;
+/// The same for a launch of several splits (their shorter CTAs spend more of
+/// their time filling and draining their rings).
+pub const SATURATING_BYTES_SPLIT: f64 = 8.0 * (1u64 << 20) as f64;
+/// Fixed cost of a decode CTA, in tokens.
 pub const FIXED_TOKENS: f64 = 48.0;
 
 /// What the decode heuristics know of one decode entry on the device.
@@ -291,14 +299,15 @@ pub struct DecodeProblem {
 fn best_splits(problem: &DecodeProblem, base: usize, n: usize, sm_count: usize, entry: EntryOccupancy) -> usize {
     let t = visited_tiles(problem, n);
     let smax = MAX_SPLITS.min((t / 4).max(1));
-    let slots = (sm_count * entry.ctas_per_sm).max(1);
+    let slots = sm_count.saturating_mul(entry.ctas_per_sm).max(1);
     let smem = entry.smem_bytes.max(1) as f64;
-    let one = LaunchWaves::new(SATURATING_BYTES[0] / smem, slots);
-    let split = LaunchWaves::new(SATURATING_BYTES[1] / smem, slots);
+    let one = LaunchWaves::new(SATURATING_BYTES_ONE / smem, slots);
+    let split = LaunchWaves::new(SATURATING_BYTES_SPLIT / smem, slots);
     let mut best = (1, f64::INFINITY);
     for s in 1..=smax {
         let waves = if s == 1 { &one } else { &split }.of(base.max(1).saturating_mul(s));
-        let cost = waves * ((t.div_ceil(s) * n) as f64 + FIXED_TOKENS);
+        // Tokens a CTA walks, in f64: a context bound near usize::MAX must not wrap.
+        let cost = waves * (t.div_ceil(s) as f64 * n as f64 + FIXED_TOKENS);
         if cost < best.1 {
             best = (s, cost);
         }
@@ -306,7 +315,9 @@ fn best_splits(problem: &DecodeProblem, base: usize, n: usize, sm_count: usize, 
     best.0
 }
 
-/// [`num_splits`]' time of a launch's waves, in full-wave times.
+/// [`num_splits`]' time of a launch's waves, in units of a wave of `slots`
+/// CTAs streaming at the full bandwidth (a full wave takes a little more
+/// than 1, and much more where `c` exceeds the slots).
 struct LaunchWaves {
     /// CTAs that saturate the memory, to the fifth power.
     c5: f64,
@@ -335,7 +346,7 @@ impl LaunchWaves {
 fn visited_tiles(problem: &DecodeProblem, n: usize) -> usize {
     let mut eff = problem.max_context;
     if problem.window > 0 {
-        eff = eff.min(problem.window + n + problem.sink.div_ceil(n) * n);
+        eff = eff.min(problem.window.saturating_add(n).saturating_add(problem.sink.div_ceil(n).saturating_mul(n)));
     }
     eff.div_ceil(n).max(1)
 }
@@ -366,7 +377,7 @@ impl DecodeLayout {
 
 /// The [`DecodeLayout`] of a decode: two kv heads per CTA without splits
 /// where those CTAs fill between half and all of `_decode_pair`'s slots at
-/// once (`batch · kv_heads / 2` of `sm_count · pair_occupancy`, even
+/// once (`batch · kv_heads / 2` of `sm_count · pair.ctas_per_sm`, even
 /// `kv_heads`), else one head per CTA with the split count of
 /// [`num_splits`]. With splits, two heads per CTA mean twice the splits per
 /// head and twice the partial results to merge, so `_decode_pair` is
@@ -375,8 +386,9 @@ impl DecodeLayout {
 /// of one head would not; more than the slots run a second, partial wave
 /// of the longest CTAs. Measured on an H200 (`kernels-dev/paged/pair_exp.py`,
 /// `FLUSH=1`, 32/8 heads, 4096
-/// tokens each, µs; one head at the split count [`num_splits`] gives,
-/// best one-head count in brackets where faster), bf16 hd128 (2 / 3 CTAs
+/// tokens each, µs; one head at the split count the earlier whole-waves
+/// [`num_splits`] gave, the best one-head count in brackets where faster;
+/// the current model picks that best one at 32 sequences), bf16 hd128 (2 / 3 CTAs
 /// per SM for one / two heads): batch 32 pair 150.8 against 135.6, 40
 /// 172.6 / 170.4, 48 196.2 / 199.5, 64 249.8 / 252.0, 96 365.2 / 373.0,
 /// 128 523.3 / 486.3; e4m3 hd128 (3 / 3 CTAs per SM): batch 32 99.5 /
@@ -429,11 +441,11 @@ pub fn decode_layout(
     let (batch, kv_heads) = (problem.batch, problem.kv_heads);
     let pair_tile_tokens = DECODE_TILE_TOKENS / 2;
     let pairs = kv_heads >= 2 && kv_heads % 2 == 0;
-    let pair_ctas = batch * kv_heads / 2;
-    let pair_slots = sm_count * pair.ctas_per_sm;
+    let pair_ctas = batch.saturating_mul(kv_heads / 2);
+    let pair_slots = sm_count.saturating_mul(pair.ctas_per_sm);
     let (heads_per_cta, splits, entry) = if pairs && pair_splits {
         (2, best_splits(problem, pair_ctas, pair_tile_tokens, sm_count, pair), pair)
-    } else if pairs && pair_ctas > 0 && 2 * pair_ctas >= pair_slots && pair_ctas <= pair_slots {
+    } else if pairs && pair_ctas > 0 && pair_ctas.saturating_mul(2) >= pair_slots && pair_ctas <= pair_slots {
         (2, 1, pair)
     } else {
         (1, num_splits(problem, sm_count, one), one)
@@ -457,7 +469,7 @@ pub fn decode_layout(
 /// tokens, 33 splits, one wave: 136.7 against 144.6 µs; 64 × 4096 with 2
 /// splits, four waves: 261.6 against 258.0 µs.
 pub fn fuses_merge(batch: usize, kv_groups: usize, splits: usize, sm_count: usize, occupancy: usize) -> bool {
-    splits > 1 && batch * kv_groups * splits <= sm_count * occupancy
+    splits > 1 && batch.saturating_mul(kv_groups).saturating_mul(splits) <= sm_count.saturating_mul(occupancy)
 }
 
 /// Bytes of the split-KV workspace: `o_accum` f32 `[splits, batch, heads,
@@ -779,7 +791,8 @@ impl DecodeEntries<'_> {
             sink: self.spec.sink().unwrap_or(0) as usize,
         };
         let (one, pair) = (self.occupancy(1)?, self.occupancy(2)?);
-        Ok(planned_layout(&problem, self.dev.sm_count() as usize, one, pair, fa_spec::paged_pair_splits(self.spec)))
+        let sm_count = self.dev.sm_count() as usize;
+        Ok(planned_layout((problem, sm_count, one, pair, fa_spec::paged_pair_splits(self.spec))))
     }
 }
 
@@ -787,27 +800,25 @@ impl DecodeEntries<'_> {
 type LayoutKey = (DecodeProblem, usize, EntryOccupancy, EntryOccupancy, bool);
 
 /// [`decode_layout`], remembered: a decode loop repeats its batch and
-/// context bound from step to step, and the split search costs up to 5 µs
-/// (128 candidates, a fifth root each, on the build machine's CPU) where
-/// the lookup costs a hash. The
-/// function is pure, so one table serves every device; it is emptied when
-/// it reaches [`PLANNED_LAYOUTS`] entries.
-fn planned_layout(
-    problem: &DecodeProblem,
-    sm_count: usize,
-    one: EntryOccupancy,
-    pair: EntryOccupancy,
-    pair_splits: bool,
-) -> DecodeLayout {
+/// context bound from step to step, and the split search costs 5–8 µs at
+/// long contexts (128 candidates, a fifth root each, on the build
+/// machine's CPU) where the lookup costs a hash. The context bound is
+/// rounded up to a multiple of 32 tokens in the key, which changes no
+/// layout (the model counts 32- and 64-token tiles), so a bound that grows
+/// a token a step (a `max_context` hint of the longest context) finds its
+/// layout 31 steps in 32. The function is pure, so one table serves every
+/// device; it is emptied when it reaches [`PLANNED_LAYOUTS`] entries.
+fn planned_layout(mut key: LayoutKey) -> DecodeLayout {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     static TABLE: OnceLock<Mutex<HashMap<LayoutKey, DecodeLayout>>> = OnceLock::new();
-    let key = (*problem, sm_count, one, pair, pair_splits);
+    key.0.max_context = key.0.max_context.div_ceil(LAYOUT_KEY_TOKENS).saturating_mul(LAYOUT_KEY_TOKENS);
     let table = TABLE.get_or_init(Default::default);
     if let Some(l) = table.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return *l;
     }
-    let layout = decode_layout(problem, sm_count, one, pair, pair_splits);
+    let (problem, sm_count, one, pair, pair_splits) = key;
+    let layout = decode_layout(&problem, sm_count, one, pair, pair_splits);
     let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
     if t.len() >= PLANNED_LAYOUTS {
         t.clear();
@@ -817,6 +828,9 @@ fn planned_layout(
 }
 /// Bound on the layouts [`planned_layout`] remembers.
 const PLANNED_LAYOUTS: usize = 4096;
+/// The rounding of the context bound in [`planned_layout`]'s key: the
+/// smallest tile the model counts (a pair's).
+const LAYOUT_KEY_TOKENS: usize = 32;
 
 /// The split-KV decode of a validated paged forward launch (`plan` from
 /// `validate_forward`, `uses_decode` true). `ptrs`: q, k, v, out, lse,
@@ -904,23 +918,39 @@ mod tests {
 
     #[test]
     fn planned_layouts_are_decode_layouts() {
-        let one = EntryOccupancy { ctas_per_sm: 2, smem_bytes: 98560 };
-        let pair = EntryOccupancy { ctas_per_sm: 3, smem_bytes: 73984 };
+        let entries = [
+            (
+                EntryOccupancy { ctas_per_sm: 2, smem_bytes: 98560 },
+                EntryOccupancy { ctas_per_sm: 3, smem_bytes: 65792 },
+            ),
+            (
+                EntryOccupancy { ctas_per_sm: 3, smem_bytes: 49408 },
+                EntryOccupancy { ctas_per_sm: 3, smem_bytes: 73984 },
+            ),
+        ];
+        let mut keys = 0;
         // Twice over more problems than the table holds: hits, misses and a
-        // cleared table all answer as decode_layout does.
+        // cleared table all answer as decode_layout does, for every input of
+        // the key (and for context bounds the key rounds).
         for _ in 0..2 {
-            for batch in 0..(PLANNED_LAYOUTS / 40 + 8) {
-                for max_context in [0, 100, 4096, 131072] {
-                    for (kv_heads, pair_splits) in [(8, false), (8, true), (3, true)] {
-                        for sm in [132, 78] {
-                            let p = DecodeProblem { batch, kv_heads, max_context, ..Default::default() };
-                            let want = decode_layout(&p, sm, one, pair, pair_splits);
-                            assert_eq!(planned_layout(&p, sm, one, pair, pair_splits), want, "{p:?}");
+            for batch in 0..24 {
+                for max_context in [0, 1, 31, 33, 100, 4095, 4096, 4097, 131071, 131072, usize::MAX] {
+                    for (window, sink) in [(0, 0), (1000, 4)] {
+                        for (kv_heads, pair_splits) in [(8, false), (8, true), (3, true)] {
+                            for sm in [132, 78] {
+                                for (one, pair) in entries {
+                                    let p = DecodeProblem { batch, kv_heads, max_context, window, sink };
+                                    let want = decode_layout(&p, sm, one, pair, pair_splits);
+                                    assert_eq!(planned_layout((p, sm, one, pair, pair_splits)), want, "{p:?}");
+                                    keys += 1;
+                                }
+                            }
                         }
                     }
                 }
             }
         }
+        assert!(keys > 2 * PLANNED_LAYOUTS, "{keys}");
     }
 
     #[test]

@@ -343,8 +343,23 @@ fn split_heuristic() {
     // Degenerate device numbers do not panic.
     let none = EntryOccupancy::default();
     assert_eq!(fa_runtime::paged::num_splits(&DecodeProblem::default(), 0, none), 1);
-    let huge = DecodeProblem { batch: usize::MAX >> 20, kv_heads: 1 << 12, max_context: 1 << 40, ..Default::default() };
-    assert!((1..=128).contains(&fa_runtime::paged::num_splits(&huge, 132, BF16_HD128)));
+    // Nor do huge ones (the public functions take any usize): the products
+    // saturate, and an unbounded context splits as a long one does.
+    for (batch, kv_heads, max_context, window, sink) in [
+        (1, 8, usize::MAX, 0, 0),
+        (usize::MAX, 8, 4096, 0, 0),
+        (usize::MAX >> 20, 1 << 12, 1 << 40, 0, 0),
+        (1, usize::MAX, usize::MAX, usize::MAX, usize::MAX),
+    ] {
+        let p = DecodeProblem { batch, kv_heads, max_context, window, sink };
+        assert!((1..=128).contains(&fa_runtime::paged::num_splits(&p, usize::MAX, BF16_HD128)), "{p:?}");
+        let big = EntryOccupancy { ctas_per_sm: usize::MAX, smem_bytes: usize::MAX };
+        for pair_splits in [false, true] {
+            let l = decode_layout(&p, usize::MAX, big, big, pair_splits);
+            assert!((1..=128).contains(&l.splits), "{p:?} {l:?}");
+        }
+    }
+    assert_eq!(num_splits(1, 8, usize::MAX, 0, 0, BF16_HD128), num_splits(1, 8, 1 << 40, 0, 0, BF16_HD128));
     // The implementation agrees with the documented cost model.
     for entry in [BF16_HD128, E4M3_HD128, EntryOccupancy { ctas_per_sm: 1, smem_bytes: 196864 }] {
         for (b, hk, ctx) in
