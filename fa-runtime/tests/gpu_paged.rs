@@ -322,8 +322,8 @@ fn batch_with(
 /// Every layout `paged::decode_layout` picks: two kv heads per CTA without
 /// a split (64 sequences of ~1600 tokens fill an H100 / H200, 132 SMs);
 /// one head per CTA with splits over several waves of CTAs, merged by
-/// `_decode_merge` (36 sequences of ~4000 tokens there: 4 splits, the tail
-/// of a second wave); one long context in one wave, the last split of each
+/// `_decode_merge` (36 sequences of ~4000 tokens there: 5 splits of 288
+/// CTAs); one long context in one wave, the last split of each
 /// head merging inside `_decode`. Each case first checks that this card
 /// plans the layout it is meant to cover (`Kernel::decode_layout`). The
 /// long case also runs twice, which fails if the kernel left its merge
@@ -372,6 +372,10 @@ fn decode_layouts_and_both_merges() {
 #[test]
 fn decode_context_hint_changes_splits_not_results() {
     let spec = cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(4));
+    // The hints plan different splits (the table's 20000 tokens: several).
+    let kernel = Kernel::new(spec).unwrap();
+    let splits = |bound| kernel.decode_layout(device(), 3, 8, bound).unwrap().unwrap().splits;
+    assert!(splits(20000) > 1 && splits(100) == 1 && splits(0) == 1);
     // Exact, too small (one split for a 20000-token context), and zero.
     for hint in [20000, 100, 0] {
         decode_hinted(&format!("decode-hint{hint}"), spec, 32, &[20000, 7, 4097], Some(hint), true);
@@ -420,7 +424,11 @@ fn decode_fp8() {
     let wide: Vec<usize> = (0..64).map(|i| 1400 + 3 * i).collect();
     let hd128 = cell(Dtype::E4m3, 128, |b| b.paged().page_size(16).gqa(4));
     decode_case("decode-e4m3-wide-batch", hd128, 32, &wide);
-    decode_case("decode-e4m3-split-batch", hd128, 32, &wide[..40]);
+    // One head per CTA with splits over several waves (_decode_merge).
+    let split_batch = batch_with(hd128, 32, 4000, &[50, 56, 68, 100, 36, 150], |l| {
+        l.heads_per_cta == 1 && l.splits > 1 && !l.fused_merge
+    });
+    decode_case("decode-e4m3-split-batch", hd128, 32, &split_batch);
     decode_case("decode-e4m3-long", hd128, 32, &[30000]);
     for hd in [64u32, 96, 192, 256] {
         let spec = cell(Dtype::E4m3, hd, |b| b.paged().page_size(16).gqa(4).causal());
@@ -430,8 +438,11 @@ fn decode_fp8() {
     // hd192 rows (192 bytes) split lines as 16-bit hd96 ones: the pair with
     // splits (both merges) and, with 3 kv heads, one head in 256-byte slots.
     let hd192 = cell(Dtype::E5m2, 192, |b| b.paged().page_size(16).gqa(4));
-    let batch75: Vec<usize> = (0..75).map(|i| 1400 + 3 * i).collect();
-    decode_case("decode-e5m2-hd192-split-batch", hd192, 32, &batch75);
+    let pairs = fa_spec::paged_pair_splits(&hd192);
+    let split_batch = batch_with(hd192, 32, 2000, &[75, 102, 68, 110, 140, 50], |l| {
+        (l.heads_per_cta == 2) == pairs && l.splits > 1 && !l.fused_merge
+    });
+    decode_case("decode-e5m2-hd192-split-batch", hd192, 32, &split_batch);
     decode_case("decode-e5m2-hd192-3kv", hd192, 12, &[30000]);
     // Two kv heads per CTA with rows padded to 80 / 112 bytes (hd64 / hd96)
     // and at hd256; 32 query heads a kv head (two m-tiles, at most 2 CTAs
