@@ -302,15 +302,16 @@ pub struct DecodeRow {
 }
 
 impl DecodeRow {
-    /// The columns of [`DecodeRow::to_csv`]; `heads_per_cta` and `splits`
-    /// are empty where the step ran the forward kernel.
+    /// The columns of [`DecodeRow::to_csv`]; the layout's (`heads_per_cta`,
+    /// `splits`, `fused_merge`) are empty where the step ran the forward
+    /// kernel.
     pub const CSV_HEADER: &'static str =
-        "kernel,batch,ctx,heads,kv_heads,head_dim,page_size,ms,gbps,heads_per_cta,splits";
+        "kernel,batch,ctx,heads,kv_heads,head_dim,page_size,ms,gbps,heads_per_cta,splits,fused_merge";
     pub fn to_csv(&self) -> String {
-        let (hc, splits) =
-            self.layout.map_or((String::new(), String::new()), |l| (l.heads_per_cta.to_string(), l.splits.to_string()));
+        let layout =
+            self.layout.map_or(",,".to_string(), |l| format!("{},{},{}", l.heads_per_cta, l.splits, l.fused_merge));
         format!(
-            "{},{},{},{},{},{},{},{:.4},{:.1},{hc},{splits}",
+            "{},{},{},{},{},{},{},{:.4},{:.1},{layout}",
             self.kernel,
             self.batch,
             self.ctx,
