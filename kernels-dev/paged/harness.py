@@ -361,7 +361,7 @@ def runtime_splits(B, kv_heads, ctx, sm, mod, hc, window=0, sink=0, block_n=64):
     paged_num_splits at its occupancy and shared memory; _decode_pair (hc = 2)
     one split, or where it takes splits the same model for half the CTAs and
     half-size tiles at its own occupancy and shared memory."""
-    if hc == 2:
+    if hc == 2 and kv_heads % 2 == 0:   # the runtime pairs only an even number of kv heads
         if not mod.pair_splits:
             return 1
         _, smem, occ, _ = mod.entry(2)

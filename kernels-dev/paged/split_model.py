@@ -26,12 +26,13 @@ of a power of 6) 0.6% slower than 33.
 import glob, json, math, os, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DECODE_OCC = {"pd_bf16_hd96_g4_p16": 2}   # _decode's CTAs per SM where a sweep ran _decode_pair (hc 2)
+# _decode's CTAs per SM for hc 2 rows of sweeps that predate the rows' occ1
+DECODE_OCC = {"pd_bf16_hd96_g4_p16": 2}
 
 
 def whole_waves(r, base, T, slots, s):
     if r["hc"] == 2:
-        slots = r["sm"] * DECODE_OCC[r["cell"]]
+        slots = r["sm"] * (r["occ1"] if "occ1" in r else DECODE_OCC[r["cell"]])
     return math.ceil(base * s / slots) * (math.ceil(T / s) + 2)
 
 

@@ -6,7 +6,7 @@ resident, else _decode_merge. HC=2 sweeps _decode_pair of cells whose pair
 takes splits (pd_pair_splits: bf16 hd96, f16 hd80), as the runtime launches
 them there.
 Writes $OUT/sweep.json ({device, sm, rows: [{cell, hc, B, ctx, occ, smem,
-times: {splits: us}}]}); results/split_sweep_h100.json (bf16 / e4m3 hd128,
+occ1 (_decode's CTAs per SM), times: {splits: us}}]}); results/split_sweep_h100.json (bf16 / e4m3 hd128,
 hc 1) is one such run (H100, 2026-11-27), results/split_sweep_*.json others.
   python3 kernels-dev/paged/render.py        # on the dev box (rendered/ is carried)
   OUT=$OUT [CELLS=a,b] [HC=1] [TAG=name] python3 kernels-dev/paged/split_sweep.py
@@ -44,7 +44,8 @@ for name in os.environ.get("CELLS", "pd_bf16_hd128_g4_p16,pd_e4m3_hd128_g4_p16")
             times[s] = H.time_fn(torch, lambda: m.decode(P), iters=20) * 1e6
         best = min(times, key=times.get)
         H.log(f"{name} hc={hc} B={B} ctx={ctx} occ={occ} best={best} ({times[best]:.1f})")
-        res["rows"].append({"cell": name, "hc": hc, "B": B, "ctx": ctx, "occ": occ, "smem": smem, "times": times})
+        res["rows"].append({"cell": name, "hc": hc, "B": B, "ctx": ctx, "occ": occ, "smem": smem,
+                            "occ1": m.occ_for(1), "times": times})
         del prob
         torch.cuda.empty_cache()
         json.dump(res, open(out_path, "w"))   # after every row: a cut-off run keeps what it measured
