@@ -509,8 +509,7 @@ fn decode_case_typed<E: Element, O: Element>(dev: &Device, case: &DecodeCase) ->
     })?;
     let elem = case.dtype.size_bytes();
     let bytes = 2 * batch * ctx * kv_heads * hd * elem + batch * heads * hd * (elem + case.dtype.output().size_bytes());
-    // The context bound the launch planned with: the table's tokens, or the hint when smaller.
-    let bound = case.max_context.map_or(width * page, |n| n.min(width * page));
+    let bound = crate::paged::decode_bound(width * page, case.max_context);
     let layout = if case.via_forward { None } else { kernel.decode_layout(dev, batch, kv_heads, bound)? };
     Ok(DecodeRow {
         kernel: spec.kernel_name(),

@@ -188,6 +188,13 @@ pub fn uses_decode(spec: &KernelSpec, seqlen_q: usize) -> bool {
     fa_spec::paged_decode(spec) && !spec.varlen() && seqlen_q == 1
 }
 
+/// The context bound a paged decode plans its layout with (`max_context`
+/// of [`num_splits`]): the block table's tokens (width × page size), or
+/// the caller's `max_seqlen_k` hint where that is smaller.
+pub fn decode_bound(table_tokens: usize, hint: Option<usize>) -> usize {
+    hint.map_or(table_tokens, |h| h.min(table_tokens))
+}
+
 /// Device addresses of a decode launch's optional inputs (0 = absent).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DecodeExtras {
@@ -252,8 +259,9 @@ pub struct DecodeExtras {
 /// / 111.5, same rounds).
 ///
 /// The host does not know the context lengths (they live on the device), so
-/// launchers pass the cell's bound for `max_context`: block-table width ×
-/// page size, or the caller's hint `FwdOptions::max_seqlen_k` when smaller.
+/// launchers pass the cell's bound for `max_context` ([`decode_bound`]:
+/// block-table width × page size, or the caller's hint
+/// `FwdOptions::max_seqlen_k` when smaller).
 /// Without a hint, a batch of much shorter contexts gets more splits than it
 /// needs; the extra splits see no tiles and cost only their launch slots.
 pub fn num_splits(problem: &DecodeProblem, sm_count: usize, entry: EntryOccupancy) -> usize {
@@ -774,11 +782,12 @@ impl DecodeEntries<'_> {
         Ok((self.dev.kernel(self.hot, &decode_entry(self.spec, hc), self.load, smem)?, smem))
     }
     fn occupancy(&self, hc: usize) -> Result<EntryOccupancy> {
+        let smem = self.smem(hc)?;
         let occ = self.dev.memo(self.hot, DecodeEntry::of(hc).occupancy_memo, || {
-            let (kernel, smem) = self.kernel(hc)?;
+            let (kernel, _) = self.kernel(hc)?;
             Ok(self.dev.occupancy(&kernel, decode_threads(self.spec), smem)? as u64)
         })?;
-        Ok(EntryOccupancy { ctas_per_sm: occ as usize, smem_bytes: self.smem(hc)? as usize })
+        Ok(EntryOccupancy { ctas_per_sm: occ as usize, smem_bytes: smem as usize })
     }
     /// The layout of a decode of `batch` sequences of up to `max_context`
     /// tokens (the cell's window and sink bound the work further).

@@ -434,9 +434,9 @@ pub fn validate_forward(
         num_kv_heads: h_k,
         seqlen_q,
         seqlen_k: s_k,
-        decode_context: match (page_size, options.max_seqlen_k) {
-            (Some(_), Some(hint)) => hint.min(s_k),
-            _ => s_k,
+        decode_context: match page_size {
+            Some(_) => crate::paged::decode_bound(s_k, options.max_seqlen_k),
+            None => s_k,
         },
         block_table_stride: bt_width,
         q_strides,
