@@ -370,6 +370,25 @@ def runtime_splits(B, kv_heads, ctx, sm, mod, hc, window=0, sink=0, block_n=64):
     return paged_num_splits(B, kv_heads, ctx, sm, occ, smem, window, sink, block_n=block_n)
 
 
+def runtime_layout(B, kv_heads, ctx, sm, mod):
+    """(heads per CTA, splits, fused merge) of a decode step, as
+    fa_runtime::paged::decode_layout plans it: split pairs where the cell
+    has them; else pairs without a split where they fill between half and all
+    of the pair entry's slots; else one kv head a CTA at num_splits. The
+    merge is fused when every CTA is resident (fuses_merge)."""
+    pairs = kv_heads >= 2 and kv_heads % 2 == 0 and 2 in mod.entries
+    pair_ctas, pair_slots = B * (kv_heads // 2), sm * mod.occ_for(2)
+    if pairs and mod.pair_splits:
+        hc = 2
+    elif pairs and 0 < pair_ctas and 2 * pair_ctas >= pair_slots and pair_ctas <= pair_slots:
+        hc = 2
+    else:
+        hc = 1
+    s = runtime_splits(B, kv_heads, ctx, sm, mod, hc) if hc == 1 or mod.pair_splits else 1
+    groups = (kv_heads + hc - 1) // hc
+    return hc, s, s > 1 and B * groups * s <= sm * mod.occ_for(hc)
+
+
 def split_counts(mod, hc, counts):
     """The split counts to run with hc kv heads per CTA: a _decode_pair (hc =
     2) without pair splits is compiled for one split, as the runtime launches it."""
