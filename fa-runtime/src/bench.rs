@@ -296,20 +296,22 @@ pub struct DecodeRow {
     pub ms: f64,
     /// Bytes moved (K and V of every context, Q and O) / median time, GB/s.
     pub gbps: f64,
-    /// The split-KV decode's layout (kv heads per CTA, splits), or `None`
+    /// The split-KV decode's layout (entry, kv heads per CTA, splits), or `None`
     /// where the step ran the forward kernel.
     pub layout: Option<crate::paged::DecodeLayout>,
 }
 
 impl DecodeRow {
     /// The columns of [`DecodeRow::to_csv`]; the layout's (`heads_per_cta`,
-    /// `splits`, `fused_merge`) are empty where the step ran the forward
-    /// kernel.
+    /// `splits`, `fused_merge`, and `entry`, the decode kernel's name after
+    /// the cell's: `decode`, `decode_unsplit` or `decode_pair`) are empty
+    /// where the step ran the forward kernel.
     pub const CSV_HEADER: &'static str =
-        "kernel,batch,ctx,heads,kv_heads,head_dim,page_size,ms,gbps,heads_per_cta,splits,fused_merge";
+        "kernel,batch,ctx,heads,kv_heads,head_dim,page_size,ms,gbps,heads_per_cta,splits,fused_merge,entry";
     pub fn to_csv(&self) -> String {
-        let layout =
-            self.layout.map_or(",,".to_string(), |l| format!("{},{},{}", l.heads_per_cta, l.splits, l.fused_merge));
+        let layout = self.layout.map_or(",,,".to_string(), |l| {
+            format!("{},{},{},{}", l.heads_per_cta(), l.splits, l.fused_merge, l.kernel.stem())
+        });
         format!(
             "{},{},{},{},{},{},{},{:.4},{:.1},{layout}",
             self.kernel,

@@ -3,10 +3,11 @@
 //! A `paged` cell's rendered source carries, besides `{name}_fwd`, the entry
 //! points of `templates/partials/paged_entry.cuh`, all in one CUBIN:
 //!
-//! - `{name}_decode(PagedDecodeParams)`, `{name}_decode_pair(…)` and
-//!   `{name}_decode_merge(…)`: split-KV flash-decoding for one query token
-//!   per sequence, one or two kv heads per CTA (every paged cell but fp8
-//!   ones at hd80, [`fa_spec::paged_decode`]);
+//! - `{name}_decode(PagedDecodeParams)`, `{name}_decode_unsplit(…)`,
+//!   `{name}_decode_pair(…)` and `{name}_decode_merge(…)`: split-KV
+//!   flash-decoding for one query token per sequence, one or two kv heads
+//!   per CTA ([`DecodeKernel`]; every paged cell but fp8 ones at hd80,
+//!   [`fa_spec::paged_decode`]);
 //! - `{name}_append(PagedAppendParams)`: scatters new K/V tokens into the
 //!   caches through a slot mapping.
 //!
@@ -137,34 +138,67 @@ pub const APPEND_THREADS: u32 = 256;
 /// Most splits of one decode.
 pub const MAX_SPLITS: usize = 128;
 
-/// Entry point names of a paged cell. The decode kernel has one entry per
-/// [`DecodeLayout::heads_per_cta`] (1: `_decode`, 2: `_decode_pair`), each
-/// specialised for it, with its own ring depth and shared memory.
-pub fn decode_entry(spec: &KernelSpec, heads_per_cta: usize) -> String {
-    format!("{}_{}", spec.kernel_name(), DecodeEntry::of(heads_per_cta).stem)
+/// The decode kernel entries of a paged cell ([`decode_entry`]), each
+/// specialised for its work, with its own ring depth and shared memory;
+/// [`decode_layout`] picks one per launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DecodeKernel {
+    /// `_decode`: one kv head per CTA, any number of splits.
+    One,
+    /// `_decode_unsplit`: one kv head per CTA, compiled for one split (no
+    /// split, merge or dynamic-slice code), with the ring that fits the
+    /// most CTAs per SM (2 stages and 3 CTAs per SM at 16-bit hd128 on
+    /// sm90, where `_decode` has 3 and 2; elsewhere mostly `_decode`'s).
+    Unsplit,
+    /// `_decode_pair`: two kv heads per CTA; one split unless the cell's
+    /// pair takes splits ([`fa_spec::paged_pair_splits`]).
+    Pair,
 }
-/// The names that differ between the two decode entries: the entry's suffix
-/// and the per-module memo keys of its shared memory and occupancy.
-struct DecodeEntry {
-    stem: &'static str,
-    smem_memo: &'static str,
-    occupancy_memo: &'static str,
-}
-impl DecodeEntry {
-    fn of(heads_per_cta: usize) -> &'static DecodeEntry {
+impl DecodeKernel {
+    /// Every entry, in the order the runtime reads their occupancy.
+    pub const ALL: [DecodeKernel; 3] = [DecodeKernel::One, DecodeKernel::Unsplit, DecodeKernel::Pair];
+    /// KV heads one CTA serves (`PagedDecodeParams::heads_per_cta`).
+    pub fn heads_per_cta(self) -> usize {
+        if self == DecodeKernel::Pair {
+            2
+        } else {
+            1
+        }
+    }
+    /// The entry's name after the cell's kernel name (`decode_unsplit`).
+    pub fn stem(self) -> &'static str {
+        self.names().stem
+    }
+    fn names(self) -> &'static DecodeEntry {
         const ONE: DecodeEntry =
             DecodeEntry { stem: "decode", smem_memo: "decode_smem_bytes", occupancy_memo: "decode_occupancy" };
+        const UNSPLIT: DecodeEntry = DecodeEntry {
+            stem: "decode_unsplit",
+            smem_memo: "decode_unsplit_smem_bytes",
+            occupancy_memo: "decode_unsplit_occupancy",
+        };
         const PAIR: DecodeEntry = DecodeEntry {
             stem: "decode_pair",
             smem_memo: "decode_pair_smem_bytes",
             occupancy_memo: "decode_pair_occupancy",
         };
-        if heads_per_cta == 2 {
-            &PAIR
-        } else {
-            &ONE
+        match self {
+            DecodeKernel::One => &ONE,
+            DecodeKernel::Unsplit => &UNSPLIT,
+            DecodeKernel::Pair => &PAIR,
         }
     }
+}
+/// Entry point name of a decode kernel of a paged cell.
+pub fn decode_entry(spec: &KernelSpec, kernel: DecodeKernel) -> String {
+    format!("{}_{}", spec.kernel_name(), kernel.stem())
+}
+/// The names that differ between the decode entries: the entry's suffix
+/// and the per-module memo keys of its shared memory and occupancy.
+struct DecodeEntry {
+    stem: &'static str,
+    smem_memo: &'static str,
+    occupancy_memo: &'static str,
 }
 /// See [`decode_entry`].
 pub fn merge_entry(spec: &KernelSpec) -> String {
@@ -175,9 +209,9 @@ pub fn append_entry(spec: &KernelSpec) -> String {
     format!("{}_append", spec.kernel_name())
 }
 /// The `__constant__ int` holding the dynamic shared memory bytes of
-/// [`decode_entry`]`(spec, heads_per_cta)`.
-pub fn decode_smem_symbol(spec: &KernelSpec, heads_per_cta: usize) -> String {
-    format!("{}_smem_bytes", decode_entry(spec, heads_per_cta))
+/// [`decode_entry`]`(spec, kernel)`.
+pub fn decode_smem_symbol(spec: &KernelSpec, kernel: DecodeKernel) -> String {
+    format!("{}_smem_bytes", decode_entry(spec, kernel))
 }
 
 /// Whether a forward launch of `spec` with `seqlen_q` queries per sequence
@@ -314,13 +348,38 @@ fn best_splits(problem: &DecodeProblem, base: usize, n: usize, sm_count: usize, 
     let mut best = (1, f64::INFINITY);
     for s in 1..=smax {
         let waves = if s == 1 { &one } else { &split }.of(base.max(1).saturating_mul(s));
-        // Tokens a CTA walks, in f64: a context bound near usize::MAX must not wrap.
-        let cost = waves * (t.div_ceil(s) as f64 * n as f64 + FIXED_TOKENS);
+        let cost = waves * cta_tokens(t, s, n);
         if cost < best.1 {
             best = (s, cost);
         }
     }
     best.0
+}
+
+/// Tokens one CTA of `s` splits walks over `t` tiles of `n` tokens, plus
+/// its fixed cost; in f64, so that a context bound near `usize::MAX` cannot
+/// wrap.
+fn cta_tokens(t: usize, s: usize, n: usize) -> f64 {
+    t.div_ceil(s) as f64 * n as f64 + FIXED_TOKENS
+}
+
+/// [`num_splits`]' cost of `base · splits` CTAs of tiles of `n` tokens on
+/// `entry`, in CTA-tokens (its waves' time times the entry's slots), which
+/// compares launches of entries with different slots: [`best_splits`]'
+/// cost, in waves of one entry's slots, does not.
+fn launch_cost(
+    problem: &DecodeProblem,
+    base: usize,
+    n: usize,
+    sm_count: usize,
+    entry: EntryOccupancy,
+    splits: usize,
+) -> f64 {
+    let t = visited_tiles(problem, n);
+    let slots = sm_count.saturating_mul(entry.ctas_per_sm).max(1);
+    let bytes = if splits == 1 { SATURATING_BYTES_ONE } else { SATURATING_BYTES_SPLIT };
+    let waves = LaunchWaves::new(bytes / entry.smem_bytes.max(1) as f64, slots).of(base.max(1).saturating_mul(splits));
+    waves * slots as f64 * cta_tokens(t, splits, n)
 }
 
 /// [`num_splits`]' time of a launch's waves, in units of a wave of `slots`
@@ -364,11 +423,13 @@ fn visited_tiles(problem: &DecodeProblem, n: usize) -> usize {
 /// group's splits spread over the SMs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLayout {
-    /// KV heads one CTA serves (1 or 2); its tiles are 64 / heads_per_cta
-    /// tokens of that many heads. 2 only with `splits == 1` unless the
-    /// cell's `_decode_pair` takes splits ([`fa_spec::paged_pair_splits`]);
-    /// elsewhere it is compiled for one split (no partials and no merge).
-    pub heads_per_cta: usize,
+    /// The entry launched; it serves [`DecodeKernel::heads_per_cta`] kv
+    /// heads per CTA, whose tiles are 64 / heads_per_cta tokens of that many
+    /// heads. [`DecodeKernel::Unsplit`] always with `splits == 1`, and
+    /// [`DecodeKernel::Pair`] too unless the cell's `_decode_pair` takes
+    /// splits ([`fa_spec::paged_pair_splits`]): elsewhere both are compiled
+    /// for one split (no partials and no merge).
+    pub kernel: DecodeKernel,
     /// Splits of the KV sequence ([`num_splits`]'s cost model).
     pub splits: usize,
     /// Whether the last split of each CTA group merges the splits inside
@@ -377,17 +438,36 @@ pub struct DecodeLayout {
 }
 
 impl DecodeLayout {
+    /// KV heads one CTA serves (1 or 2).
+    pub fn heads_per_cta(&self) -> usize {
+        self.kernel.heads_per_cta()
+    }
     /// CTA groups of `heads_per_cta` kv heads: the grid's x.
     pub fn kv_groups(&self, kv_heads: usize) -> usize {
-        kv_heads.div_ceil(self.heads_per_cta)
+        kv_heads.div_ceil(self.heads_per_cta())
     }
+}
+
+/// What [`decode_layout`] knows of a cell's decode entries on a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct DecodeKernels {
+    /// `_decode` ([`DecodeKernel::One`]).
+    pub one: EntryOccupancy,
+    /// `_decode_unsplit` ([`DecodeKernel::Unsplit`]); `ctas_per_sm` 0 where
+    /// it is not to be launched.
+    pub unsplit: EntryOccupancy,
+    /// `_decode_pair` ([`DecodeKernel::Pair`]).
+    pub pair: EntryOccupancy,
+    /// Whether `_decode_pair` takes splits ([`fa_spec::paged_pair_splits`]).
+    pub pair_splits: bool,
 }
 
 /// The [`DecodeLayout`] of a decode: two kv heads per CTA without splits
 /// where those CTAs fill between half and all of `_decode_pair`'s slots at
 /// once (`batch · kv_heads / 2` of `sm_count · pair.ctas_per_sm`, even
 /// `kv_heads`), else one head per CTA with the split count of
-/// [`num_splits`]. With splits, two heads per CTA mean twice the splits per
+/// [`num_splits`] through `_decode`, or with one split through
+/// `_decode_unsplit` where that streams faster (below). With splits, two heads per CTA mean twice the splits per
 /// head and twice the partial results to merge, so `_decode_pair` is
 /// launched only without splits (but see `pair_splits` below). Fewer pair
 /// CTAs than half the slots leave the card's bandwidth unused where splits
@@ -407,10 +487,31 @@ impl DecodeLayout {
 /// whatever their CTAs per SM, where a memory-bound wave takes as long as
 /// its bytes. Four heads per CTA: no faster (bf16, 254.5 µs at 64 × 4096).
 ///
-/// `one` and `pair`: CTAs per SM and shared memory of `_decode` and
-/// `_decode_pair` ([`decode_entry`]), whose rings differ where the pair's
-/// shallower ring fits more CTAs (hd128 on sm90: 2 and 3), so each layout
-/// is costed with its own slots.
+/// `kernels`: CTAs per SM and shared memory of `_decode`, `_decode_unsplit`
+/// and `_decode_pair` ([`decode_entry`]), whose rings differ where a
+/// shallower ring fits more CTAs (hd128 on sm90: 2, 3 and 3), so each
+/// layout is costed with its own slots.
+///
+/// `_decode_unsplit` takes one head per CTA without a split where
+/// `_decode` would take one split and the launch has more CTAs than the
+/// card has SMs, or the two entries have the same ring (it is the same
+/// kernel without the split code); and where `_decode` would split a
+/// launch of more CTAs than SMs that fits one wave of the unsplit entry's
+/// slots, and the model costs that wave (in CTA-tokens, comparable between
+/// entries) no more than the splits. Measured (H100, bf16 hd128, 32/8
+/// heads, pages of 16, `FLUSH=1`, `kernels-dev/paged/tie_ab.py`, SDPA
+/// cuDNN interleaved in the same rounds, µs; `_decode_unsplit` has 2
+/// stages at 3 CTAs per SM, `_decode` 3 at 2): 24 × 4096 148.4 against
+/// 153.5 (cuDNN 153.2), 32 × 4096 190.5 against 193.1 (190.0), 48 × 4096
+/// 279.7 against 281.0 (280.8), 128 × 4096 717.6 against 718.6 (711.8), 32
+/// × 1024 59.7 against 60.7 (60.2), 256 × 2048 714.4 against 716.3 (710.6),
+/// 40 × 4096 238.8 against 243.3 for `_decode`'s two splits (247.4); 16 ×
+/// 4096 (128 CTAs) keeps `_decode`: 104.1 against 108.1 unsplit (103.0).
+/// On an H200: 24 × 4096 107.2 against 108.9, 32 × 4096 134.8 against
+/// 137.6, 48 × 4096 195.1 against 202.4, 40 × 4096 165.9 against 174.5, 256
+/// × 2048 494.3 against 494.6; 16 × 4096 77.2 through `_decode` against
+/// 84.2. Where the rings are the same (e4m3 hd128, H100): 32 × 1024 37.5
+/// against 37.8, 128 × 1024 112.0 against 112.9.
 ///
 /// `pair_splits` ([`fa_spec::paged_pair_splits`]: rows of 160 / 192 bytes,
 /// 16-bit hd80 / hd96 and fp8 hd192, on sm90+):
@@ -439,28 +540,54 @@ impl DecodeLayout {
 /// against 223.5 / 192.8 (one head, no split). The pair's split code costs
 /// nothing where it does not split (64 × 4096: 196.8–197.2 against 196.8
 /// µs without it on an H200, 285.1–285.8 against 285.2–285.3 on an H100).
-pub fn decode_layout(
-    problem: &DecodeProblem,
-    sm_count: usize,
-    one: EntryOccupancy,
-    pair: EntryOccupancy,
-    pair_splits: bool,
-) -> DecodeLayout {
+pub fn decode_layout(problem: &DecodeProblem, sm_count: usize, kernels: DecodeKernels) -> DecodeLayout {
+    let DecodeKernels { one, unsplit, pair, pair_splits } = kernels;
     let (batch, kv_heads) = (problem.batch, problem.kv_heads);
     let pair_tile_tokens = DECODE_TILE_TOKENS / 2;
     let pairs = kv_heads >= 2 && kv_heads % 2 == 0;
     let pair_ctas = batch.saturating_mul(kv_heads / 2);
     let pair_slots = sm_count.saturating_mul(pair.ctas_per_sm);
-    let (heads_per_cta, splits, entry) = if pairs && pair_splits {
-        (2, best_splits(problem, pair_ctas, pair_tile_tokens, sm_count, pair), pair)
+    let (kernel, splits, entry) = if pairs && pair_splits {
+        (DecodeKernel::Pair, best_splits(problem, pair_ctas, pair_tile_tokens, sm_count, pair), pair)
     } else if pairs && pair_ctas > 0 && pair_ctas.saturating_mul(2) >= pair_slots && pair_ctas <= pair_slots {
-        (2, 1, pair)
+        (DecodeKernel::Pair, 1, pair)
     } else {
-        (1, num_splits(problem, sm_count, one), one)
+        let splits = num_splits(problem, sm_count, one);
+        if takes_unsplit(problem, sm_count, one, unsplit, splits) {
+            (DecodeKernel::Unsplit, 1, unsplit)
+        } else {
+            (DecodeKernel::One, splits, one)
+        }
     };
-    let mut layout = DecodeLayout { heads_per_cta, splits, fused_merge: false };
+    let mut layout = DecodeLayout { kernel, splits, fused_merge: false };
     layout.fused_merge = fuses_merge(batch, layout.kv_groups(kv_heads), splits, sm_count, entry.ctas_per_sm);
     layout
+}
+
+/// Whether one kv head per CTA runs `_decode_unsplit` (one split) rather
+/// than `_decode` at `splits` ([`num_splits`]' count on `_decode`); the
+/// rule and its measurements are [`decode_layout`]'s. The cost comparison
+/// fires at bf16 hd128 with 8 kv heads for 34 to 49 sequences (272 to 392
+/// CTAs: one wave and up to half another of `_decode`'s 264 slots, which
+/// the model splits in two or four) at 1024 to 32768 tokens.
+fn takes_unsplit(
+    problem: &DecodeProblem,
+    sm_count: usize,
+    one: EntryOccupancy,
+    unsplit: EntryOccupancy,
+    splits: usize,
+) -> bool {
+    let ctas = problem.batch.saturating_mul(problem.kv_heads);
+    if unsplit.ctas_per_sm == 0 || ctas == 0 {
+        return false;
+    }
+    if splits == 1 {
+        return unsplit.smem_bytes == one.smem_bytes || ctas > sm_count;
+    }
+    let n = DECODE_TILE_TOKENS;
+    ctas > sm_count
+        && ctas <= sm_count.saturating_mul(unsplit.ctas_per_sm)
+        && launch_cost(problem, ctas, n, sm_count, unsplit, 1) <= launch_cost(problem, ctas, n, sm_count, one, splits)
 }
 
 /// Whether a split decode merges its splits inside `_decode` (the last split
@@ -754,7 +881,7 @@ pub fn decode_params(
         num_blocks: num_blocks as i32,
         block_table_stride: plan.block_table_stride as i32,
         num_splits: layout.splits as i32,
-        heads_per_cta: layout.heads_per_cta as i32,
+        heads_per_cta: layout.heads_per_cta() as i32,
         softmax_scale: plan.softmax_scale,
         scale_log2: plan.softmax_scale * std::f32::consts::LOG2_E,
         pad_: 0,
@@ -771,20 +898,20 @@ pub(crate) struct DecodeEntries<'a> {
     pub load: &'a dyn Fn() -> Result<std::sync::Arc<crate::cache::Artifact>>,
 }
 impl DecodeEntries<'_> {
-    fn smem(&self, hc: usize) -> Result<u32> {
-        let smem = self.dev.memo(self.hot, DecodeEntry::of(hc).smem_memo, || {
-            Ok(self.dev.module_global_i32(self.hot, &decode_smem_symbol(self.spec, hc), self.load)?.max(0) as u64)
+    fn smem(&self, k: DecodeKernel) -> Result<u32> {
+        let smem = self.dev.memo(self.hot, k.names().smem_memo, || {
+            Ok(self.dev.module_global_i32(self.hot, &decode_smem_symbol(self.spec, k), self.load)?.max(0) as u64)
         })?;
         Ok(smem as u32)
     }
-    fn kernel(&self, hc: usize) -> Result<(std::sync::Arc<crate::device::LoadedKernel>, u32)> {
-        let smem = self.smem(hc)?;
-        Ok((self.dev.kernel(self.hot, &decode_entry(self.spec, hc), self.load, smem)?, smem))
+    fn kernel(&self, k: DecodeKernel) -> Result<(std::sync::Arc<crate::device::LoadedKernel>, u32)> {
+        let smem = self.smem(k)?;
+        Ok((self.dev.kernel(self.hot, &decode_entry(self.spec, k), self.load, smem)?, smem))
     }
-    fn occupancy(&self, hc: usize) -> Result<EntryOccupancy> {
-        let smem = self.smem(hc)?;
-        let occ = self.dev.memo(self.hot, DecodeEntry::of(hc).occupancy_memo, || {
-            let (kernel, _) = self.kernel(hc)?;
+    fn occupancy(&self, k: DecodeKernel) -> Result<EntryOccupancy> {
+        let smem = self.smem(k)?;
+        let occ = self.dev.memo(self.hot, k.names().occupancy_memo, || {
+            let (kernel, _) = self.kernel(k)?;
             Ok(self.dev.occupancy(&kernel, decode_threads(self.spec), smem)? as u64)
         })?;
         Ok(EntryOccupancy { ctas_per_sm: occ as usize, smem_bytes: smem as usize })
@@ -799,14 +926,19 @@ impl DecodeEntries<'_> {
             window: self.spec.window().unwrap_or(0) as usize,
             sink: self.spec.sink().unwrap_or(0) as usize,
         };
-        let (one, pair) = (self.occupancy(1)?, self.occupancy(2)?);
+        let kernels = DecodeKernels {
+            one: self.occupancy(DecodeKernel::One)?,
+            unsplit: self.occupancy(DecodeKernel::Unsplit)?,
+            pair: self.occupancy(DecodeKernel::Pair)?,
+            pair_splits: fa_spec::paged_pair_splits(self.spec),
+        };
         let sm_count = self.dev.sm_count() as usize;
-        Ok(planned_layout((problem, sm_count, one, pair, fa_spec::paged_pair_splits(self.spec))))
+        Ok(planned_layout((problem, sm_count, kernels)))
     }
 }
 
 /// Everything [`decode_layout`] reads.
-type LayoutKey = (DecodeProblem, usize, EntryOccupancy, EntryOccupancy, bool);
+type LayoutKey = (DecodeProblem, usize, DecodeKernels);
 
 /// [`decode_layout`], remembered: a decode loop repeats its batch and
 /// context bound from step to step, and the split search costs 5–8 µs at
@@ -826,8 +958,8 @@ fn planned_layout(mut key: LayoutKey) -> DecodeLayout {
     if let Some(l) = table.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return *l;
     }
-    let (problem, sm_count, one, pair, pair_splits) = key;
-    let layout = decode_layout(&problem, sm_count, one, pair, pair_splits);
+    let (problem, sm_count, kernels) = key;
+    let layout = decode_layout(&problem, sm_count, kernels);
     let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
     if t.len() >= PLANNED_LAYOUTS {
         t.clear();
@@ -854,7 +986,7 @@ pub(crate) fn launch_decode(
     let (dev, spec) = (entries.dev, entries.spec);
     let threads = decode_threads(spec);
     let layout = entries.layout(plan.batch, plan.num_kv_heads, plan.decode_context)?;
-    let (decode, smem) = entries.kernel(layout.heads_per_cta)?;
+    let (decode, smem) = entries.kernel(layout.kernel)?;
     let groups = layout.kv_groups(plan.num_kv_heads);
     let grid = (groups as u32, layout.splits as u32, plan.batch as u32);
     if layout.splits == 1 {
@@ -923,7 +1055,9 @@ pub struct AppendCall<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_layout, planned_layout, DecodeEntry, DecodeProblem, EntryOccupancy, PLANNED_LAYOUTS};
+    use super::{
+        decode_layout, planned_layout, DecodeKernel, DecodeKernels, DecodeProblem, EntryOccupancy, PLANNED_LAYOUTS,
+    };
 
     #[test]
     fn planned_layouts_are_decode_layouts() {
@@ -931,8 +1065,10 @@ mod tests {
             (
                 EntryOccupancy { ctas_per_sm: 2, smem_bytes: 98560 },
                 EntryOccupancy { ctas_per_sm: 3, smem_bytes: 65792 },
+                EntryOccupancy { ctas_per_sm: 3, smem_bytes: 65792 },
             ),
             (
+                EntryOccupancy { ctas_per_sm: 3, smem_bytes: 49408 },
                 EntryOccupancy { ctas_per_sm: 3, smem_bytes: 49408 },
                 EntryOccupancy { ctas_per_sm: 3, smem_bytes: 73984 },
             ),
@@ -947,10 +1083,11 @@ mod tests {
                     for (window, sink) in [(0, 0), (1000, 4)] {
                         for (kv_heads, pair_splits) in [(8, false), (8, true), (3, true)] {
                             for sm in [132, 78] {
-                                for (one, pair) in entries {
+                                for (one, unsplit, pair) in entries {
                                     let p = DecodeProblem { batch, kv_heads, max_context, window, sink };
-                                    let want = decode_layout(&p, sm, one, pair, pair_splits);
-                                    assert_eq!(planned_layout((p, sm, one, pair, pair_splits)), want, "{p:?}");
+                                    let k = DecodeKernels { one, unsplit, pair, pair_splits };
+                                    let want = decode_layout(&p, sm, k);
+                                    assert_eq!(planned_layout((p, sm, k)), want, "{p:?}");
                                     keys += 1;
                                 }
                             }
@@ -964,12 +1101,14 @@ mod tests {
 
     #[test]
     fn decode_entries_keep_their_names_apart() {
-        let (one, pair) = (DecodeEntry::of(1), DecodeEntry::of(2));
-        assert_eq!((one.stem, pair.stem), ("decode", "decode_pair"));
-        // A shared memo key would hand one entry the other's smem or occupancy.
-        assert_ne!(one.smem_memo, pair.smem_memo);
-        assert_ne!(one.occupancy_memo, pair.occupancy_memo);
-        assert_ne!(one.smem_memo, one.occupancy_memo);
-        assert_ne!(pair.smem_memo, pair.occupancy_memo);
+        let stems = DecodeKernel::ALL.map(|k| k.stem());
+        assert_eq!(stems, ["decode", "decode_unsplit", "decode_pair"]);
+        assert_eq!(DecodeKernel::ALL.map(|k| k.heads_per_cta()), [1, 1, 2]);
+        // A shared memo key would hand one entry another's smem or occupancy.
+        let mut memos: Vec<&str> =
+            DecodeKernel::ALL.iter().flat_map(|k| [k.names().smem_memo, k.names().occupancy_memo]).collect();
+        memos.sort_unstable();
+        memos.dedup();
+        assert_eq!(memos.len(), 2 * DecodeKernel::ALL.len(), "{memos:?}");
     }
 }

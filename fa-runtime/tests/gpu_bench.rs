@@ -2,6 +2,7 @@
 #![cfg(feature = "gpu")]
 
 use fa_runtime::bench::{arch_for, bench_compile, bench_forward, bench_launch_overhead, to_csv, BenchGrid};
+use fa_runtime::paged::DecodeKernel;
 use fa_runtime::{Device, KernelSpec};
 use fa_spec::Dtype;
 
@@ -56,7 +57,7 @@ fn decode_benchmarks_run() {
     // idle without splits, so the decode kernel splits them; the forward
     // route has no layout.
     assert!(r.layout.is_some_and(|l| l.splits > 1) && fwd.layout.is_none(), "{r:?} {fwd:?}");
-    assert_eq!(dec.layout.map(|l| l.heads_per_cta), Some(1), "{dec:?}");
+    assert_eq!(dec.layout.map(|l| l.kernel), Some(DecodeKernel::One), "{dec:?}");
     for row in [&r, &dec, &fwd] {
         assert_eq!(row.to_csv().split(',').count(), DecodeRow::CSV_HEADER.split(',').count(), "{row:?}");
     }

@@ -14,7 +14,7 @@
 
 mod gpu_common;
 
-use fa_runtime::paged::{check_paged_inputs, check_slot_mapping, DecodeLayout};
+use fa_runtime::paged::{check_paged_inputs, check_slot_mapping, DecodeKernel, DecodeLayout};
 use fa_runtime::reference::{KvLayout, Precision, Problem, QLayout, RefSpec};
 use fa_runtime::{flash_attention, Element, FaError, ForwardArgs, FwdOptions, Kernel, KernelSpec, Tensor};
 use fa_spec::Dtype;
@@ -322,9 +322,10 @@ fn batch_with(
 /// Every layout `paged::decode_layout` picks: two kv heads per CTA without
 /// a split (64 sequences of ~1600 tokens fill an H100 / H200, 132 SMs);
 /// one head per CTA with splits over several waves of CTAs, merged by
-/// `_decode_merge` (36 sequences of ~4000 tokens there: 5 splits of 288
+/// `_decode_merge` (100 sequences of ~4000 tokens there: 4 splits of 800
 /// CTAs); one long context in one wave, the last split of each
-/// head merging inside `_decode`. Each case first checks that this card
+/// head merging inside `_decode` (one head without a split:
+/// `decode_one_head_without_split`). Each case first checks that this card
 /// plans the layout it is meant to cover (`Kernel::decode_layout`). The
 /// long case also runs twice, which fails if the kernel left its merge
 /// counters non-zero.
@@ -333,10 +334,10 @@ fn decode_layouts_and_both_merges() {
     let spec = cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(4));
     let wide = ragged_from(1400, 64);
     let l = planned(spec, 32, &wide);
-    assert_eq!((l.heads_per_cta, l.splits), (2, 1), "{l:?}");
+    assert_eq!((l.kernel, l.splits), (DecodeKernel::Pair, 1), "{l:?}");
     decode_case("decode-wide-batch", spec, 32, &wide);
     let split_batch = batch_with(spec, 32, 4000, &[36, 34, 40, 68, 100, 133], |l| {
-        l.heads_per_cta == 1 && l.splits > 1 && !l.fused_merge
+        l.kernel == DecodeKernel::One && l.splits > 1 && !l.fused_merge
     });
     decode_case("decode-split-batch", spec, 32, &split_batch);
     // Two kv heads per CTA at hd 96 and hd 80, whose rows the slice's two
@@ -353,20 +354,40 @@ fn decode_layouts_and_both_merges() {
     let hd80 = cell(Dtype::F16, 80, |b| b.paged().page_size(32).gqa(4).causal());
     let pairs = fa_spec::paged_pair_splits(&hd96);
     let l = planned(hd96, 32, &[30000]);
-    assert!(l.splits > 1 && l.fused_merge && (l.heads_per_cta == 2) == pairs, "{l:?}");
+    assert!(l.splits > 1 && l.fused_merge && (l.heads_per_cta() == 2) == pairs, "{l:?}");
     decode_case("decode-long-hd96", hd96, 32, &[30000]);
     let batch_hd80 = batch_with(hd80, 32, 2000, &[102, 100, 104, 110, 140, 170], |l| {
-        (l.heads_per_cta == 2) == pairs && l.splits > 1 && !l.fused_merge
+        (l.heads_per_cta() == 2) == pairs && l.splits > 1 && !l.fused_merge
     });
     decode_case("decode-split-batch-hd80", hd80, 32, &batch_hd80);
-    assert_eq!(planned(hd96, 12, &[30000]).heads_per_cta, 1);
+    assert_eq!(planned(hd96, 12, &[30000]).heads_per_cta(), 1);
     decode_case("decode-long-hd96-3kv", hd96, 12, &[30000]);
     decode_case("decode-long-hd80-7kv", hd80, 28, &[20000]);
     let l = planned(spec, 32, &[30000]);
-    assert!(l.heads_per_cta == 1 && l.splits > 1 && l.fused_merge, "{l:?}");
+    assert!(l.kernel == DecodeKernel::One && l.splits > 1 && l.fused_merge, "{l:?}");
     for run in 0..2 {
         decode_case(&format!("decode-one-wave-{run}"), spec, 32, &[30000]);
     }
+}
+
+/// One kv head per CTA without a split: through `_decode_unsplit` where
+/// the launch has more CTAs than the card has SMs (32 sequences of ~1400
+/// tokens, 256 CTAs; on sm90 bf16 hd128 its 2-stage ring at 3 CTAs per SM),
+/// through `_decode` and its deeper ring where it has fewer (12 sequences,
+/// 96 CTAs). Small enough for compute-sanitizer.
+#[test]
+fn decode_one_head_without_split() {
+    let spec = cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(4));
+    let many = batch_with(spec, 32, 1400, &[32, 24, 40, 48, 20], |l| l.kernel == DecodeKernel::Unsplit);
+    decode_case("decode-unsplit", spec, 32, &many);
+    let few = batch_with(spec, 32, 1400, &[12, 8, 4], |l| l.kernel == DecodeKernel::One && l.splits == 1);
+    decode_case("decode-one-unsplit-ring", spec, 32, &few);
+    // e4m3: _decode_unsplit has _decode's ring, and serves every launch of
+    // one split.
+    let fp8 = cell(Dtype::E4m3, 128, |b| b.paged().page_size(16).gqa(4));
+    let l = planned(fp8, 32, &ragged_from(200, 3));
+    assert!(l.kernel == DecodeKernel::Unsplit && l.splits == 1, "{l:?}");
+    decode_case("decode-e4m3-unsplit", fp8, 32, &ragged_from(200, 3));
 }
 
 #[test]
@@ -374,8 +395,10 @@ fn decode_context_hint_changes_splits_not_results() {
     let spec = cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(4));
     // The hints plan different splits (the table's 20000 tokens: several).
     let kernel = Kernel::new(spec).unwrap();
-    let splits = |bound| kernel.decode_layout(device(), 3, 8, bound).unwrap().unwrap().splits;
-    assert!(splits(20000) > 1 && splits(100) == 1 && splits(0) == 1);
+    let layout = |bound| kernel.decode_layout(device(), 3, 8, bound).unwrap().unwrap();
+    assert!(layout(20000).splits > 1 && layout(100).splits == 1 && layout(0).splits == 1);
+    // 24 CTAs of one split: _decode (its deeper ring), not _decode_unsplit.
+    assert_eq!(layout(100).kernel, DecodeKernel::One);
     // Exact, too small (one split for a 20000-token context), and zero.
     for hint in [20000, 100, 0] {
         decode_hinted(&format!("decode-hint{hint}"), spec, 32, &[20000, 7, 4097], Some(hint), true);
@@ -426,7 +449,7 @@ fn decode_fp8() {
     decode_case("decode-e4m3-wide-batch", hd128, 32, &wide);
     // One head per CTA with splits over several waves (_decode_merge).
     let split_batch = batch_with(hd128, 32, 4000, &[50, 56, 68, 100, 36, 150], |l| {
-        l.heads_per_cta == 1 && l.splits > 1 && !l.fused_merge
+        l.kernel == DecodeKernel::One && l.splits > 1 && !l.fused_merge
     });
     decode_case("decode-e4m3-split-batch", hd128, 32, &split_batch);
     decode_case("decode-e4m3-long", hd128, 32, &[30000]);
@@ -440,7 +463,7 @@ fn decode_fp8() {
     let hd192 = cell(Dtype::E5m2, 192, |b| b.paged().page_size(16).gqa(4));
     let pairs = fa_spec::paged_pair_splits(&hd192);
     let split_batch = batch_with(hd192, 32, 2000, &[75, 102, 68, 110, 140, 50], |l| {
-        (l.heads_per_cta == 2) == pairs && l.splits > 1 && !l.fused_merge
+        (l.heads_per_cta() == 2) == pairs && l.splits > 1 && !l.fused_merge
     });
     decode_case("decode-e5m2-hd192-split-batch", hd192, 32, &split_batch);
     decode_case("decode-e5m2-hd192-3kv", hd192, 12, &[30000]);

@@ -179,12 +179,14 @@ fn paged_cells_carry_decode_merge_and_append_with_their_abi() {
         let info = |entry: String| cubin_info(&c.cubin, &entry).unwrap_or_else(|e| panic!("{entry}: {e}"));
         assert_eq!(info(fa_runtime::paged::append_entry(&spec)).param_bytes, Some(app));
         if fa_spec::paged_decode(&spec) {
-            for heads_per_cta in [1, 2] {
-                assert_eq!(info(fa_runtime::paged::decode_entry(&spec, heads_per_cta)).param_bytes, Some(dec));
+            for kernel in fa_runtime::paged::DecodeKernel::ALL {
+                assert_eq!(info(fa_runtime::paged::decode_entry(&spec, kernel)).param_bytes, Some(dec));
             }
             assert_eq!(info(fa_runtime::paged::merge_entry(&spec)).param_bytes, Some(dec));
         } else {
-            assert!(cubin_info(&c.cubin, &fa_runtime::paged::decode_entry(&spec, 1)).is_err());
+            for kernel in fa_runtime::paged::DecodeKernel::ALL {
+                assert!(cubin_info(&c.cubin, &fa_runtime::paged::decode_entry(&spec, kernel)).is_err());
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

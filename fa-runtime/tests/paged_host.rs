@@ -4,12 +4,13 @@
 
 use fa_runtime::paged::{
     check_slots, check_tables, decode_layout, fuses_merge, uses_decode, validate_append, workspace_bytes, AppendShapes,
-    DecodeLayout, DecodeProblem, EntryOccupancy, PagedAppendParams, PagedDecodeParams,
+    DecodeKernel, DecodeKernels, DecodeLayout, DecodeProblem, EntryOccupancy, PagedAppendParams, PagedDecodeParams,
 };
 use fa_runtime::validate::ArgMeta;
 use fa_runtime::{ElemType, FaError, KernelSpec};
 use fa_spec::{Arch, Dtype};
 use std::mem::offset_of;
+use DecodeKernel::{One, Pair, Unsplit};
 
 mod c_header;
 use c_header::c_fields;
@@ -278,11 +279,13 @@ fn table_checks() {
     assert!(check_slots(&[-2], 10, 4).is_err());
 }
 
-/// `_decode` and `_decode_pair` of bf16 hd128 on sm_90a: 2 CTAs a SM with
-/// 3-stage rings of 32 KiB, 3 with 2-stage ones; and e4m3 hd128's _decode
-/// (3 CTAs a SM, 3 stages of 16 KiB). Dynamic shared memory as the rendered
-/// cells export it.
+/// `_decode`, `_decode_unsplit` and `_decode_pair` of bf16 hd128 on
+/// sm_90a: 2 CTAs a SM with 3-stage rings of 32 KiB, 3 with 2-stage ones;
+/// and e4m3 hd128's _decode (3 CTAs a SM, 3 stages of 16 KiB, the ring of
+/// its _decode_unsplit too). Dynamic shared memory as the rendered cells
+/// export it.
 const BF16_HD128: EntryOccupancy = EntryOccupancy { ctas_per_sm: 2, smem_bytes: 98560 };
+const BF16_HD128_UNSPLIT: EntryOccupancy = EntryOccupancy { ctas_per_sm: 3, smem_bytes: 65792 };
 const BF16_HD128_PAIR: EntryOccupancy = EntryOccupancy { ctas_per_sm: 3, smem_bytes: 65792 };
 const E4M3_HD128: EntryOccupancy = EntryOccupancy { ctas_per_sm: 3, smem_bytes: 49408 };
 /// bf16 hd96's _decode_pair on sm_90a, which takes splits.
@@ -355,7 +358,7 @@ fn split_heuristic() {
         assert!((1..=128).contains(&fa_runtime::paged::num_splits(&p, usize::MAX, BF16_HD128)), "{p:?}");
         let big = EntryOccupancy { ctas_per_sm: usize::MAX, smem_bytes: usize::MAX };
         for pair_splits in [false, true] {
-            let l = decode_layout(&p, usize::MAX, big, big, pair_splits);
+            let l = decode_layout(&p, usize::MAX, kernels(big, big, big, pair_splits));
             assert!((1..=128).contains(&l.splits), "{p:?} {l:?}");
         }
     }
@@ -371,6 +374,10 @@ fn split_heuristic() {
     }
 }
 
+fn kernels(one: EntryOccupancy, unsplit: EntryOccupancy, pair: EntryOccupancy, pair_splits: bool) -> DecodeKernels {
+    DecodeKernels { one, unsplit, pair, pair_splits }
+}
+
 /// The layout of a decode on an H100 / H200 (132 SMs) of a cell whose pair
 /// takes splits (bf16 hd96's entries) or not (bf16 hd128's).
 fn h100_layout(batch: usize, kv_heads: usize, max_context: usize, pair_splits: bool) -> DecodeLayout {
@@ -378,14 +385,12 @@ fn h100_layout(batch: usize, kv_heads: usize, max_context: usize, pair_splits: b
     decode_layout(
         &DecodeProblem { batch, kv_heads, max_context, ..Default::default() },
         132,
-        BF16_HD128,
-        pair,
-        pair_splits,
+        kernels(BF16_HD128, BF16_HD128_UNSPLIT, pair, pair_splits),
     )
 }
 
-fn layout(heads_per_cta: usize, splits: usize, fused_merge: bool) -> DecodeLayout {
-    DecodeLayout { heads_per_cta, splits, fused_merge }
+fn layout(kernel: DecodeKernel, splits: usize, fused_merge: bool) -> DecodeLayout {
+    DecodeLayout { kernel, splits, fused_merge }
 }
 
 #[test]
@@ -395,24 +400,25 @@ fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
     // Two heads per CTA where their CTAs fill half to all of the 396 pair
     // slots: 64 sequences (256 CTAs), 96 (384), 50 (200), any context.
     for ctx in [1600, 4096, 16384] {
-        assert_eq!(lay(64, 8, ctx), layout(2, 1, false), "64 x {ctx}");
-        assert_eq!(lay(96, 8, ctx), layout(2, 1, false), "96 x {ctx}");
+        assert_eq!(lay(64, 8, ctx), layout(Pair, 1, false), "64 x {ctx}");
+        assert_eq!(lay(96, 8, ctx), layout(Pair, 1, false), "96 x {ctx}");
     }
-    assert_eq!(lay(50, 8, 4096), layout(2, 1, false));
+    assert_eq!(lay(50, 8, 4096), layout(Pair, 1, false));
     // Fewer (49 sequences: 196 CTAs) or more (128: 512, a second partial
-    // wave) keep one head (128 x 2048 on an H200: 255.8 µs against 271.7).
-    assert_eq!(lay(49, 8, 4096), layout(1, 1, false));
-    assert_eq!(lay(128, 8, 2048), layout(1, 1, false));
+    // wave) keep one head (128 x 2048 on an H200: 255.8 µs against 271.7),
+    // unsplit (see decode_layout_runs_unsplit_launches_of_many_ctas).
+    assert_eq!(lay(49, 8, 4096), layout(Unsplit, 1, false));
+    assert_eq!(lay(128, 8, 2048), layout(Unsplit, 1, false));
     // The same batch with an odd number of kv heads keeps one.
-    assert_eq!(lay(64, 7, 4096).heads_per_cta, 1);
-    assert_eq!(lay(32, 8, 8192), layout(1, 1, false));
-    assert_eq!(lay(40, 8, 1600), layout(1, 1, false));
+    assert_eq!(lay(64, 7, 4096).heads_per_cta(), 1);
+    assert_eq!(lay(32, 8, 8192), layout(Unsplit, 1, false));
+    assert_eq!(lay(40, 8, 1600), layout(Unsplit, 1, false));
     // One long context: one wave of splits, merged inside _decode.
-    assert_eq!(lay(1, 8, 131072), layout(1, 32, true));
-    // With one head per CTA the splits are num_splits'.
-    for (b, kv, ctx) in [(1, 8, 30000), (3, 8, 20000), (16, 8, 16384), (8, 8, 4096), (40, 8, 1600), (5, 3, 9000)] {
+    assert_eq!(lay(1, 8, 131072), layout(One, 32, true));
+    // With one head per CTA and fewer CTAs than SMs the splits are num_splits'.
+    for (b, kv, ctx) in [(1, 8, 30000), (3, 8, 20000), (16, 8, 16384), (8, 8, 4096), (5, 3, 9000)] {
         let l = lay(b, kv, ctx);
-        assert_eq!(l.heads_per_cta, 1, "{b} {kv} {ctx}");
+        assert_eq!(l.kernel, One, "{b} {kv} {ctx}");
         assert_eq!(l.splits, num_splits(b, kv, ctx, 0, 0, BF16_HD128), "{b} {kv} {ctx}");
         assert_eq!(l.fused_merge, fuses_merge(b, kv, l.splits, 132, 2), "{b} {kv} {ctx}");
     }
@@ -421,17 +427,20 @@ fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
     let lay96 = |ctas_per_sm| {
         let pair = EntryOccupancy { ctas_per_sm, ..BF16_HD128_PAIR };
         let p = DecodeProblem { batch: 96, kv_heads: 8, max_context: 2048, ..Default::default() };
-        decode_layout(&p, 132, BF16_HD128, pair, false)
+        decode_layout(&p, 132, kernels(BF16_HD128, BF16_HD128_UNSPLIT, pair, false))
     };
-    assert_eq!(lay96(3), layout(2, 1, false));
-    assert_eq!(lay96(2), layout(1, 1, false));
+    assert_eq!(lay96(3), layout(Pair, 1, false));
+    assert_eq!(lay96(2), layout(Unsplit, 1, false));
     // A window bounds the work, not the CTAs: 64 windowed sequences pair too.
     let windowed = DecodeProblem { batch: 64, kv_heads: 8, max_context: 131072, window: 4000, sink: 0 };
-    assert_eq!(decode_layout(&windowed, 132, BF16_HD128, BF16_HD128_PAIR, false), lay(64, 8, 4000 + 32));
+    let hd128 = kernels(BF16_HD128, BF16_HD128_UNSPLIT, BF16_HD128_PAIR, false);
+    assert_eq!(decode_layout(&windowed, 132, hd128), lay(64, 8, 4000 + 32));
     // Degenerate device numbers do not panic.
     let none = EntryOccupancy::default();
-    assert_eq!(decode_layout(&DecodeProblem::default(), 0, none, none, false), layout(1, 1, false));
-    assert_eq!(decode_layout(&DecodeProblem::default(), 0, none, none, true), layout(1, 1, false));
+    for pair_splits in [false, true] {
+        let l = decode_layout(&DecodeProblem::default(), 0, kernels(none, none, none, pair_splits));
+        assert_eq!(l, layout(One, 1, false));
+    }
     // Without pair splits (every cell but hd80 / hd96 on sm90+), _decode_pair
     // has no split code: two heads per CTA only ever with one split.
     for batch in [1, 2, 3, 7, 16, 33, 64, 96, 128, 256] {
@@ -441,8 +450,61 @@ fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
                     let p = DecodeProblem { batch, kv_heads, max_context, ..Default::default() };
                     let one = EntryOccupancy { ctas_per_sm: occ, smem_bytes: 98560 };
                     let pair = EntryOccupancy { ctas_per_sm: pair_occ, smem_bytes: 65792 };
-                    let l = decode_layout(&p, sm, one, pair, false);
-                    assert!(l.heads_per_cta == 1 || l.splits == 1, "{l:?} for {p:?}");
+                    let l = decode_layout(&p, sm, kernels(one, pair, pair, false));
+                    assert!(l.kernel == One || l.splits == 1, "{l:?} for {p:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn decode_layout_runs_unsplit_launches_of_many_ctas() {
+    let lay = |batch, kv_heads, max_context| h100_layout(batch, kv_heads, max_context, false);
+    // One split, more CTAs than SMs: _decode_unsplit's 2-stage ring at 3 a
+    // SM (H100, 24 x 4096: 148.4 µs against 153.2 for _decode).
+    for b in [17, 24, 32, 48] {
+        assert_eq!(num_splits(b, 8, 4096, 0, 0, BF16_HD128), 1, "{b}");
+        assert_eq!(lay(b, 8, 4096), layout(Unsplit, 1, false), "{b} x 4096");
+    }
+    assert_eq!(lay(256, 8, 1024), layout(Unsplit, 1, false));
+    // Up to as many CTAs as SMs, _decode's deeper ring (16 x 4096: 104.6
+    // against 107.9 µs unsplit).
+    assert_eq!(lay(16, 8, 4096), layout(One, 1, false));
+    assert_eq!(lay(33, 4, 4096), layout(One, 1, false));
+    // Where _decode would split a wave and a half into two or four, one
+    // wave of unsplit CTAs: 40 x 4096 (H100: 238.9 µs against 244.3 for
+    // _decode's two splits; H200 163.0 against 171.6).
+    for (b, ctx, s) in [(34, 1024, 2), (40, 4096, 2), (49, 32768, 2), (36, 8192, 4)] {
+        assert_eq!(num_splits(b, 8, ctx, 0, 0, BF16_HD128), s, "{b} x {ctx}");
+        assert_eq!(lay(b, 8, ctx), layout(Unsplit, 1, false), "{b} x {ctx}");
+    }
+    // More CTAs than one unsplit wave keep _decode's splits: 76 sequences
+    // of 7 kv heads (532 CTAs; 396 slots) in four.
+    assert_eq!(lay(76, 7, 4096), layout(One, 4, false));
+    // Where both entries have one ring (e4m3 hd128: 3 stages, 3 CTAs a SM)
+    // the unsplit one serves every launch of one split, however few CTAs.
+    let e4m3 = |batch, kv_heads, max_context| {
+        let p = DecodeProblem { batch, kv_heads, max_context, ..Default::default() };
+        decode_layout(&p, 132, kernels(E4M3_HD128, E4M3_HD128, BF16_HD128_PAIR, false))
+    };
+    assert_eq!(e4m3(1, 1, 300), layout(Unsplit, 1, false));
+    assert_eq!(e4m3(32, 7, 1024), layout(Unsplit, 1, false));
+    assert_eq!(e4m3(1, 8, 131072), layout(One, 41, true));
+    // An entry of no occupancy is never launched.
+    let none = EntryOccupancy::default();
+    let p = DecodeProblem { batch: 32, kv_heads: 8, max_context: 4096, ..Default::default() };
+    assert_eq!(decode_layout(&p, 132, kernels(BF16_HD128, none, BF16_HD128_PAIR, false)), layout(One, 1, false));
+    // Never more than one split unsplit, on any device numbers.
+    for batch in [1, 5, 17, 40, 64, 200] {
+        for kv_heads in [1, 3, 8] {
+            for max_context in [0, 100, 4096, 131072] {
+                for (sm, occ, unsplit_occ) in [(132, 2, 3), (108, 2, 2), (58, 1, 3), (1, 1, 1)] {
+                    let p = DecodeProblem { batch, kv_heads, max_context, ..Default::default() };
+                    let one = EntryOccupancy { ctas_per_sm: occ, smem_bytes: 98560 };
+                    let unsplit = EntryOccupancy { ctas_per_sm: unsplit_occ, smem_bytes: 65792 };
+                    let l = decode_layout(&p, sm, kernels(one, unsplit, BF16_HD128_PAIR, false));
+                    assert!(l.kernel != Unsplit || (l.splits == 1 && !l.fused_merge), "{l:?} for {p:?}");
                 }
             }
         }
@@ -455,33 +517,36 @@ fn decode_layout_pairs_every_even_head_count_where_pairs_split() {
     let lay = |batch, kv_heads, max_context| h100_layout(batch, kv_heads, max_context, true);
     // Splits costed on the pair's 396 slots and 72 KiB rings for 4 pair CTAs
     // a sequence of 32-token tiles: 64 splits (256 CTAs), merged inside.
-    assert_eq!(lay(1, 8, 131072), layout(2, 64, true));
-    assert_eq!(lay(8, 8, 4096), layout(2, 8, true));
-    assert_eq!(lay(2, 8, 65536), layout(2, 32, true));
+    assert_eq!(lay(1, 8, 131072), layout(Pair, 64, true));
+    assert_eq!(lay(8, 8, 4096), layout(Pair, 8, true));
+    assert_eq!(lay(2, 8, 65536), layout(Pair, 32, true));
     // The bench batch needs no split, as before.
-    assert_eq!(lay(64, 8, 4096), layout(2, 1, false));
+    assert_eq!(lay(64, 8, 4096), layout(Pair, 1, false));
     // 100 x 4096: 400 pair CTAs are a wave and 4 more, which would stream
     // a whole context alone; four splits (1600 CTAs) over several waves,
     // merged by _decode_merge (the pair's 396 slots cannot hold them).
-    assert_eq!(lay(100, 8, 4096), layout(2, 4, false));
-    assert_eq!(lay(75, 8, 1400), layout(2, 1, false));
+    assert_eq!(lay(100, 8, 4096), layout(Pair, 4, false));
+    assert_eq!(lay(75, 8, 1400), layout(Pair, 1, false));
     // The split count follows the launched entry's occupancy: 2 x 131072
     // takes 32 splits of 8 pair CTAs (256) at 3 a SM, 16 (128) at 1 a SM.
     let two = DecodeProblem { batch: 2, kv_heads: 8, max_context: 131072, ..Default::default() };
     let pair_at = |ctas_per_sm| EntryOccupancy { ctas_per_sm, ..BF16_HD96_PAIR };
-    assert_eq!(decode_layout(&two, 132, BF16_HD128, pair_at(3), true), layout(2, 32, true));
-    assert_eq!(decode_layout(&two, 132, BF16_HD128, pair_at(1), true), layout(2, 16, true));
-    // Odd kv head counts keep one head a CTA and its own split count.
-    for (b, kv, ctx) in [(1, 1, 131072), (4, 3, 20000), (64, 7, 4096)] {
+    let hd96 = |ctas_per_sm| kernels(BF16_HD128, BF16_HD128_UNSPLIT, pair_at(ctas_per_sm), true);
+    assert_eq!(decode_layout(&two, 132, hd96(3)), layout(Pair, 32, true));
+    assert_eq!(decode_layout(&two, 132, hd96(1)), layout(Pair, 16, true));
+    // Odd kv head counts keep one head a CTA and its own split count
+    // (448 CTAs of one split: unsplit).
+    for (b, kv, ctx) in [(1, 1, 131072), (4, 3, 20000)] {
         let l = lay(b, kv, ctx);
-        assert_eq!(l.heads_per_cta, 1, "{b} {kv} {ctx}");
+        assert_eq!(l.kernel, One, "{b} {kv} {ctx}");
         assert_eq!(l.splits, num_splits(b, kv, ctx, 0, 0, BF16_HD128), "{b} {kv} {ctx}");
     }
+    assert_eq!(lay(64, 7, 4096), layout(Unsplit, 1, false));
     // Pair splits are the model's for half the CTAs and half-size tiles.
     for (b, kv, ctx) in [(1, 8, 30000), (3, 8, 20000), (16, 8, 16384), (40, 2, 1600), (5, 32, 9000)] {
         let l = lay(b, kv, ctx);
         let want = model_splits(b * kv / 2, ctx.div_ceil(32), 32, 396, BF16_HD96_PAIR.smem_bytes);
-        assert_eq!((l.heads_per_cta, l.splits), (2, want), "{b} {kv} {ctx}");
+        assert_eq!((l.kernel, l.splits), (Pair, want), "{b} {kv} {ctx}");
         assert_eq!(l.fused_merge, fuses_merge(b, kv / 2, l.splits, 132, 3), "{b} {kv} {ctx}");
     }
 }

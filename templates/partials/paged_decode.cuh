@@ -564,20 +564,40 @@ constexpr int pd_cap_ctas(int n) { return n < 1 ? 1 : pd_min3(n); }
 #ifndef PD_PAIR_STAGES                                      // tuning override (-DPD_PAIR_STAGES=n)
 #define PD_PAIR_STAGES (kPdTma ? 2 : (pd_min3(pd_smem_ctas(2, kPdKVBytes<1>)) > pd_min3(pd_smem_ctas(3, kPdKVBytes<1>)) ? 2 : 3))
 #endif
-// The ring of the _decode entry serving 1 << hcs kv heads per CTA: its
-// depth, shared-memory layout (bytes exported as <kernel>_decode_smem_bytes
+// _decode_unsplit (one kv head per CTA, which the host launches only
+// without splits, fa_runtime::paged::decode_layout): like _decode_pair, the
+// ring depth that gives the most CTAs per SM (up to 3), 3 stages on a tie;
+// where that is _decode's ring, the entry differs from _decode only in
+// carrying no split, merge or dynamic-slice code. Measured (H100, bf16
+// hd128, 32/8 heads, FLUSH=1, kernels-dev/paged/tie_ab.py, 9 rounds,
+// same calls as SDPA cuDNN; the builds before this entry, _decode with
+// its split count fixed at 1): without the split code 0.3-0.8% faster on
+// the same ring (24 x 4096 151.9 against 153.2 us, 48 x 4096 281.1
+// against 281.9, 128 x 4096 717.7 against 718.8); with 2 stages at 3
+// CTAs/SM as well 148.4, 279.2, 715.5 (cuDNN 153.4, 281.1, 711.9) and 32 x
+// 4096 191.0 against 193.7 (190.8); but with 128 CTAs (16 x 4096) 107.9
+// against 104.1 for 3 stages: a launch of fewer CTAs than SMs wants the
+// deeper ring, so the host keeps _decode there (fa_runtime::paged::
+// decode_layout has the figures of this entry on both cards).
+#ifndef PD_UNSPLIT_STAGES                                   // tuning override (-DPD_UNSPLIT_STAGES=n)
+#define PD_UNSPLIT_STAGES (kPdTma ? 2 : (pd_min3(pd_smem_ctas(2, kPdKVBytes<0>)) > pd_min3(pd_smem_ctas(3, kPdKVBytes<0>)) ? 2 : 3))
+#endif
+// The ring of the decode entry serving 1 << hcs kv heads per CTA (and, for
+// one head, compiled for one split or not): its depth, shared-memory layout
+// (bytes exported as <kernel>_decode_smem_bytes / _decode_unsplit_smem_bytes
 // / _decode_pair_smem_bytes, __constant__ int) and the CTAs per SM of its
 // __launch_bounds__: as many as shared memory allows, up to 3, so that
 // registers never cost occupancy that shared memory would give.
-template <int hcs> struct PdRing {
-    static constexpr int stages = hcs == 0 ? PD_STAGES : PD_PAIR_STAGES;
+template <int hcs, bool unsplit = false> struct PdRing {
+    static constexpr int stages = unsplit ? PD_UNSPLIT_STAGES : hcs == 0 ? PD_STAGES : PD_PAIR_STAGES;
     static constexpr PdSmemLayout smem = pd_smem_layout(stages, kPdKVBytes<hcs>);
     static constexpr int min_blocks = pd_cap_ctas(pd_smem_ctas(stages, kPdKVBytes<hcs>));
 };
 #ifdef PD_DEFAULT_RINGS
-// The host reads both entries' occupancy for every decode, so _decode_pair
-// must fit wherever _decode does.
+// The host reads every entry's occupancy for every decode, so _decode_pair
+// and _decode_unsplit must fit wherever _decode does.
 static_assert(PdRing<1>::smem.bytes <= PdRing<0>::smem.bytes, "_decode_pair needs no more shared memory than _decode");
+static_assert(PdRing<0, true>::smem.bytes <= PdRing<0>::smem.bytes, "_decode_unsplit needs no more shared memory than _decode");
 // And _decode must fit at all (else fa_spec::tiles::paged_decode_warps
 // should have rendered fewer warps).
 static_assert(pd_smem_ctas(PdRing<0>::stages, kPdKVBytes<0>) >= 1, "decode ring exceeds the arch's shared memory per block");
@@ -988,7 +1008,7 @@ FA_DEVICE bool pd_merge_group(const PagedDecodeParams& p, u8* smem, int ring_byt
 // token-major, so that for hc > 1 a token's head rows are side by side as
 // in the page; with the run swizzle, in one slot).
 // Warp w serves kv head kvh0 + (w % hc) and the 16-token slice w / hc of the tile.
-template <int hcs>   // log2(p.heads_per_cta)
+template <int hcs, bool kUnsplit>   // log2(p.heads_per_cta); compiled for one split (_decode_unsplit)
 FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     PD_STAMP(0);   // entry
 #ifdef PD_TIMELINE
@@ -1005,14 +1025,15 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const int grp = blockIdx.x, split = blockIdx.y, b = blockIdx.z;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
-    // _decode_pair without PD_PAIR_SPLITS is never split: a constant 1, so
-    // that its split and merge code is not compiled at all. (A function,
+    // _decode_unsplit, and _decode_pair without PD_PAIR_SPLITS, are never
+    // split: a constant 1, so that their split and merge code is not
+    // compiled at all. (A function,
     // not a local copy: _decode reads the parameter where it uses it, as
     // before, and keeps its code.)
-    auto num_splits = [&]() { return hcs == 1 && !PD_PAIR_SPLITS ? 1 : p.num_splits; };
+    auto num_splits = [&]() { return (hcs == 1 && !PD_PAIR_SPLITS) || kUnsplit ? 1 : p.num_splits; };
     constexpr int hc = 1 << hcs;
-    constexpr int kStages = PdRing<hcs>::stages;         // ring depth
-    constexpr PdSmemLayout kRing = PdRing<hcs>::smem;
+    constexpr int kStages = PdRing<hcs, kUnsplit>::stages;   // ring depth
+    constexpr PdSmemLayout kRing = PdRing<hcs, kUnsplit>::smem;
     const int kvh0 = grp * hc;
     const int tshift = kPdTileShift - hcs;      // log2(tokens per tile)
     const int hw = warp & (hc - 1);             // this warp's head within the group

@@ -110,12 +110,14 @@ fn representative_cells_compile_for_every_arch_and_hot_ones_do_not_spill() {
                             failures.lock().unwrap().push(format!("{} spills {} bytes", k.entry, k.spill_bytes()));
                         }
                         // The decode entries of paged cells (any dtype), from the same
-                        // ptxas log. Known: 16-bit hd256 `_decode` on sm_100a, 28 B.
+                        // ptxas log. Known: 16-bit hd256 `_decode` on sm_100a, 28 B
+                        // (and so at most `_decode_unsplit`, the same kernel less its split code).
                         if fa_spec::paged_decode(spec) {
-                            for hc in [1, 2] {
-                                let entry = fa_runtime::paged::decode_entry(spec, hc);
+                            for kernel in fa_runtime::paged::DecodeKernel::ALL {
+                                let entry = fa_runtime::paged::decode_entry(spec, kernel);
+                                let one_head = kernel.heads_per_cta() == 1;
                                 let known = |b: u32| {
-                                    spec.arch() == Arch::Sm100 && spec.head_dim() == 256 && hot && hc == 1 && b <= 28
+                                    spec.arch() == Arch::Sm100 && spec.head_dim() == 256 && hot && one_head && b <= 28
                                 };
                                 match fa_runtime::cubin::parse_ptxas_log(&k.log, &entry) {
                                     Some(p) if p.spill_store_bytes > 0 && !known(p.spill_store_bytes) => failures
