@@ -131,10 +131,11 @@ class Module:
         self.f_merge, self.f_app = f("_decode_merge"), f("_append")
         self.fused = False   # the last split merges (merge_counters set), no _decode_merge launch
         self.threads = threads   # kPdThreads of the build (-DPD_WARPS=n: 32 n; rendered: 4 warps on sm_90a, the harness's arch)
-        # The decode entry per kv heads per CTA: (function, dynamic smem, CTAs/SM, registers).
-        # Renders before _decode_pair served every hc from _decode.
+        # The decode entry per kv heads per CTA (1, 2; "u": one head through _decode_unsplit):
+        # (function, dynamic smem, CTAs/SM, registers). Renders before _decode_pair served
+        # every hc from _decode, and before _decode_unsplit have no "u".
         self.entries = {}
-        for hc, stem in ((1, "_decode"), (2, "_decode_pair")):
+        for hc, stem in ((1, "_decode"), ("u", "_decode_unsplit"), (2, "_decode_pair")):
             err, fn = cu.cuModuleGetFunction(self.mod, (name + stem).encode())
             if err != cu.CUresult.CUDA_SUCCESS:
                 continue
@@ -171,11 +172,15 @@ class Module:
         (err,) = cu.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block, 1, 1, smem, stream, ctypes.addressof(argv), 0)
         assert err == cu.CUresult.CUDA_SUCCESS, err
 
-    def decode(self, P):
+    def decode(self, P, unsplit=False):
+        """unsplit: one kv head a CTA through _decode_unsplit (one split; renders
+        before it had none, and launch _decode)."""
         hc = P.heads_per_cta
         if hc == 2 and P.num_splits != 1 and not self.pair_splits:
             raise ValueError("this _decode_pair is compiled for one split (see split_counts)")
-        fn, smem = self.entry(hc)[:2]
+        if unsplit and (hc != 1 or P.num_splits != 1):
+            raise ValueError("_decode_unsplit serves one kv head a CTA and one split")
+        fn, smem = self.entry("u" if unsplit else hc)[:2]
         self._launch(fn, ((P.num_kv_heads + hc - 1) // hc, P.num_splits, P.batch), self.threads, smem, P)
         if P.num_splits > 1 and not P.merge_counters:
             self._launch(self.f_merge, ((P.batch * P.num_heads + 3) // 4, 1, 1), 128, 0, P)
@@ -280,13 +285,13 @@ class Problem:
             lacc = torch.empty(splits, self.B, self.H, dtype=torch.float32, device="cuda")
         return o, lse, oacc, lacc
 
-    def run(self, mod, splits, poison=True, hc=1):
+    def run(self, mod, splits, poison=True, hc=1, unsplit=False):
         o, lse, oacc, lacc = self.buffers(splits)
         if poison:
             for t in (o, lse, oacc, lacc):
                 if t is not None: t.fill_(float("nan"))
         P = self.params(o, lse, oacc, lacc, splits, hc, fused=mod.fused)
-        mod.decode(P)
+        mod.decode(P, unsplit)
         return o, lse
 
     def reference(self, b, lowprec=False):
@@ -370,12 +375,24 @@ def runtime_splits(B, kv_heads, ctx, sm, mod, hc, window=0, sink=0, block_n=64):
     return paged_num_splits(B, kv_heads, ctx, sm, occ, smem, window, sink, block_n=block_n)
 
 
+def launch_cost(ctas, ctx, sm, occ, smem, s, block_n=64):
+    """paged_num_splits' cost of ctas * s CTAs in CTA-tokens (its waves times
+    the slots), comparable between entries (fa_runtime::paged::launch_cost)."""
+    T = max(1, (ctx + block_n - 1) // block_n)
+    slots = max(1, sm * occ)
+    c = (6.5 if s == 1 else 8.0) * 2 ** 20 / max(1, smem)
+    full, part = divmod(max(1, ctas) * s, slots)
+    wave = lambda k: (k ** 5 + c ** 5) ** (1 / 5)
+    return (full * wave(slots) + (wave(part) if part else 0)) * ((T + s - 1) // s * block_n + 48)
+
+
 def runtime_layout(B, kv_heads, ctx, sm, mod):
-    """(heads per CTA, splits, fused merge) of a decode step, as
-    fa_runtime::paged::decode_layout plans it: split pairs where the cell
-    has them; else pairs without a split where they fill between half and all
-    of the pair entry's slots; else one kv head a CTA at num_splits. The
-    merge is fused when every CTA is resident (fuses_merge)."""
+    """(heads per CTA, splits, fused merge, unsplit) of a decode step (no
+    window), as fa_runtime::paged::decode_layout plans it: split pairs where
+    the cell has them; else pairs without a split where they fill between
+    half and all of the pair entry's slots; else one kv head a CTA, through
+    _decode_unsplit (takes_unsplit) or _decode at num_splits. The merge is
+    fused when every CTA is resident (fuses_merge)."""
     pairs = kv_heads >= 2 and kv_heads % 2 == 0 and 2 in mod.entries
     pair_ctas, pair_slots = B * (kv_heads // 2), sm * mod.occ_for(2)
     if pairs and mod.pair_splits:
@@ -385,8 +402,20 @@ def runtime_layout(B, kv_heads, ctx, sm, mod):
     else:
         hc = 1
     s = runtime_splits(B, kv_heads, ctx, sm, mod, hc) if hc == 1 or mod.pair_splits else 1
+    if hc == 1 and "u" in mod.entries:
+        ctas = B * kv_heads
+        _, smem1, occ1, _ = mod.entry(1)
+        _, smemu, occu, _ = mod.entries["u"]
+        if occu > 0 and ctas > 0:
+            if s == 1:
+                unsplit = smemu == smem1 or ctas > sm
+            else:
+                unsplit = (sm < ctas <= sm * occu and
+                           launch_cost(ctas, ctx, sm, occu, smemu, 1) <= launch_cost(ctas, ctx, sm, occ1, smem1, s))
+            if unsplit:
+                return 1, 1, False, True
     groups = (kv_heads + hc - 1) // hc
-    return hc, s, s > 1 and B * groups * s <= sm * mod.occ_for(hc)
+    return hc, s, s > 1 and B * groups * s <= sm * mod.occ_for(hc), False
 
 
 def split_counts(mod, hc, counts):
@@ -420,6 +449,11 @@ def test_cell(torch, c, mod, small=False):
             mod.fused = False
             if not torch.equal(prob.counters, torch.zeros_like(prob.counters)):
                 log(f"  FAIL hc={hc} splits={splits}: merge counters not returned to 0"); allok = False
+    if "u" in mod.entries:   # one kv head a CTA, one split, through _decode_unsplit
+        o, lse = prob.run(mod, 1, unsplit=True)
+        torch.cuda.synchronize()
+        ok, w = check(prob, o, lse, "unsplit")
+        allok &= ok; worst = max(worst, w)
     return allok, worst
 
 
