@@ -439,8 +439,8 @@ impl Kernel {
     /// hd80): the layout such a step of `batch` sequences over
     /// `num_kv_heads` kv heads takes on `dev`, for contexts of at most
     /// `max_context` tokens, as [`crate::paged::decode_layout`] chooses it
-    /// (kv heads per CTA, splits, and whether the splits merge inside the
-    /// decode). [`Kernel::forward`] plans with the block table's width ×
+    /// (the entry, kv heads per CTA, splits, and whether the splits merge
+    /// inside the decode). [`Kernel::forward`] plans with the block table's width ×
     /// page size, or the `max_context` hint where that is smaller: pass the
     /// same bound to see its layout. Loads the cell's CUBIN (compiling it if
     /// needed) to read its occupancy. `None` for other cells, and where

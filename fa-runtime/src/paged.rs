@@ -119,7 +119,7 @@ pub const PAGED_APPEND_PARAMS_SIZE: usize = 136;
 const _: () = assert!(std::mem::size_of::<PagedDecodeParams>() == PAGED_DECODE_PARAMS_SIZE);
 const _: () = assert!(std::mem::size_of::<PagedAppendParams>() == PAGED_APPEND_PARAMS_SIZE);
 
-/// Threads of a `_decode` / `_decode_pair` CTA of `spec`: 32 per warp of
+/// Threads of a decode CTA of `spec` (every [`DecodeKernel`]): 32 per warp of
 /// [`fa_spec::paged_decode_warps`] (128; 64 for hd256 on sm89, whose ring of
 /// 64-row tiles does not fit its shared memory).
 pub fn decode_threads(spec: &KernelSpec) -> u32 {

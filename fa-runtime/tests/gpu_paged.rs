@@ -390,6 +390,21 @@ fn decode_one_head_without_split() {
     decode_case("decode-e4m3-unsplit", fp8, 32, &ragged_from(200, 3));
 }
 
+/// 32 query heads a kv head (two 16-row m-tiles): every entry's ring held
+/// to 2 CTAs per SM, which its registers need (kPdMaxCtas; at 3 they
+/// spilled 440 B). Two kv heads per CTA, one without a split, and splits.
+#[test]
+fn decode_two_m_tiles() {
+    let spec = cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(32));
+    let pairs = batch_with(spec, 256, 1400, &[64, 80, 100, 48], |l| l.kernel == DecodeKernel::Pair);
+    decode_case("decode-gqa32-pair", spec, 256, &pairs);
+    let unsplit = batch_with(spec, 256, 1400, &[32, 24, 20], |l| l.kernel == DecodeKernel::Unsplit);
+    decode_case("decode-gqa32-unsplit", spec, 256, &unsplit);
+    let l = planned(spec, 256, &[30000]);
+    assert!(l.kernel == DecodeKernel::One && l.splits > 1, "{l:?}");
+    decode_case("decode-gqa32-long", spec, 256, &[30000]);
+}
+
 #[test]
 fn decode_context_hint_changes_splits_not_results() {
     let spec = cell(Dtype::Bf16, 128, |b| b.paged().page_size(16).gqa(4));

@@ -462,19 +462,19 @@ fn decode_layout_pairs_heads_only_where_no_split_is_needed() {
 fn decode_layout_runs_unsplit_launches_of_many_ctas() {
     let lay = |batch, kv_heads, max_context| h100_layout(batch, kv_heads, max_context, false);
     // One split, more CTAs than SMs: _decode_unsplit's 2-stage ring at 3 a
-    // SM (H100, 24 x 4096: 148.4 µs against 153.2 for _decode).
+    // SM (H100, 24 x 4096: 148.4 µs against 153.5 for _decode).
     for b in [17, 24, 32, 48] {
         assert_eq!(num_splits(b, 8, 4096, 0, 0, BF16_HD128), 1, "{b}");
         assert_eq!(lay(b, 8, 4096), layout(Unsplit, 1, false), "{b} x 4096");
     }
     assert_eq!(lay(256, 8, 1024), layout(Unsplit, 1, false));
-    // Up to as many CTAs as SMs, _decode's deeper ring (16 x 4096: 104.6
-    // against 107.9 µs unsplit).
+    // Up to as many CTAs as SMs, _decode's deeper ring (16 x 4096: 104.1
+    // against 108.1 µs unsplit).
     assert_eq!(lay(16, 8, 4096), layout(One, 1, false));
     assert_eq!(lay(33, 4, 4096), layout(One, 1, false));
     // Where _decode would split a wave and a half into two or four, one
-    // wave of unsplit CTAs: 40 x 4096 (H100: 238.9 µs against 244.3 for
-    // _decode's two splits; H200 163.0 against 171.6).
+    // wave of unsplit CTAs: 40 x 4096 (H100: 238.8 µs against 243.3 for
+    // _decode's two splits; H200 165.9 against 174.5).
     for (b, ctx, s) in [(34, 1024, 2), (40, 4096, 2), (49, 32768, 2), (36, 8192, 4)] {
         assert_eq!(num_splits(b, 8, ctx, 0, 0, BF16_HD128), s, "{b} x {ctx}");
         assert_eq!(lay(b, 8, ctx), layout(Unsplit, 1, false), "{b} x {ctx}");
@@ -587,10 +587,12 @@ fn paged_sources_carry_every_entry_point() {
     for e in [
         "_fwd(",
         "_decode(",
+        "_decode_unsplit(",
         "_decode_pair(",
         "_decode_merge(",
         "_append(",
         "_decode_smem_bytes",
+        "_decode_unsplit_smem_bytes",
         "_decode_pair_smem_bytes",
     ] {
         assert!(src.contains(&format!("{n}{e}")), "missing {n}{e}");
@@ -601,7 +603,7 @@ fn paged_sources_carry_every_entry_point() {
         let src = fa_spec::render(&fp8).unwrap();
         let n = fp8.kernel_name();
         assert!(src.contains(&format!("{n}_append(")) && src.contains(&format!("{n}_fwd(")));
-        for e in ["_decode(const", "_decode_pair(const", "_decode_merge(const"] {
+        for e in ["_decode(const", "_decode_unsplit(const", "_decode_pair(const", "_decode_merge(const"] {
             assert_eq!(src.contains(&format!("{n}{e}")), decodes, "fp8 hd{hd}: {n}{e}");
         }
     }

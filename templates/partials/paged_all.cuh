@@ -2,7 +2,7 @@
 // Paged KV-cache extras of a paged cell, appended to the forward kernel's
 // translation unit (templates/fwd.cu.tera) so one rendered source / one
 // CUBIN carries {{ kernel_name }}_fwd and the entry points below:
-//   {{ kernel_name }}_decode, {{ kernel_name }}_decode_pair,
+//   {{ kernel_name }}_decode, {{ kernel_name }}_decode_unsplit, {{ kernel_name }}_decode_pair,
 //   {{ kernel_name }}_decode_merge (where fa_spec::paged_decode holds: not
 //   for fp8 cells at hd80, which decode through _fwd), {{ kernel_name }}_append.
 // Only the cell constants fwd.cu.tera defines are used (kHeadDim, kIsBF16,

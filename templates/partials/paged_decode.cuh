@@ -10,7 +10,7 @@
 // heads). Each warp owns 16 keys of one head of every tile: it fetches
 // exactly those 16 K and V rows itself (16-byte cp.async, 16 lanes a row at
 // hd128, else 8 where the row allows, one block-table lookup per page) into a
-// PdRing<hcs>::stages-deep ring, waits only for its own copies (in
+// PdRing<hcs, unsplit>::stages-deep ring, waits only for its own copies (in
 // _decode_pair at hd80 / hd96 the slice's two warps copy both heads' rows
 // and meet at a barrier, kPdPairJoint), and keeps its own
 // online-softmax state; the warps of a head are merged through shared memory
@@ -536,7 +536,7 @@ constexpr int pd_smem_ctas(int stages, int kv_bytes) { return kPdSmemPerSm / (pd
 // 110.2 -> 109.3 at 1 x 131072. H100, bf16 hd128 (cuDNN 353.7 / 184.9 us):
 // 370.5 -> 365.1 at 64 x 4096, but 191.7 -> 194.8 at 1 x 131072 (49 -> 33
 // splits). TMA loader (as many tiles in flight as stages): 2 stages beat 3 and 4.
-#if !defined(PD_STAGES) && !defined(PD_PAIR_STAGES)
+#if !defined(PD_STAGES) && !defined(PD_PAIR_STAGES) && !defined(PD_UNSPLIT_STAGES)
 #define PD_DEFAULT_RINGS 1
 #endif
 #ifndef PD_STAGES                                           // tuning override (-DPD_STAGES=n)
@@ -544,14 +544,24 @@ constexpr int pd_smem_ctas(int stages, int kv_bytes) { return kPdSmemPerSm / (pd
 #endif
 // CTAs per SM that a launch-bounds register budget can allow: 1 to 3 (3 is
 // 170 registers a thread; more would squeeze the math).
-// fp8 rows are half as long as 16-bit ones of the head dim, so shared memory
-// allows 3 CTAs per SM where the Q and O fragments (both in proportion to
-// head_dim x 16-row m-tiles) do not fit 168 registers: at hd192 / hd256,
-// or hd128 with 2 m-tiles (gqa > 16), _decode_pair spilled 136 / 232 / 460
-// bytes and _decode 432 (hd128). There registers allow 2 CTAs (the rule
-// also takes hd96 with 2 m-tiles and hd64 with 3). Checked with ptxas -v
-// for sm_90a / sm_100a (compile_matrix checks the spills of _fwd only).
-constexpr int kPdMaxCtas = kIsFp8 && kHeadDim * kPdMT >= 192 ? 2 : 3;
+// Where the Q and O fragments (both in proportion to head_dim x 16-row
+// m-tiles) reach 192 x 16, they do not fit 168 registers: fp8 (rows half
+// as long as 16-bit ones, so shared memory allows 3 CTAs per SM) at hd192 /
+// hd256, or hd128 with 2 m-tiles (gqa > 16), _decode_pair spilled 136 / 232
+// / 460 bytes and _decode 432 (hd128); 16-bit hd128 with 2 m-tiles, whose
+// 2-stage rings fit 3 CTAs per SM, _decode_pair 420 and _decode_unsplit
+// 412-444, and hd96 with 2 m-tiles _decode_unsplit 144-164 (sm_80 to
+// sm_100). There registers allow 2 CTAs (the rule also takes hd64 with 3
+// m-tiles). Checked with ptxas -v; compile_matrix checks every decode
+// entry's spills, gqa 32 cells among them. Measured (H100, bf16 hd128 gqa
+// 32, 8 kv heads, FLUSH=1, tie_ab.py, SDPA cuDNN in the same rounds): 64 x
+// 4096 375.6 us through _decode_pair at 2 CTAs/SM against 559.6 at 3 with
+// its spills (cuDNN 383.5); _decode_unsplit 198.8 against 287.7 at 32 x
+// 4096 (196.5), 739.0 against 1089.4 at 128 x 4096 (750.2).
+#ifndef PD_MAX_CTAS                                         // measurement override (-DPD_MAX_CTAS=3)
+#define PD_MAX_CTAS (kHeadDim * kPdMT >= 192 ? 2 : 3)
+#endif
+constexpr int kPdMaxCtas = PD_MAX_CTAS;
 constexpr int pd_min3(int n) { return n > kPdMaxCtas ? kPdMaxCtas : n; }
 constexpr int pd_cap_ctas(int n) { return n < 1 ? 1 : pd_min3(n); }
 // _decode_pair (two kv heads per CTA, which the host launches only without

@@ -41,7 +41,7 @@ struct PagedDecodeParams {
     int   num_blocks;           // pages in each cache (validation bound for block_table entries)
     int   block_table_stride;   // max_blocks_per_seq (row stride of block_table; pages >= it are masked)
     int   num_splits;           // == gridDim.y of _decode; 1 => _decode writes o/lse directly
-    int   heads_per_cta;        // kv heads per CTA of the launched entry: 1 (_decode) or 2 (_decode_pair); gridDim.x = ceil(num_kv_heads / heads_per_cta)
+    int   heads_per_cta;        // kv heads per CTA of the launched entry: 1 (_decode, _decode_unsplit) or 2 (_decode_pair); gridDim.x = ceil(num_kv_heads / heads_per_cta)
     float softmax_scale;
     float scale_log2;           // softmax_scale * log2(e)
     int   pad_;                 // set 0 (keeps sizeof a multiple of 8)

@@ -49,6 +49,11 @@ fn matrix() -> Vec<KernelSpec> {
             add(hd(256).window(64).sink(4).alibi().gqa(4).varlen());
             add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(64).window(256).gqa(32).paged().page_size(1));
             add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(256).causal().gqa(2).paged().varlen());
+            // Two query m-tiles (gqa > 16): the decode entries whose rings
+            // would fit 3 CTAs per SM spilled 144-444 B at 168 registers
+            // (kPdMaxCtas in paged_decode.cuh).
+            add(base().gqa(32).paged());
+            add(hd(96).gqa(32).paged());
             // Pages under 16 tokens with rows of 10 and 12 16-byte chunks:
             // the decode loader's 2- and 4-lanes-a-row mappings.
             let (hd, page) = if dtype == Dtype::F16 { (80, 2) } else { (96, 4) };
@@ -111,13 +116,22 @@ fn representative_cells_compile_for_every_arch_and_hot_ones_do_not_spill() {
                         }
                         // The decode entries of paged cells (any dtype), from the same
                         // ptxas log. Known: 16-bit hd256 `_decode` on sm_100a, 28 B
-                        // (and so at most `_decode_unsplit`, the same kernel less its split code).
+                        // (and so at most `_decode_unsplit`, the same kernel less its
+                        // split code); 16-bit hd128 `_decode` with two query m-tiles
+                        // (gqa > 16), 4 B at its 255 registers, where launches of one
+                        // split take `_decode_unsplit` (the same ring there), clean.
                         if fa_spec::paged_decode(spec) {
-                            for kernel in fa_runtime::paged::DecodeKernel::ALL {
+                            use fa_runtime::paged::DecodeKernel;
+                            for kernel in DecodeKernel::ALL {
                                 let entry = fa_runtime::paged::decode_entry(spec, kernel);
                                 let one_head = kernel.heads_per_cta() == 1;
                                 let known = |b: u32| {
-                                    spec.arch() == Arch::Sm100 && spec.head_dim() == 256 && hot && one_head && b <= 28
+                                    (spec.arch() == Arch::Sm100 && spec.head_dim() == 256 && hot && one_head && b <= 28)
+                                        || (kernel == DecodeKernel::One
+                                            && hot
+                                            && spec.head_dim() == 128
+                                            && spec.gqa() > 16
+                                            && b <= 4)
                                 };
                                 match fa_runtime::cubin::parse_ptxas_log(&k.log, &entry) {
                                     Some(p) if p.spill_store_bytes > 0 && !known(p.spill_store_bytes) => failures
