@@ -40,10 +40,7 @@ def paged_num_splits(batch, kv_head_groups, ctx, sm_count, ctas_per_sm, smem_byt
               (ceil(T/s) * block_n + 48) tokens; the smallest s of least cost
               in [1, min(max_splits, max(1, T // min_tiles))].
     """
-    eff = ctx
-    if window > 0:
-        eff = min(ctx, window + block_n + (sink + block_n - 1) // block_n * block_n)
-    T = max(1, (eff + block_n - 1) // block_n)
+    T = visited_tiles(ctx, window, sink, block_n)
     base = max(1, batch * kv_head_groups)
     slots = max(1, sm_count * ctas_per_sm)
     smax = min(max_splits, max(1, T // min_tiles))
@@ -375,10 +372,18 @@ def runtime_splits(B, kv_heads, ctx, sm, mod, hc, window=0, sink=0, block_n=64):
     return paged_num_splits(B, kv_heads, ctx, sm, occ, smem, window, sink, block_n=block_n)
 
 
-def launch_cost(ctas, ctx, sm, occ, smem, s, block_n=64):
+def visited_tiles(ctx, window=0, sink=0, block_n=64):
+    """Tiles the longest context visits (fa_runtime::paged::visited_tiles)."""
+    eff = ctx
+    if window > 0:
+        eff = min(ctx, window + block_n + (sink + block_n - 1) // block_n * block_n)
+    return max(1, (eff + block_n - 1) // block_n)
+
+
+def launch_cost(ctas, ctx, sm, occ, smem, s, window=0, sink=0, block_n=64):
     """paged_num_splits' cost of ctas * s CTAs in CTA-tokens (its waves times
     the slots), comparable between entries (fa_runtime::paged::launch_cost)."""
-    T = max(1, (ctx + block_n - 1) // block_n)
+    T = visited_tiles(ctx, window, sink, block_n)
     slots = max(1, sm * occ)
     c = (6.5 if s == 1 else 8.0) * 2 ** 20 / max(1, smem)
     full, part = divmod(max(1, ctas) * s, slots)
@@ -386,9 +391,8 @@ def launch_cost(ctas, ctx, sm, occ, smem, s, block_n=64):
     return (full * wave(slots) + (wave(part) if part else 0)) * ((T + s - 1) // s * block_n + 48)
 
 
-def runtime_layout(B, kv_heads, ctx, sm, mod):
-    """(heads per CTA, splits, fused merge, unsplit) of a decode step (no
-    window), as fa_runtime::paged::decode_layout plans it: split pairs where
+def runtime_layout(B, kv_heads, ctx, sm, mod, window=0, sink=0):
+    """(heads per CTA, splits, fused merge, unsplit) of a decode step, as fa_runtime::paged::decode_layout plans it: split pairs where
     the cell has them; else pairs without a split where they fill between
     half and all of the pair entry's slots; else one kv head a CTA, through
     _decode_unsplit (takes_unsplit) or _decode at num_splits. The merge is
@@ -401,7 +405,7 @@ def runtime_layout(B, kv_heads, ctx, sm, mod):
         hc = 2
     else:
         hc = 1
-    s = runtime_splits(B, kv_heads, ctx, sm, mod, hc) if hc == 1 or mod.pair_splits else 1
+    s = runtime_splits(B, kv_heads, ctx, sm, mod, hc, window, sink) if hc == 1 or mod.pair_splits else 1
     if hc == 1 and "u" in mod.entries:
         ctas = B * kv_heads
         _, smem1, occ1, _ = mod.entry(1)
@@ -410,8 +414,8 @@ def runtime_layout(B, kv_heads, ctx, sm, mod):
             if s == 1:
                 unsplit = smemu == smem1 or ctas > sm
             else:
-                unsplit = (sm < ctas <= sm * occu and
-                           launch_cost(ctas, ctx, sm, occu, smemu, 1) <= launch_cost(ctas, ctx, sm, occ1, smem1, s))
+                unsplit = (sm < ctas <= sm * occu and launch_cost(ctas, ctx, sm, occu, smemu, 1, window, sink)
+                           <= launch_cost(ctas, ctx, sm, occ1, smem1, s, window, sink))
             if unsplit:
                 return 1, 1, False, True
     groups = (kv_heads + hc - 1) // hc

@@ -46,6 +46,7 @@ CELLS = [
     cell(dtype="bf16", head_dim=96, gqa=4, page_size=16),             # the bench cell's shape at hd 96 / 64
     cell(dtype="bf16", head_dim=64, gqa=4, page_size=16),
     cell(dtype="e4m3", head_dim=128, gqa=4, page_size=16),            # the bench cell in fp8
+    cell(dtype="bf16", head_dim=128, gqa=32, page_size=16),           # two m-tiles: 2 CTAs a SM (kPdMaxCtas)
 ]
 
 if __name__ == "__main__":

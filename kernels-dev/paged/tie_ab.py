@@ -52,14 +52,14 @@ rnd = random.Random(7)
 
 for B, ctx in SHAPES:
     prob = H.Problem(torch, c, [ctx] * B, KVH, fill_nan=False, seed=3, bt_pad=0)
-    hc, s, fused, unsplit = H.runtime_layout(B, KVH, ctx, sm, base)
+    hc, s, fused, unsplit = H.runtime_layout(B, KVH, ctx, sm, base, c["window"], c["sink"])
     cands = {}
     for label, m, h, sp, fu in [("ours", base, hc, s, fused)] + [x[1:] for x in extra if x[0] in (None, (B, ctx))]:
         un = False
         if label == "ours":
             un = unsplit
         elif h == "rt":   # the runtime's layout for this build (its occupancy and ring)
-            h, sp, fu, un = H.runtime_layout(B, KVH, ctx, sm, m)
+            h, sp, fu, un = H.runtime_layout(B, KVH, ctx, sm, m, c["window"], c["sink"])
         elif h == "ours":   # the default build's layout, fused where this build holds every CTA
             h, sp, un = hc, s, unsplit and "u" in m.entries
             fu = sp > 1 and B * (KVH // h) * sp <= sm * m.occ_for(h)
