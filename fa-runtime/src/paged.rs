@@ -341,10 +341,7 @@ pub struct DecodeProblem {
 fn best_splits(problem: &DecodeProblem, base: usize, n: usize, sm_count: usize, entry: EntryOccupancy) -> usize {
     let t = visited_tiles(problem, n);
     let smax = MAX_SPLITS.min((t / 4).max(1));
-    let slots = sm_count.saturating_mul(entry.ctas_per_sm).max(1);
-    let smem = entry.smem_bytes.max(1) as f64;
-    let one = LaunchWaves::new(SATURATING_BYTES_ONE / smem, slots);
-    let split = LaunchWaves::new(SATURATING_BYTES_SPLIT / smem, slots);
+    let (one, split) = (LaunchWaves::on(entry, sm_count, false), LaunchWaves::on(entry, sm_count, true));
     let mut best = (1, f64::INFINITY);
     for s in 1..=smax {
         let waves = if s == 1 { &one } else { &split }.of(base.max(1).saturating_mul(s));
@@ -376,10 +373,8 @@ fn launch_cost(
     splits: usize,
 ) -> f64 {
     let t = visited_tiles(problem, n);
-    let slots = sm_count.saturating_mul(entry.ctas_per_sm).max(1);
-    let bytes = if splits == 1 { SATURATING_BYTES_ONE } else { SATURATING_BYTES_SPLIT };
-    let waves = LaunchWaves::new(bytes / entry.smem_bytes.max(1) as f64, slots).of(base.max(1).saturating_mul(splits));
-    waves * slots as f64 * cta_tokens(t, splits, n)
+    let waves = LaunchWaves::on(entry, sm_count, splits > 1);
+    waves.of(base.max(1).saturating_mul(splits)) * waves.slots as f64 * cta_tokens(t, splits, n)
 }
 
 /// [`num_splits`]' time of a launch's waves, in units of a wave of `slots`
@@ -393,6 +388,13 @@ struct LaunchWaves {
     full: f64,
 }
 impl LaunchWaves {
+    /// The waves of `entry` on `sm_count` SMs, for a launch of one split or
+    /// (`split`) several: `c` is [`SATURATING_BYTES_ONE`] or
+    /// [`SATURATING_BYTES_SPLIT`] over the entry's shared memory.
+    fn on(entry: EntryOccupancy, sm_count: usize, split: bool) -> Self {
+        let bytes = if split { SATURATING_BYTES_SPLIT } else { SATURATING_BYTES_ONE };
+        LaunchWaves::new(bytes / entry.smem_bytes.max(1) as f64, sm_count.saturating_mul(entry.ctas_per_sm).max(1))
+    }
     fn new(c: f64, slots: usize) -> Self {
         let c5 = c.powi(5);
         let mut w = LaunchWaves { c5, slots, full: 0.0 };
