@@ -146,12 +146,17 @@ impl<'a> Elf<'a> {
         self.sections.iter().find(|s| self.str_at(&self.shstr, s.name).ok() == Some(name))
     }
 
+    /// `.symtab` and the size of its entries (ELF64 `Sym`: 24 bytes).
+    fn symtab(&self) -> Option<(&Section, usize)> {
+        const SHT_SYMTAB: u32 = 2;
+        let symtab = self.sections.iter().find(|s| s.kind == SHT_SYMTAB)?;
+        Some((symtab, if symtab.entsize == 0 { 24 } else { symtab.entsize as usize }))
+    }
+
     /// Index of the symbol called `name` in `.symtab`.
     fn symbol_index(&self, name: &str) -> Result<Option<u32>, CubinError> {
-        const SHT_SYMTAB: u32 = 2;
-        let Some(symtab) = self.sections.iter().find(|s| s.kind == SHT_SYMTAB) else { return Ok(None) };
+        let Some((symtab, ent)) = self.symtab() else { return Ok(None) };
         let strtab = *self.sections.get(symtab.link as usize).ok_or_else(|| CubinError("bad symtab link".into()))?;
-        let ent = if symtab.entsize == 0 { 24 } else { symtab.entsize as usize };
         let data = self.bytes(symtab)?;
         for i in 0..data.len() / ent {
             let n = u32_at(data, i * ent)?;
@@ -161,6 +166,34 @@ impl<'a> Elf<'a> {
         }
         Ok(None)
     }
+}
+
+impl Elf<'_> {
+    /// The initial bytes of the data symbol `name` (a `__constant__` or
+    /// `__device__` variable with an initialiser): `st_size` bytes at
+    /// `st_value` in the section `st_shndx` names.
+    fn symbol_data(&self, name: &str) -> Result<&[u8], CubinError> {
+        let i = self.symbol_index(name)?.ok_or_else(|| CubinError(format!("no symbol `{name}`")))?;
+        let (symtab, ent) = self.symtab().ok_or_else(|| CubinError("no .symtab".into()))?;
+        let sym = i as usize * ent;
+        let table = self.bytes(symtab)?;
+        let shndx = u16_at(table, sym + 6)? as usize;
+        let (value, size) = (u64_at(table, sym + 8)? as usize, u64_at(table, sym + 16)? as usize);
+        let section = self.sections.get(shndx).ok_or_else(|| CubinError(format!("`{name}` in no section")))?;
+        let data = self.bytes(section)?;
+        data.get(value..value.saturating_add(size))
+            .ok_or_else(|| CubinError(format!("`{name}` has no initial bytes in its section")))
+    }
+}
+
+/// The initial value of the 4-byte global `name` of `cubin` (an `extern "C"
+/// __constant__ int` such as a paged cell's `<kernel>_decode_smem_bytes`),
+/// read from the file: no device, no driver.
+pub fn cubin_constant_i32(cubin: &[u8], name: &str) -> Result<i32, CubinError> {
+    let elf = Elf::parse(cubin)?;
+    let d = elf.symbol_data(name)?;
+    let b: [u8; 4] = d.try_into().map_err(|_| CubinError(format!("`{name}` is {} bytes, not 4", d.len())))?;
+    Ok(i32::from_le_bytes(b))
 }
 
 /// `(attribute, symbol, value)` of every SVAL record with a symbol + value.

@@ -3,12 +3,14 @@
 //! These tests do not skip: without NVRTC they fail, saying how to get it.
 
 use fa_runtime::cache::{Cache, Origin};
-use fa_runtime::cubin::{cubin_info, cubin_kernels, parse_ptxas_log};
+use fa_runtime::cubin::{cubin_constant_i32, cubin_info, cubin_kernels, parse_ptxas_log};
 use fa_runtime::libs::{probe_nvrtc_in, SearchPaths};
 use fa_runtime::nvrtc::{compile_cubin, nvrtc_version};
 use fa_runtime::{compile_source_with, FaError, KernelSpec};
 use fa_spec::{Arch, Dtype};
 use std::path::PathBuf;
+
+mod paged_entries;
 
 fn require_nvrtc() {
     if let Err(e) = probe_nvrtc_in(&SearchPaths::from_env()) {
@@ -188,6 +190,42 @@ fn paged_cells_carry_decode_merge_and_append_with_their_abi() {
                 assert!(cubin_info(&c.cubin, &fa_runtime::paged::decode_entry(&spec, kernel)).is_err());
             }
         }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// CTAs per SM of an sm_90 kernel (228 KiB of shared memory, 64 Ki
+/// registers and 2048 threads a SM; registers granted per warp in units of
+/// 256), as cuOccupancyMaxActiveBlocksPerMultiprocessor counts them.
+fn sm90_ctas_per_sm(threads: u32, registers: u32, shared_bytes: u32) -> u32 {
+    let warps = threads.div_ceil(32);
+    let by_regs = 65536 / (warps * (registers * 32).div_ceil(256) * 256);
+    let by_smem = 233472 / (shared_bytes.div_ceil(128).max(1) * 128);
+    by_regs.min(by_smem).min(2048 / threads).min(32)
+}
+
+#[test]
+fn host_test_entries_are_the_rendered_rings() {
+    require_nvrtc();
+    // paged_host.rs decides layouts from hand-written occupancies; each must
+    // be what its cell compiles to, or those tests pin a card that no build
+    // gives.
+    let dir = scratch("entries");
+    let cache = Cache::new(&dir);
+    for (name, spec, kernel, want) in paged_entries::entries() {
+        let source = fa_spec::render(&spec).unwrap();
+        let c = compile_source_with(&cache, &spec, &source).unwrap_or_else(|e| panic!("{e}"));
+        let smem = cubin_constant_i32(&c.cubin, &fa_runtime::paged::decode_smem_symbol(&spec, kernel))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let entry = fa_runtime::paged::decode_entry(&spec, kernel);
+        let info = cubin_info(&c.cubin, &entry).unwrap_or_else(|e| panic!("{entry}: {e}"));
+        assert_eq!(smem as usize, want.smem_bytes, "{name}: {entry}'s dynamic shared memory");
+        let threads = fa_runtime::paged::decode_threads(&spec);
+        let ctas = sm90_ctas_per_sm(threads, info.registers, smem as u32 + info.shared_bytes);
+        assert_eq!(ctas as usize, want.ctas_per_sm, "{name}: {entry} ({info:?}, {threads} threads)");
+        // Not a 4-byte variable: a typed error, not a wrong number.
+        assert!(cubin_constant_i32(&c.cubin, &entry).is_err(), "{entry} is a function");
+        assert!(cubin_constant_i32(&c.cubin, "no_such_constant").is_err());
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,6 +14,8 @@ use DecodeKernel::{One, Pair, Unsplit};
 
 mod c_header;
 use c_header::c_fields;
+mod paged_entries;
+use paged_entries::{BF16_HD128, BF16_HD128_PAIR, BF16_HD128_UNSPLIT, BF16_HD96_PAIR, E4M3_HD128};
 
 const DEV: (u64, usize) = (7, 0);
 
@@ -278,18 +280,6 @@ fn table_checks() {
     assert!(matches!(check_slots(&[40], 10, 4), Err(FaError::Argument { arg: "slot_mapping", .. })));
     assert!(check_slots(&[-2], 10, 4).is_err());
 }
-
-/// `_decode`, `_decode_unsplit` and `_decode_pair` of bf16 hd128 on
-/// sm_90a: 2 CTAs a SM with 3-stage rings of 32 KiB, 3 with 2-stage ones;
-/// and e4m3 hd128's _decode (3 CTAs a SM, 3 stages of 16 KiB, the ring of
-/// its _decode_unsplit too). Dynamic shared memory as the rendered cells
-/// export it.
-const BF16_HD128: EntryOccupancy = EntryOccupancy { ctas_per_sm: 2, smem_bytes: 98560 };
-const BF16_HD128_UNSPLIT: EntryOccupancy = EntryOccupancy { ctas_per_sm: 3, smem_bytes: 65792 };
-const BF16_HD128_PAIR: EntryOccupancy = EntryOccupancy { ctas_per_sm: 3, smem_bytes: 65792 };
-const E4M3_HD128: EntryOccupancy = EntryOccupancy { ctas_per_sm: 3, smem_bytes: 49408 };
-/// bf16 hd96's _decode_pair on sm_90a, which takes splits.
-const BF16_HD96_PAIR: EntryOccupancy = EntryOccupancy { ctas_per_sm: 3, smem_bytes: 73984 };
 
 /// `paged::num_splits` of (batch, kv heads, max context, window, sink) on
 /// an H100 / H200 (132 SMs) for `entry`.
