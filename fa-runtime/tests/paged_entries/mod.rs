@@ -28,10 +28,10 @@ fn cell(dtype: Dtype, head_dim: u32) -> KernelSpec {
 pub fn entries() -> Vec<(&'static str, KernelSpec, DecodeKernel, EntryOccupancy)> {
     let (bf16, e4m3, bf16_96) = (cell(Dtype::Bf16, 128), cell(Dtype::E4m3, 128), cell(Dtype::Bf16, 96));
     vec![
-        ("BF16_HD128", bf16.clone(), DecodeKernel::One, BF16_HD128),
-        ("BF16_HD128_UNSPLIT", bf16.clone(), DecodeKernel::Unsplit, BF16_HD128_UNSPLIT),
+        ("BF16_HD128", bf16, DecodeKernel::One, BF16_HD128),
+        ("BF16_HD128_UNSPLIT", bf16, DecodeKernel::Unsplit, BF16_HD128_UNSPLIT),
         ("BF16_HD128_PAIR", bf16, DecodeKernel::Pair, BF16_HD128_PAIR),
-        ("E4M3_HD128", e4m3.clone(), DecodeKernel::One, E4M3_HD128),
+        ("E4M3_HD128", e4m3, DecodeKernel::One, E4M3_HD128),
         ("E4M3_HD128 (unsplit)", e4m3, DecodeKernel::Unsplit, E4M3_HD128),
         ("BF16_HD96_PAIR", bf16_96, DecodeKernel::Pair, BF16_HD96_PAIR),
     ]
