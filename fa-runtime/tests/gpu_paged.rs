@@ -314,9 +314,23 @@ fn batch_with(
     batches: &[usize],
     want: impl Fn(&DecodeLayout) -> bool,
 ) -> Vec<usize> {
-    batches.iter().map(|&b| ragged_from(first, b)).find(|ctxs| want(&planned(spec, heads, ctxs))).unwrap_or_else(|| {
-        panic!("no batch of {batches:?} x {first}+ gives the layout wanted for {}", spec.kernel_name())
-    })
+    batch_of(spec, heads, batches, |b| ragged_from(first, b), want)
+}
+
+/// The contexts `make(b)` of the first of `batches` whose planned layout is
+/// `want`.
+fn batch_of(
+    spec: KernelSpec,
+    heads: usize,
+    batches: &[usize],
+    make: impl Fn(usize) -> Vec<usize>,
+    want: impl Fn(&DecodeLayout) -> bool,
+) -> Vec<usize> {
+    batches
+        .iter()
+        .map(|&b| make(b))
+        .find(|ctxs| want(&planned(spec, heads, ctxs)))
+        .unwrap_or_else(|| panic!("no batch of {batches:?} gives the layout wanted for {}", spec.kernel_name()))
 }
 
 /// Every layout `paged::decode_layout` picks: two kv heads per CTA without
@@ -444,6 +458,43 @@ fn decode_masks() {
     ];
     for (name, spec, heads) in cases {
         decode_case(&format!("decode-{name}"), spec, heads, &ctxs);
+    }
+}
+
+/// The masked cells of `decode_masks` through the entries that run without
+/// a split, which `decode_masks`' seven sequences never reach: two kv heads
+/// per CTA, and one head per CTA in `_decode_unsplit` (more CTAs than
+/// SMs; at hd80 / hd96, where pairs take splits, with 3 kv heads, the
+/// one-head ring's run swizzle). Contexts empty, shorter than the window
+/// and the sinks, across their edges and long past them, ragged.
+#[test]
+fn decode_masks_without_split() {
+    const EDGES: [usize; 9] = [0, 1, 6, 30, 41, 64, 100, 700, 1300];
+    let mixed = |b: usize| (0..b).map(|i| EDGES[i % EDGES.len()] + 3 * (i / EDGES.len())).collect::<Vec<_>>();
+    let batches = [16, 24, 32, 48, 64, 80, 100, 128, 160, 200, 264, 300, 400];
+    // (name, cell, query heads for the pair, for the unsplit entry)
+    let cases: Vec<(&str, KernelSpec, usize, usize)> = vec![
+        ("sink-window", cell(Dtype::F16, 128, |b| b.paged().gqa(4).causal().window(40).sink(4)), 8, 8),
+        ("alibi-hd80", cell(Dtype::F16, 80, |b| b.paged().gqa(4).causal().alibi()), 8, 12),
+        ("softcap-hd96", cell(Dtype::Bf16, 96, |b| b.paged().page_size(32).gqa(2).softcap(5.0)), 4, 6),
+        (
+            "everything",
+            cell(Dtype::F16, 64, |b| b.paged().page_size(8).gqa(8).window(33).sink(7).alibi().softcap(10.0)),
+            16,
+            16,
+        ),
+        (
+            "fp8-everything",
+            cell(Dtype::E5m2, 64, |b| b.paged().page_size(8).gqa(8).window(33).sink(7).alibi().softcap(10.0)),
+            16,
+            16,
+        ),
+    ];
+    for (name, spec, pair_heads, unsplit_heads) in cases {
+        for (kernel, heads) in [(DecodeKernel::Pair, pair_heads), (DecodeKernel::Unsplit, unsplit_heads)] {
+            let ctxs = batch_of(spec, heads, &batches, mixed, |l| l.kernel == kernel && l.splits == 1);
+            decode_case(&format!("decode-{name}-{}", kernel.stem()), spec, heads, &ctxs);
+        }
     }
 }
 
