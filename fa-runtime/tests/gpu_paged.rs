@@ -350,6 +350,11 @@ fn decode_layouts_and_both_merges() {
     let l = planned(spec, 32, &wide);
     assert_eq!((l.kernel, l.splits), (DecodeKernel::Pair, 1), "{l:?}");
     decode_case("decode-wide-batch", spec, 32, &wide);
+    // Two kv heads per CTA over 137 to 143 tiles of 32 tokens: three windows
+    // of sorted visits a warp.
+    let long_pairs = ragged_from(4380, 64);
+    assert_eq!(planned(spec, 32, &long_pairs).kernel, DecodeKernel::Pair);
+    decode_case("decode-wide-batch-windows", spec, 32, &long_pairs);
     let split_batch = batch_with(spec, 32, 4000, &[36, 34, 40, 68, 100, 133], |l| {
         l.kernel == DecodeKernel::One && l.splits > 1 && !l.fused_merge
     });
@@ -396,6 +401,10 @@ fn decode_one_head_without_split() {
     decode_case("decode-unsplit", spec, 32, &many);
     let few = batch_with(spec, 32, 1400, &[12, 8, 4], |l| l.kernel == DecodeKernel::One && l.splits == 1);
     decode_case("decode-one-unsplit-ring", spec, 32, &few);
+    // Past 64 tiles a warp: its visits sorted by page in windows of 64
+    // (kPdSortedPages), the second window holding 1 or 2 of them.
+    let windows = batch_with(spec, 32, 4097, &[32, 24, 40, 48], |l| l.kernel == DecodeKernel::Unsplit);
+    decode_case("decode-unsplit-windows", spec, 32, &windows);
     // e4m3: _decode_unsplit has _decode's ring, and serves every launch of
     // one split.
     let fp8 = cell(Dtype::E4m3, 128, |b| b.paged().page_size(16).gqa(4));

@@ -9,6 +9,8 @@ gather-then-dense reference, and benchmarks against copy bandwidth and SDPA.
   python3 kernels-dev/paged/harness.py --correct --bench --out $OUT
   compute-sanitizer --tool memcheck python3 kernels-dev/paged/harness.py --small
   PAGES=seq ...   # every sequence's pages in order instead of shuffled (measurement aid)
+  PAGES=sorted ...   # each sequence's shuffled pages in ascending block order (measurement aid)
+  PAGES=bucket8 ...  # ... ordered only by which eighth of the blocks they are in
 """
 import zlib, argparse, ctypes, json, math, os, re, sys, time
 from concurrent.futures import ProcessPoolExecutor
@@ -215,7 +217,14 @@ class Problem:
         bt = torch.full((B, mbs), -1, dtype=torch.int32, device="cuda")
         o = 0
         for b, n in enumerate(npages):
-            bt[b, :n] = perm[o:o + n]; o += n
+            mine = perm[o:o + n]
+            if os.environ.get("PAGES") == "sorted":
+                mine = torch.sort(mine).values
+            elif os.environ.get("PAGES", "").startswith("bucket"):   # bucketN: sorted by which of N ranges of blocks a page is in
+                nb = int(os.environ["PAGES"][6:])
+                mine = mine[torch.sort(mine.long() * nb // NB, stable=True).indices]
+            bt[b, :n] = mine
+            o += n
             bt[b, n:] = torch.tensor([NB + 5, -7, 1 << 30][: mbs - n] + [-1] * max(0, mbs - n - 3), dtype=torch.int32, device="cuda")[: mbs - n]
         # in-context invalid page entries (treated as masked)
         self.invalid = []

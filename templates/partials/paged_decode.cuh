@@ -320,6 +320,33 @@ constexpr bool kPdWarpPipe = PD_WARP_PIPE;
 constexpr bool kPdOnePage = PD_ONE_PAGE && kPageSize % 16 == 0;
 constexpr int kPdMT        = (kGqa + 15) / 16;              // 16-row m-tiles of query heads
 constexpr int kPdRows      = kPdMT * 16;
+// Page order: in the entries compiled for one split (_decode_unsplit, the
+// unsplit _decode_pair) with one page a slice, each warp visits its slices
+// in windows of 64, each window in ascending block order (its block-table
+// entries loaded and sorted at the window's start, pd_warp_sort64) rather
+// than in token order; online softmax does not care about the order. Block
+// tables list pages in allocation order, scattered over the cache; sorted,
+// every warp of the launch sweeps the caches from low to high addresses at
+// about the same pace. Measured (H100, bf16 hd128, 32/8 heads, pages
+// shuffled over the caches, FLUSH=1, kernels-dev/paged/tie_ab.py, 9 rounds,
+// SDPA cuDNN in the same rounds): 64 x 4096 363.7 us against 365.0 in token
+// order (cuDNN 362.8), 32 x 4096 188.7 / 190.3 (190.1), 24 x 4096 146.6 /
+// 148.5 (153.2), 48 x 4096 277.0 / 279.3 (280.9), 128 x 4096 715.6 / 716.9
+// (712.5), 256 x 1024 366.3 / 367.0 (364.1). The bound, tables whose rows
+// are already sorted (PAGES=sorted in the harness): 359.9 / 187.7 us in
+// token order. A warp sorts only its own share of the pages, so the warps
+// of a CTA sweep at the same pace but tens of MB apart; ordering the rows
+// by which 16th / 64th of the blocks a page is in (PAGES=bucket16 /
+// bucket64) recovered 3.0 / 3.7 of sorting's 3.6 us at 64 x 4096.
+// Where the Q and O fragments exceed 128 x 16 (hd192 /
+// hd256, two m-tiles at hd128) the order's registers made the entries spill
+// (100-116 bytes at hd256): token order there. -DPD_SORTED_PAGES=0
+// (measurement override): token order everywhere.
+#ifndef PD_SORTED_PAGES
+#define PD_SORTED_PAGES 1
+#endif
+constexpr bool kPdSortedPages = PD_SORTED_PAGES && kPdOnePage && !kPdTma && kPdWarpPipe && kHeadDim * kPdMT <= 128;
+constexpr int kPdNotLooked = -2;                            // (page_block: no entry looked up ahead)
 // Split launches with the fused merge hand out slices dynamically (dyn in
 // paged_decode_block), all but the first kPdDynFixed eighths of them, where
 // the registers allow a second main loop: up to 64 O registers a thread
@@ -661,6 +688,34 @@ FA_DEVICE float pd_warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
+}
+
+// Sorts 64 (key, value) pairs held two a lane (pair i: lane i % 32, register
+// i / 32) ascending by (key, value), which must be distinct: a bitonic
+// network, shuffles between lanes, a swap within a lane at stride 32.
+FA_DEVICE void pd_warp_sort64(int (&key)[2], int (&val)[2], int lane) {
+#pragma unroll
+    for (int size = 2; size <= 64; size <<= 1) {
+#pragma unroll
+        for (int stride = size / 2; stride > 0; stride >>= 1) {
+            if (stride == 32) {   // (size 64, ascending) pairs lane and lane + 32
+                if (key[1] < key[0] || (key[1] == key[0] && val[1] < val[0])) {
+                    int x = key[0]; key[0] = key[1]; key[1] = x;
+                    x = val[0]; val[0] = val[1]; val[1] = x;
+                }
+                continue;
+            }
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int ok = __shfl_xor_sync(0xffffffffu, key[r], stride);
+                const int ov = __shfl_xor_sync(0xffffffffu, val[r], stride);
+                const bool up = ((r * 32 + lane) & size) == 0;   // this run ascends
+                const bool low = (lane & stride) == 0;           // lower element of its pair: keeps the smaller when ascending
+                const bool other_less = ok < key[r] || (ok == key[r] && ov < val[r]);
+                if (other_less == (low == up)) { key[r] = ok; val[r] = ov; }
+            }
+        }
+    }
 }
 
 // --- mbarrier / bulk-copy wrappers (sm_90+; empty elsewhere, never called there)
@@ -1040,7 +1095,9 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // compiled at all. (A function,
     // not a local copy: _decode reads the parameter where it uses it, as
     // before, and keeps its code.)
-    auto num_splits = [&]() { return (hcs == 1 && !PD_PAIR_SPLITS) || kUnsplit ? 1 : p.num_splits; };
+    constexpr bool kOneSplit = (hcs == 1 && !PD_PAIR_SPLITS) || kUnsplit;
+    auto num_splits = [&]() { return kOneSplit ? 1 : p.num_splits; };
+    constexpr bool kSorted = kPdSortedPages && kOneSplit;   // (page order, kPdSortedPages)
     constexpr int hc = 1 << hcs;
     constexpr int kStages = PdRing<hcs, kUnsplit>::stages;   // ring depth
     constexpr PdSmemLayout kRing = PdRing<hcs, kUnsplit>::smem;
@@ -1082,12 +1139,20 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // unsplit launch starts at tile 0, and with dynamic slices the fixed
     // share is strided), so the first page lookup waits for an L2 hit
     // instead of a second DRAM trip. Cells without a window or sink only.
-    if (kWindow == 0 && kSink == 0 && lane == 0 && (dyn || num_splits() == 1)) {
+    if (kWindow == 0 && kSink == 0 && !kSorted && lane == 0 && (dyn || num_splits() == 1)) {
 #pragma unroll
         for (int s = 0; s < kStages - 1; ++s) {
             const int tok = dyn ? (first_slice + s * W) * 16 : (s << tshift) + kb * 16;
             const int pg = tok / kPageSize;
             if (pg < p.block_table_stride) asm volatile("prefetch.global.L2 [%0];" :: "l"(bt + pg));
+        }
+    }
+    int win0[2] = {-1, -1};   // (kSorted) the first window's block-table entries
+    if constexpr (kSorted && kWindow == 0 && kSink == 0) {   // (its tokens: visit v's is v 2^tshift + 16 kb)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int pg = (((r * 32 + lane) << tshift) + kb * 16) / kPageSize;
+            win0[r] = pg < p.block_table_stride ? __ldg(bt + pg) : -1;
         }
     }
     const int ctx = max(p.context_lens[b], 0);
@@ -1143,7 +1208,9 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
 
     // The block of this sequence's page pg where `live`, else -1; pages past
     // the table and entries outside [0, num_blocks) are -1 too (read nothing).
-    auto page_block = [&](int pg, bool live) {
+    // `known`: page_block's own result for this page, already looked up.
+    auto page_block = [&](int pg, bool live, int known = kPdNotLooked) {
+        if (known != kPdNotLooked) return live ? known : -1;
         const int blk = live && pg < p.block_table_stride ? __ldg(bt + pg) : -1;
         return blk < p.num_blocks ? blk : -1;
     };
@@ -1163,7 +1230,9 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     auto ring_off = [&](int ri, int hh, int c) {
         return pd_row<hcs>(kb * 16 + ri, hh) * kPdRowStride<hcs> + pd_chunk<hcs>(c, ri, hh, run_sh) * 16;
     };
-    auto load_tile_hc = [&](int tokw, int stage) {   // tokw: this warp's first token (a multiple of 16)
+    // tokw: this warp's first token (a multiple of 16); blk_known: its page's
+    // page_block where already looked up (kPdOnePage).
+    auto load_tile_hc = [&](int tokw, int stage, int blk_known = kPdNotLooked) {
         const int j = tokw + (lane & 15);
         const u32 ks = pipe_base + stage * (2 * kPdKVBytes<hcs>);
         const u32 vs = ks + kPdKVBytes<hcs>;
@@ -1195,7 +1264,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         // whatever this warp's head.
         const bool head_ok = my_kvh < p.num_kv_heads;
         const int page_blk = kPdOnePage
-            ? page_block(tokw / kPageSize, tokw < ctx && (kPdPairJoint<hcs> || head_ok))
+            ? page_block(tokw / kPageSize, tokw < ctx && (kPdPairJoint<hcs> || head_ok), blk_known)
             : page_block(j / kPageSize, j < ctx && head_ok && pd_visible(j, pos));
         const int blk = kPdPairJoint<hcs> && !head_ok ? -1 : page_blk;
         if constexpr (kPdPairJoint<hcs>) {
@@ -1322,6 +1391,52 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         if (tid < kStages) pd_mbar_init(bar_base + tid * 8, kPdThreads);
         __syncthreads();
     }
+    // Page order (kSorted): visit lv of this warp is its slice w + the value at
+    // position lv - w of its window (w = lv rounded down to 64) sorted by
+    // page_block (the key). The first window's first kPdAhead visits keep token
+    // order, so that they are issued before the sort, which runs while they
+    // are in flight; later windows are built and sorted at their first visit,
+    // their entries prefetched into L2 a window ahead.
+    int win_key[2] = {0, 0}, win_val[2] = {0, 0};
+    int lv = 0;   // visits issued
+    auto win_raw = [&](int base, int r) {   // the block-table entry of visit base + 32 r + lane
+        const int pg = slice_tok(tshift, base + r * 32 + lane) / kPageSize;
+        return pg < p.block_table_stride ? __ldg(bt + pg) : -1;
+    };
+    auto win_keys = [&](int base, const int (&raw)[2]) {   // page_block of each visit (past the range: last)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int v = base + r * 32 + lane;
+            const bool live = slice_tok(tshift, v) < ctx && raw[r] >= 0 && raw[r] < p.num_blocks;
+            win_val[r] = r * 32 + lane;
+            win_key[r] = v >= n_tiles ? 0x7fffffff : live ? raw[r] : -1;
+            const int pn = slice_tok(tshift, v + 64) / kPageSize;
+            if (v + 64 < n_tiles && pn < p.block_table_stride) asm volatile("prefetch.global.L2 [%0];" :: "l"(bt + pn));
+        }
+    };
+    // Issues this warp's next visit into `stage`; its first token, -1 past the range.
+    auto issue_sorted = [&](int stage) {
+        if (lv >= n_tiles) return -1;
+        if ((lv & 63) == 0) {
+            const int raw[2] = {win_raw(lv, 0), win_raw(lv, 1)};
+            win_keys(lv, raw);
+            pd_warp_sort64(win_key, win_val, lane);
+        }
+        const int pos = lv & 63;
+        const int v = (lv & ~63) + __shfl_sync(0xffffffffu, pos < 32 ? win_val[0] : win_val[1], pos & 31);
+        const int blk = __shfl_sync(0xffffffffu, pos < 32 ? win_key[0] : win_key[1], pos & 31);
+        const int tok = slice_tok(tshift, v);
+        load_tile_hc(tok, stage, blk);
+        ++lv;
+        return tok;
+    };
+    if constexpr (kSorted) {   // the first window's keys (unsorted until its first visits are issued)
+        if constexpr (kWindow > 0 || kSink > 0) {
+#pragma unroll
+            for (int r = 0; r < 2; ++r) win0[r] = win_raw(0, r);
+        }
+        win_keys(0, win0);
+    }
 
     // ---- prologue: start the KV ring, then Q fragments straight from global
     // TMA: all kStages stages are filled up front, and tile it + kStages is
@@ -1334,10 +1449,21 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         if (dyn) {
             tq[s] = next_tok();
             if (tq[s] >= 0) load_tile_hc(tq[s], s);
+        } else if constexpr (kSorted) {
+            tq[s] = -1;
+            if (s < n_tiles) {   // (token order: the window's first visits, below)
+                tq[s] = slice_tok(tshift, s);
+                load_tile_hc(tq[s], s, __shfl_sync(0xffffffffu, win_key[0], s));
+                ++lv;
+            }
         } else if (s < n_tiles) {
             load_tile(s, s);
         }
         if constexpr (!kPdTma) cp_async_commit();
+    }
+    if constexpr (kSorted) {   // the first visits before the rest of the first window, in its order
+        if (lane < kPdAhead) win_key[0] = (int)0x80000000 + lane;
+        pd_warp_sort64(win_key, win_val, lane);
     }
     if constexpr (kPdTma) __syncthreads();   // flags / zero-filled rows of the prologue tiles
     u32 qf[kPdMT][kHeadDim / 16][4];
@@ -1584,6 +1710,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         PD_STAMP(7);   // (after its last tile)
     } else {
         for (int it = 0; it < n_tiles; ++it) {
+            int tq_cur = -1;   // (kSorted) tile it's first token
             if constexpr (kPdTma) {
                 pd_mbar_wait(bar_base + (it % kStages) * 8, (it / kStages) & 1);
             } else {
@@ -1591,13 +1718,21 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                 if constexpr (kPdPairJoint<hcs>) asm volatile("bar.sync %0, 64;" :: "r"(1 + kb) : "memory");   // the slice's two warps
                 else if constexpr (kPdWarpPipe) __syncwarp();   // a warp's rows, flags and stage are its own
                 else __syncthreads();
-                if (it + kStages - 1 < n_tiles) load_tile(it + kStages - 1, (it + kStages - 1) % kStages);
+                if constexpr (kSorted) {
+                    tq_cur = tq[0];
+                    const int tn = issue_sorted((it + kStages - 1) % kStages);
+#pragma unroll
+                    for (int q = 0; q + 1 < kPdAhead; ++q) tq[q] = tq[q + 1];
+                    tq[kPdAhead - 1] = tn;
+                } else if (it + kStages - 1 < n_tiles) {
+                    load_tile(it + kStages - 1, (it + kStages - 1) % kStages);
+                }
                 cp_async_commit();
             }
 
             if (it == 0) PD_STAMP(1);             // first tile in shared memory
             if (it == n_tiles - 1) PD_STAMP(7);   // last tile in shared memory
-            attend(it % kStages, slice_tok(tshift, it));
+            attend(it % kStages, kSorted ? tq_cur : slice_tok(tshift, it));
             if constexpr (kPdTma) {
                 __syncthreads();   // stage of tile it consumed by every warp (also publishes flags / zero rows of tile it + 1)
                 if (it + kStages < n_tiles) load_tile(it + kStages, it % kStages);
