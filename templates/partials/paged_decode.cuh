@@ -340,12 +340,14 @@ constexpr int kPdRows      = kPdMT * 16;
 // bucket64) recovered 3.0 / 3.7 of sorting's 3.6 us at 64 x 4096.
 // Where the Q and O fragments exceed 128 x 16 (hd192 /
 // hd256, two m-tiles at hd128) the order's registers made the entries spill
-// (100-116 bytes at hd256): token order there. -DPD_SORTED_PAGES=0
+// (100-116 bytes at hd256): token order there; and on sm_100, where
+// _decode_pair spilled 52 bytes at 16-bit hd128 (and no card here
+// measures it). -DPD_SORTED_PAGES=0
 // (measurement override): token order everywhere.
 #ifndef PD_SORTED_PAGES
 #define PD_SORTED_PAGES 1
 #endif
-constexpr bool kPdSortedPages = PD_SORTED_PAGES && kPdOnePage && !kPdTma && kPdWarpPipe && kHeadDim * kPdMT <= 128;
+constexpr bool kPdSortedPages = PD_SORTED_PAGES && kPdOnePage && !kPdTma && kPdWarpPipe && kHeadDim * kPdMT <= 128 && kSm < 100;
 constexpr int kPdNotLooked = -2;                            // (page_block: no entry looked up ahead)
 // Split launches with the fused merge hand out slices dynamically (dyn in
 // paged_decode_block), all but the first kPdDynFixed eighths of them, where
