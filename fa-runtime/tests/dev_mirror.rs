@@ -24,7 +24,7 @@ impl Rng {
     fn below(&mut self, n: u64) -> usize {
         (self.next() % n) as usize
     }
-    /// 0 ..= 2^bits, about evenly spread over the powers of two.
+    /// In [2^(b-1), 3 · 2^(b-1)) for a random b in 1 ..= bits, or 0 (b = 0): spread over the powers of two.
     fn log_uniform(&mut self, bits: u32) -> usize {
         let b = self.below(u64::from(bits) + 1) as u32;
         self.below(1u64 << b) + (1usize << b) / 2

@@ -197,6 +197,8 @@ fn paged_cells_carry_decode_merge_and_append_with_their_abi() {
 /// CTAs per SM of an sm_90 kernel (228 KiB of shared memory, 64 Ki
 /// registers and 2048 threads a SM; registers granted per warp in units of
 /// 256), as cuOccupancyMaxActiveBlocksPerMultiprocessor counts them.
+/// `shared_bytes`: dynamic plus the CUBIN's static section, which on sm_90
+/// includes the 1 KiB the system reserves per CTA (`CubinInfo::shared_bytes`).
 fn sm90_ctas_per_sm(threads: u32, registers: u32, shared_bytes: u32) -> u32 {
     let warps = threads.div_ceil(32);
     let by_regs = 65536 / (warps * (registers * 32).div_ceil(256) * 256);

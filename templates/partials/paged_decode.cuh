@@ -337,7 +337,13 @@ constexpr int kPdRows      = kPdMT * 16;
 // token order. A warp sorts only its own share of the pages, so the warps
 // of a CTA sweep at the same pace but tens of MB apart; ordering the rows
 // by which 16th / 64th of the blocks a page is in (PAGES=bucket16 /
-// bucket64) recovered 3.0 / 3.7 of sorting's 3.6 us at 64 x 4096.
+// bucket64) recovered 3.0 / 3.7 of sorting's 3.6 us at 64 x 4096. On
+// tables already sorted the kernel's sort is the identity, and costs
+// 360.8 us against 359.9 in token order there (32 x 4096: 187.6 / 187.7).
+// Not measured: the first sort sits before the Q fragment loads (about 470
+// SASS instructions from the prologue's copies to the first Q load,
+// against 47 in token order), and each later window is loaded and sorted
+// at its first visit, with one tile in flight on a 2-stage ring.
 // Where the Q and O fragments exceed 128 x 16 (hd192 /
 // hd256, two m-tiles at hd128) the order's registers made the entries spill
 // (100-116 bytes at hd256): token order there; and on sm_100, where
@@ -1141,6 +1147,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // unsplit launch starts at tile 0, and with dynamic slices the fixed
     // share is strided), so the first page lookup waits for an L2 hit
     // instead of a second DRAM trip. Cells without a window or sink only.
+    // (With sorted visits, kSorted, the first window's entries are loaded
+    // outright instead, win0 below.)
     if (kWindow == 0 && kSink == 0 && !kSorted && lane == 0 && (dyn || num_splits() == 1)) {
 #pragma unroll
         for (int s = 0; s < kStages - 1; ++s) {
@@ -1424,9 +1432,9 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             win_keys(lv, raw);
             pd_warp_sort64(win_key, win_val, lane);
         }
-        const int pos = lv & 63;
-        const int v = (lv & ~63) + __shfl_sync(0xffffffffu, pos < 32 ? win_val[0] : win_val[1], pos & 31);
-        const int blk = __shfl_sync(0xffffffffu, pos < 32 ? win_key[0] : win_key[1], pos & 31);
+        const int at = lv & 63;   // position in the window
+        const int v = (lv & ~63) + __shfl_sync(0xffffffffu, at < 32 ? win_val[0] : win_val[1], at & 31);
+        const int blk = __shfl_sync(0xffffffffu, at < 32 ? win_key[0] : win_key[1], at & 31);
         const int tok = slice_tok(tshift, v);
         load_tile_hc(tok, stage, blk);
         ++lv;
@@ -1463,6 +1471,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         }
         if constexpr (!kPdTma) cp_async_commit();
     }
+    static_assert(!kSorted || kPdAhead <= 32, "sorted visits: the prologue's visits are lanes of window 0");
     if constexpr (kSorted) {   // the first visits before the rest of the first window, in its order
         if (lane < kPdAhead) win_key[0] = (int)0x80000000 + lane;
         pd_warp_sort64(win_key, win_val, lane);

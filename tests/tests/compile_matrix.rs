@@ -58,6 +58,13 @@ fn matrix() -> Vec<KernelSpec> {
             // the decode loader's 2- and 4-lanes-a-row mappings.
             let (hd, page) = if dtype == Dtype::F16 { (80, 2) } else { (96, 4) };
             add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(hd).causal().gqa(4).paged().page_size(page));
+            // The sorted page visits (kPdSortedPages) of the one-split entries
+            // with every mask, at 168 registers on sm_90a (3 CTAs per SM); and
+            // with the pair's joint copy of 160- / 192-byte rows, which only
+            // sm_80 / sm_89 compile unsplit.
+            add(base().gqa(4).window(512).sink(4).alibi().softcap(30.0).paged());
+            let hd_pair = if dtype == Dtype::F16 { 80 } else { 96 };
+            add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(hd_pair).causal().gqa(4).paged().page_size(32));
         }
         if arch.supports_fp8() {
             for dtype in [Dtype::E4m3, Dtype::E5m2] {
