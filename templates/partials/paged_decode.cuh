@@ -599,6 +599,12 @@ constexpr int pd_smem_ctas(int stages, int kv_bytes) { return kPdSmemPerSm / (pd
 constexpr int kPdMaxCtas = PD_MAX_CTAS;
 constexpr int pd_min3(int n) { return n > kPdMaxCtas ? kPdMaxCtas : n; }
 constexpr int pd_cap_ctas(int n) { return n < 1 ? 1 : pd_min3(n); }
+// The ring of the entries compiled for one split (_decode_pair, _decode_unsplit)
+// over `kv_bytes` K/V bytes a stage: the depth that fits the most CTAs per SM
+// (up to kPdMaxCtas), 3 stages on a tie; TMA, 2.
+constexpr int pd_most_ctas_stages(int kv_bytes) {
+    return kPdTma ? 2 : (pd_min3(pd_smem_ctas(2, kv_bytes)) > pd_min3(pd_smem_ctas(3, kv_bytes)) ? 2 : 3);
+}
 // _decode_pair (two kv heads per CTA, which the host launches only without
 // splits, except at hd80 / hd96 on sm_90+): the ring depth that gives the most CTAs per SM (up to 3), 3
 // stages on a tie. Where 3 stages do not fit at all (0 CTAs: hd256 on
@@ -607,7 +613,7 @@ constexpr int pd_cap_ctas(int n) { return n < 1 ? 1 : pd_min3(n); }
 // 64 x 4096, same calls, SDPA cuDNN 363.1-363.6 us): 2 stages at 3 CTAs/SM
 // 364.8-365.3 us against 366.3-366.8 for 3 stages at 2 CTAs/SM.
 #ifndef PD_PAIR_STAGES                                      // tuning override (-DPD_PAIR_STAGES=n)
-#define PD_PAIR_STAGES (kPdTma ? 2 : (pd_min3(pd_smem_ctas(2, kPdKVBytes<1>)) > pd_min3(pd_smem_ctas(3, kPdKVBytes<1>)) ? 2 : 3))
+#define PD_PAIR_STAGES pd_most_ctas_stages(kPdKVBytes<1>)
 #endif
 // _decode_unsplit (one kv head per CTA, which the host launches only
 // without splits, fa_runtime::paged::decode_layout): like _decode_pair, the
@@ -625,7 +631,7 @@ constexpr int pd_cap_ctas(int n) { return n < 1 ? 1 : pd_min3(n); }
 // deeper ring, so the host keeps _decode there (fa_runtime::paged::
 // decode_layout has the figures of this entry on both cards).
 #ifndef PD_UNSPLIT_STAGES                                   // tuning override (-DPD_UNSPLIT_STAGES=n)
-#define PD_UNSPLIT_STAGES (kPdTma ? 2 : (pd_min3(pd_smem_ctas(2, kPdKVBytes<0>)) > pd_min3(pd_smem_ctas(3, kPdKVBytes<0>)) ? 2 : 3))
+#define PD_UNSPLIT_STAGES pd_most_ctas_stages(kPdKVBytes<0>)
 #endif
 // The ring of the decode entry serving 1 << hcs kv heads per CTA (and, for
 // one head, compiled for one split or not): its depth, shared-memory layout
@@ -1149,19 +1155,21 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // instead of a second DRAM trip. Cells without a window or sink only.
     // (With sorted visits, kSorted, the first window's entries are loaded
     // outright instead, win0 below.)
+    // (Without a window or sink, an unsplit launch's visit v starts at this token.)
+    auto first_tok = [&](int v) { return (v << tshift) + kb * 16; };
     if (kWindow == 0 && kSink == 0 && !kSorted && lane == 0 && (dyn || num_splits() == 1)) {
 #pragma unroll
         for (int s = 0; s < kStages - 1; ++s) {
-            const int tok = dyn ? (first_slice + s * W) * 16 : (s << tshift) + kb * 16;
+            const int tok = dyn ? (first_slice + s * W) * 16 : first_tok(s);
             const int pg = tok / kPageSize;
             if (pg < p.block_table_stride) asm volatile("prefetch.global.L2 [%0];" :: "l"(bt + pg));
         }
     }
     int win0[2] = {-1, -1};   // (kSorted) the first window's block-table entries
-    if constexpr (kSorted && kWindow == 0 && kSink == 0) {   // (its tokens: visit v's is v 2^tshift + 16 kb)
+    if constexpr (kSorted && kWindow == 0 && kSink == 0) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            const int pg = (((r * 32 + lane) << tshift) + kb * 16) / kPageSize;
+            const int pg = first_tok(r * 32 + lane) / kPageSize;
             win0[r] = pg < p.block_table_stride ? __ldg(bt + pg) : -1;
         }
     }
