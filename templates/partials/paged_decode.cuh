@@ -321,39 +321,44 @@ constexpr bool kPdOnePage = PD_ONE_PAGE && kPageSize % 16 == 0;
 constexpr int kPdMT        = (kGqa + 15) / 16;              // 16-row m-tiles of query heads
 constexpr int kPdRows      = kPdMT * 16;
 // Page order: in the entries compiled for one split (_decode_unsplit, the
-// unsplit _decode_pair) with one page a slice, each warp visits its slices
-// in windows of 64, each window in ascending block order (its block-table
-// entries loaded and sorted at the window's start, pd_warp_sort64) rather
-// than in token order; online softmax does not care about the order. Block
-// tables list pages in allocation order, scattered over the cache; sorted,
-// every warp of the launch sweeps the caches from low to high addresses at
-// about the same pace. Measured (H100, bf16 hd128, 32/8 heads, pages
-// shuffled over the caches, FLUSH=1, kernels-dev/paged/tie_ab.py, 9 rounds,
-// SDPA cuDNN in the same rounds): 64 x 4096 363.7 us against 365.0 in token
-// order (cuDNN 362.8), 32 x 4096 188.7 / 190.3 (190.1), 24 x 4096 146.6 /
-// 148.5 (153.2), 48 x 4096 277.0 / 279.3 (280.9), 128 x 4096 715.6 / 716.9
-// (712.5), 256 x 1024 366.3 / 367.0 (364.1). The bound, tables whose rows
-// are already sorted (PAGES=sorted in the harness): 359.9 / 187.7 us in
-// token order. A warp sorts only its own share of the pages, so the warps
-// of a CTA sweep at the same pace but tens of MB apart; ordering the rows
-// by which 16th / 64th of the blocks a page is in (PAGES=bucket16 /
-// bucket64) recovered 3.0 / 3.7 of sorting's 3.6 us at 64 x 4096. On
-// tables already sorted the kernel's sort is the identity, and costs
-// 360.8 us against 359.9 in token order there (32 x 4096: 187.6 / 187.7).
-// Not measured: the first sort sits before the Q fragment loads (about 470
-// SASS instructions from the prologue's copies to the first Q load,
-// against 47 in token order), and each later window is loaded and sorted
-// at its first visit, with one tile in flight on a 2-stage ring.
-// Where the Q and O fragments exceed 128 x 16 (hd192 /
-// hd256, two m-tiles at hd128) the order's registers made the entries spill
-// (100-116 bytes at hd256): token order there; and on sm_100, where
-// _decode_pair spilled 52 bytes at 16-bit hd128 (and no card here
-// measures it). -DPD_SORTED_PAGES=0
+// unsplit _decode_pair) with one page a slice, a CTA visits its slices in
+// windows of 64 visits of each slice position kb of a tile (4 x 64 slices
+// with one head a CTA, 2 x 64 for pairs), each window in ascending block
+// order across the CTA: each kb's window is sorted in
+// registers (pd_warp_sort64), the sorted lists are merged by rank through
+// shared memory, and kb takes every kPdLists-th visit of the merged order
+// (deal_window), so at each step the CTA's warps read neighbouring pages.
+// Online softmax does not care about the order. Block tables list pages in
+// allocation order, scattered over the cache; sorted, every warp of the
+// launch sweeps the caches from low to high addresses at about the same
+// pace. Measured (H100, bf16 hd128, 32/8 heads, pages shuffled over the
+// caches, FLUSH=1, kernels-dev/paged/tie_ab.py, 11 rounds, SDPA cuDNN in
+// the same rounds; "per warp" = -DPD_CTA_PAGES=0, each warp sorting only
+// its own window, "token" = -DPD_SORTED_PAGES=0): 64 x 4096 362.8 us, per
+// warp 363.9, token 365.1 (cuDNN 364.3); 32 x 4096 187.6 / 188.9 / 190.8
+// (189.7); 24 x 4096 144.7 / 146.1 / 148.2 (149.4); 256 x 1024 372.7 /
+// 373.0 / 372.2 (366.0). Another card, 9 rounds: 64 x 4096 362.0 against
+// 363.7 in token order (cuDNN 363.3), 128 x 4096 714.4 / 717.0 (712.2),
+// 256 x 2048 713.4 / 714.0 (710.0), 96 x 4096 539.0 / 540.1 (535.5). The
+// bound, tables whose rows are already sorted (PAGES=sorted in the
+// harness), 64 x 4096: 359.5 us in token order, 360.2 sorting (the
+// identity there: what the sort and merge cost). Of the three cards that
+// timed 128 x 4096 both ways, one gave 752 us sorted against 736 in token
+// order (cuDNN 714); the others gained 1-3 us: not understood, left as is. Where the Q and O
+// fragments exceed 128 x 16 (hd192 / hd256, two m-tiles at hd128) the
+// order's registers made the entries spill (100-116 bytes at hd256):
+// token order there; and on sm_100, where _decode_pair spilled 52 bytes at
+// 16-bit hd128 (and no card here measures it). -DPD_SORTED_PAGES=0
 // (measurement override): token order everywhere.
 #ifndef PD_SORTED_PAGES
 #define PD_SORTED_PAGES 1
 #endif
 constexpr bool kPdSortedPages = PD_SORTED_PAGES && kPdOnePage && !kPdTma && kPdWarpPipe && kHeadDim * kPdMT <= 128 && kSm < 100;
+// -DPD_CTA_PAGES=0 (measurement override): each warp visits its own slices'
+// window in block order, without the merge across the CTA (deal_window).
+#ifndef PD_CTA_PAGES
+#define PD_CTA_PAGES 1
+#endif
 constexpr int kPdNotLooked = -2;                            // (page_block: no entry looked up ahead)
 // Split launches with the fused merge hand out slices dynamically (dyn in
 // paged_decode_block), all but the first kPdDynFixed eighths of them, where
@@ -897,6 +902,21 @@ FA_DEVICE void pd_warp_stamp(int k, unsigned long long v) {
 #define PD_STAMP(k) ((void)0)
 #define PD_WARP_STAMP(k, v) ((void)0)
 #endif
+// -DPD_VISIT_LOG (check aid, kernels-dev/paged/visit_order.py): lane 0 of
+// each warp records the first token of its visits in issue order (sorted
+// visits, kSorted; the first 256 of the first 1024 CTAs), read back by the
+// host, which checks that a CTA's warps visit every slice once and, window
+// by window, in ascending block order.
+#ifdef PD_VISIT_LOG
+__device__ int pd_visit_log[1024 * 8 * 256];
+FA_DEVICE void pd_visit(int v, int tok) {
+    const int cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    if ((threadIdx.x & 31) == 0 && cta < 1024 && v < 256) pd_visit_log[(cta * 8 + (threadIdx.x >> 5)) * 256 + v] = tok;
+}
+#define PD_VISIT(v, tok) pd_visit(v, tok)
+#else
+#define PD_VISIT(v, tok) ((void)0)
+#endif
 // O of (sequence b, query head h) = sum_s exp(lse_s - lse) O_s over the
 // splits' partials, by one warp. In the fused merge this is the tail of the
 // launch, so its L2 round trips are what it costs: one for the LSEs (lane l
@@ -1409,12 +1429,15 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         if (tid < kStages) pd_mbar_init(bar_base + tid * 8, kPdThreads);
         __syncthreads();
     }
-    // Page order (kSorted): visit lv of this warp is its slice w + the value at
-    // position lv - w of its window (w = lv rounded down to 64) sorted by
-    // page_block (the key). The first window's first kPdAhead visits keep token
-    // order, so that they are issued before the sort, which runs while they
-    // are in flight; later windows are built and sorted at their first visit,
-    // their entries prefetched into L2 a window ahead.
+    // Page order (kSorted): a window is this warp's slices w .. w + 63 (w = lv
+    // rounded down to 64), keyed by page_block and sorted, then merged
+    // across the CTA and dealt (deal_window): visit lv is position lv - w of
+    // what this warp was dealt. The first window's first kPdAhead visits keep
+    // token order, so that they are issued before the sort, which runs while
+    // they and the Q loads are in flight; later windows are built and sorted
+    // at their first visit, their entries prefetched into L2 a window ahead.
+    // win_key / win_val: (key, position in the window) while sorting, (block,
+    // first token) once dealt.
     int win_key[2] = {0, 0}, win_val[2] = {0, 0};
     int lv = 0;   // visits issued
     auto win_raw = [&](int base, int r) {   // the block-table entry of visit base + 32 r + lane
@@ -1432,19 +1455,79 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             if (v + 64 < n_tiles && pn < p.block_table_stride) asm volatile("prefetch.global.L2 [%0];" :: "l"(bt + pn));
         }
     };
+    // The window's visits across the CTA: every list (each slice kb's
+    // window, sorted by pd_warp_sort64) is merged by rank into one order
+    // of kPdLists x 64 visits, and slice kb takes positions kb, kb +
+    // kPdLists, ...: the CTA's warps read neighbouring pages at each step,
+    // as they would in token order over a sorted table. (A visit is any
+    // slice's: the loader and attend take its token; the rows are the
+    // warp's own.) Each list has the same number of visits in range (n_tiles
+    // is the CTA's), so those are dealt evenly; the prologue's visits carry
+    // keys below every other (0x80000000 + j kPdLists + kb), so slice kb is
+    // dealt its own first kPdAhead. The merge uses the first bytes of ring
+    // stage `stage` (the next one to be issued into, free in every warp
+    // after the first barrier); the last barrier keeps it until all have
+    // read their visits. After it, win_val holds tokens and win_key blocks.
+    constexpr int kPdLists = PD_CTA_PAGES ? kPdWarps >> hcs : 1;   // slices of a tile (kb): one list each
+    static_assert((kPdLists & (kPdLists - 1)) == 0, "kPdLists: a power of two");
+    static_assert(!kSorted || 3 * 4 * 64 * kPdLists <= 2 * kPdKVBytes<hcs>, "window merge exceeds a ring stage");
+    auto deal_window = [&](int base, int stage) {
+        int tok[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) tok[r] = slice_tok(tshift, base + win_val[r]);
+        if constexpr (kPdLists == 1) {
+#pragma unroll
+            for (int r = 0; r < 2; ++r) win_val[r] = tok[r];
+        } else {
+            int* keys = (int*)(smem + stage * (2 * kPdKVBytes<hcs>));   // list kb at kb * 64, sorted
+            int* out_tok = keys + kPdLists * 64;                        // by rank
+            int* out_blk = out_tok + kPdLists * 64;
+            const bool writer = hw == 0;   // (a pair's two warps hold the same lists)
+            __syncthreads();   // every warp is done with `stage`
+            if (writer) {
+#pragma unroll
+                for (int r = 0; r < 2; ++r) keys[kb * 64 + r * 32 + lane] = win_key[r];
+            }
+            __syncthreads();
+            if (writer) {
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int k = win_key[r];
+                    int rank = r * 32 + lane;
+#pragma unroll
+                    for (int q = 1; q < kPdLists; ++q) {
+                        // List o's entries before this one in (key, list, position) order.
+                        const int o = (kb + q) & (kPdLists - 1);
+                        const int* lo = keys + o * 64;
+                        auto before = [&](int x) { return o < kb ? x <= k : x < k; };
+                        int n = 0;
+#pragma unroll
+                        for (int step = 32; step > 0; step >>= 1) n += before(lo[n + step - 1]) ? step : 0;
+                        n += before(lo[n]) ? 1 : 0;   // (n is 63 here, or lo[n] is not before)
+                        rank += n;
+                    }
+                    out_tok[rank] = tok[r];
+                    out_blk[rank] = k;
+                }
+            }
+            __syncthreads();
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int at = kb + kPdLists * (r * 32 + lane);
+                win_val[r] = out_tok[at];
+                win_key[r] = out_blk[at];
+            }
+            __syncthreads();   // `stage` is the next copy's again
+        }
+    };
     // Issues this warp's next visit into `stage`; its first token, -1 past the range.
     auto issue_sorted = [&](int stage) {
         if (lv >= n_tiles) return -1;
-        if ((lv & 63) == 0) {
-            const int raw[2] = {win_raw(lv, 0), win_raw(lv, 1)};
-            win_keys(lv, raw);
-            pd_warp_sort64(win_key, win_val, lane);
-        }
-        const int at = lv & 63;   // position in the window
-        const int v = (lv & ~63) + __shfl_sync(0xffffffffu, at < 32 ? win_val[0] : win_val[1], at & 31);
+        const int at = lv & 63;   // position in the window (start_window)
+        const int tok = __shfl_sync(0xffffffffu, at < 32 ? win_val[0] : win_val[1], at & 31);
         const int blk = __shfl_sync(0xffffffffu, at < 32 ? win_key[0] : win_key[1], at & 31);
-        const int tok = slice_tok(tshift, v);
         load_tile_hc(tok, stage, blk);
+        PD_VISIT(lv, tok);
         ++lv;
         return tok;
     };
@@ -1472,6 +1555,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             if (s < n_tiles) {   // (token order: the window's first visits, below)
                 tq[s] = slice_tok(tshift, s);
                 load_tile_hc(tq[s], s, __shfl_sync(0xffffffffu, win_key[0], s));
+                PD_VISIT(lv, tq[s]);
                 ++lv;
             }
         } else if (s < n_tiles) {
@@ -1480,10 +1564,24 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         if constexpr (!kPdTma) cp_async_commit();
     }
     static_assert(!kSorted || kPdAhead <= 32, "sorted visits: the prologue's visits are lanes of window 0");
-    if constexpr (kSorted) {   // the first visits before the rest of the first window, in its order
-        if (lane < kPdAhead) win_key[0] = (int)0x80000000 + lane;
-        pd_warp_sort64(win_key, win_val, lane);
-    }
+    // At the top of main-loop step it, before waiting for tile it (which is
+    // in flight meanwhile): where a window starts, builds, sorts and deals
+    // it into stage it - 1, which every warp has consumed. The first (step
+    // 0, the Q loads in flight too) has its keys from before the prologue,
+    // whose visits are its first; the others are built at their first
+    // visit. One call site, so that the sort and the merge are compiled once.
+    auto start_window = [&](int it) {
+        const bool first = it == 0;
+        if (!first && ((lv & 63) != 0 || lv >= n_tiles)) return;
+        if (first) {
+            if (lane < kPdAhead) win_key[0] = (int)0x80000000 + lane * kPdLists + kb;
+        } else {
+            const int raw[2] = {win_raw(lv, 0), win_raw(lv, 1)};
+            win_keys(lv, raw);
+        }
+        if (kPdLists == 1 || hw == 0) pd_warp_sort64(win_key, win_val, lane);
+        deal_window(first ? 0 : lv, (it + kStages - 1) % kStages);
+    };
     if constexpr (kPdTma) __syncthreads();   // flags / zero-filled rows of the prologue tiles
     u32 qf[kPdMT][kHeadDim / 16][4];
     {
@@ -1733,6 +1831,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             if constexpr (kPdTma) {
                 pd_mbar_wait(bar_base + (it % kStages) * 8, (it / kStages) & 1);
             } else {
+                if constexpr (kSorted) start_window(it);
                 cp_async_wait<kStages - 2>();
                 if constexpr (kPdPairJoint<hcs>) asm volatile("bar.sync %0, 64;" :: "r"(1 + kb) : "memory");   // the slice's two warps
                 else if constexpr (kPdWarpPipe) __syncwarp();   // a warp's rows, flags and stage are its own
