@@ -324,31 +324,34 @@ constexpr int kPdRows      = kPdMT * 16;
 // unsplit _decode_pair) with one page a slice, a CTA visits its slices in
 // windows of 64 visits of each slice position kb of a tile (4 x 64 slices
 // with one head a CTA, 2 x 64 for pairs), each window in ascending block
-// order across the CTA: each kb's window is sorted in
-// registers (pd_warp_sort64), the sorted lists are merged by rank through
-// shared memory, and kb takes every kPdLists-th visit of the merged order
-// (deal_window), so at each step the CTA's warps read neighbouring pages.
-// Online softmax does not care about the order. Block tables list pages in
-// allocation order, scattered over the cache; sorted, every warp of the
-// launch sweeps the caches from low to high addresses at about the same
-// pace. Measured (H100, bf16 hd128, 32/8 heads, pages shuffled over the
-// caches, FLUSH=1, kernels-dev/paged/tie_ab.py, 11 rounds, SDPA cuDNN in
-// the same rounds; "per warp" = -DPD_CTA_PAGES=0, each warp sorting only
-// its own window, "token" = -DPD_SORTED_PAGES=0): 64 x 4096 362.8 us, per
-// warp 363.9, token 365.1 (cuDNN 364.3); 32 x 4096 187.6 / 188.9 / 190.8
-// (189.7); 24 x 4096 144.7 / 146.1 / 148.2 (149.4); 256 x 1024 372.7 /
-// 373.0 / 372.2 (366.0). Another card, 9 rounds: 64 x 4096 362.0 against
-// 363.7 in token order (cuDNN 363.3), 128 x 4096 714.4 / 717.0 (712.2),
-// 256 x 2048 713.4 / 714.0 (710.0), 96 x 4096 539.0 / 540.1 (535.5). The
-// bound, tables whose rows are already sorted (PAGES=sorted in the
-// harness), 64 x 4096: 359.5 us in token order, 360.2 sorting (the
-// identity there: what the sort and merge cost). Of the three cards that
-// timed 128 x 4096 both ways, one gave 752 us sorted against 736 in token
-// order (cuDNN 714); the others gained 1-3 us: not understood, left as is. Where the Q and O
-// fragments exceed 128 x 16 (hd192 / hd256, two m-tiles at hd128) the
-// order's registers made the entries spill (100-116 bytes at hd256):
-// token order there; and on sm_100, where _decode_pair spilled 52 bytes at
-// 16-bit hd128 (and no card here measures it). -DPD_SORTED_PAGES=0
+// order across the CTA: each kb's window is sorted in registers
+// (pd_warp_sort64, by one warp of a pair), the sorted lists are merged by
+// rank through shared memory, and kb takes every kLists-th visit of the
+// merged order (deal_window), so at each step the CTA's warps read
+// neighbouring pages. Online softmax does not care about the order. Block
+// tables list pages in allocation order, scattered over the cache; sorted,
+// every warp of the launch sweeps the caches from low to high addresses at
+// about the same pace. Measured (H100, bf16 hd128, 32/8 heads, pages
+// shuffled over the caches, FLUSH=1, kernels-dev/paged/tie_ab.py, 11
+// rounds, SDPA cuDNN in the same rounds; "per warp" = -DPD_CTA_PAGES=0,
+// each warp sorting only its own window, "token" = -DPD_SORTED_PAGES=0):
+// 64 x 4096 362.8 us, per warp 363.9, token 365.1 (cuDNN 364.3); 32 x
+// 4096 187.6 / 188.9 / 190.8 (189.7); 24 x 4096 144.7 / 146.1 / 148.2
+// (149.4); 256 x 1024 372.7 / 373.0 / 372.2 (366.0). Another card, 9
+// rounds: 64 x 4096 362.0 against 363.7 in token order (cuDNN 363.3), 128
+// x 4096 714.4 / 717.0 (712.2), 256 x 2048 713.4 / 714.0 (710.0), 96 x
+// 4096 539.0 / 540.1 (535.5). The bound, tables whose rows are already
+// sorted (PAGES=sorted in the harness), 64 x 4096: 359.5 us in token
+// order, 360.2 sorting (the identity there: what the sort and merge
+// cost). The first card gave 128 x 4096 752 us sorted against 736 in token
+// order (cuDNN 714), where the second gained 2.6 us (and a third, with
+// per-warp order, 1.3): not understood, left as is. Token order where the
+// Q and O fragments exceed 128 x 16 (hd192 / hd256, two m-tiles at hd128):
+// when per-warp order came in, its registers made those entries spill
+// (100-116 bytes at hd256); with the merge they no longer do (sm_90a), but
+// the order there is not measured. And on sm_100, where _decode_pair /
+// _decode_unsplit spill 4 / 12 bytes at 16-bit hd128 with the order (52
+// with per-warp order), and no card here measures it. -DPD_SORTED_PAGES=0
 // (measurement override): token order everywhere.
 #ifndef PD_SORTED_PAGES
 #define PD_SORTED_PAGES 1
@@ -903,19 +906,24 @@ FA_DEVICE void pd_warp_stamp(int k, unsigned long long v) {
 #define PD_WARP_STAMP(k, v) ((void)0)
 #endif
 // -DPD_VISIT_LOG (check aid, kernels-dev/paged/visit_order.py): lane 0 of
-// each warp records the first token of its visits in issue order (sorted
-// visits, kSorted; the first 256 of the first 1024 CTAs), read back by the
-// host, which checks that a CTA's warps visit every slice once and, window
-// by window, in ascending block order.
+// each warp records the first token and the block of its visits in issue
+// order (sorted visits, kSorted; the first 512 of the first 1024 CTAs),
+// read back by the host, which checks that a CTA's warps visit every slice
+// once, each with its page's block, and, window by window, in ascending
+// block order.
 #ifdef PD_VISIT_LOG
-__device__ int pd_visit_log[1024 * 8 * 256];
-FA_DEVICE void pd_visit(int v, int tok) {
+__device__ int pd_visit_log[1024 * 8 * 512 * 2];
+FA_DEVICE void pd_visit(int v, int tok, int blk) {
     const int cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
-    if ((threadIdx.x & 31) == 0 && cta < 1024 && v < 256) pd_visit_log[(cta * 8 + (threadIdx.x >> 5)) * 256 + v] = tok;
+    if ((threadIdx.x & 31) == 0 && cta < 1024 && v < 512) {
+        int* at = &pd_visit_log[((cta * 8 + (threadIdx.x >> 5)) * 512 + v) * 2];
+        at[0] = tok;
+        at[1] = blk;
+    }
 }
-#define PD_VISIT(v, tok) pd_visit(v, tok)
+#define PD_VISIT(v, tok, blk) pd_visit(v, tok, blk)
 #else
-#define PD_VISIT(v, tok) ((void)0)
+#define PD_VISIT(v, tok, blk) ((void)0)
 #endif
 // O of (sequence b, query head h) = sum_s exp(lse_s - lse) O_s over the
 // splits' partials, by one warp. In the fused merge this is the tail of the
@@ -1434,8 +1442,9 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // across the CTA and dealt (deal_window): visit lv is position lv - w of
     // what this warp was dealt. The first window's first kPdAhead visits keep
     // token order, so that they are issued before the sort, which runs while
-    // they and the Q loads are in flight; later windows are built and sorted
-    // at their first visit, their entries prefetched into L2 a window ahead.
+    // they are in flight (and the Q loads, except fp8's, converted before
+    // it); later windows are built and sorted at their first visit, their
+    // entries prefetched into L2 a window ahead.
     // win_key / win_val: (key, position in the window) while sorting, (block,
     // first token) once dealt.
     int win_key[2] = {0, 0}, win_val[2] = {0, 0};
@@ -1457,31 +1466,30 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     };
     // The window's visits across the CTA: every list (each slice kb's
     // window, sorted by pd_warp_sort64) is merged by rank into one order
-    // of kPdLists x 64 visits, and slice kb takes positions kb, kb +
-    // kPdLists, ...: the CTA's warps read neighbouring pages at each step,
+    // of kLists x 64 visits, and slice kb takes positions kb, kb + kLists,
+    // ...: the CTA's warps read neighbouring pages at each step,
     // as they would in token order over a sorted table. (A visit is any
     // slice's: the loader and attend take its token; the rows are the
     // warp's own.) Each list has the same number of visits in range (n_tiles
     // is the CTA's), so those are dealt evenly; the prologue's visits carry
-    // keys below every other (0x80000000 + j kPdLists + kb), so slice kb is
+    // keys below every other (0x80000000 + j kLists + kb), so slice kb is
     // dealt its own first kPdAhead. The merge uses the first bytes of ring
     // stage `stage` (the next one to be issued into, free in every warp
     // after the first barrier); the last barrier keeps it until all have
     // read their visits. After it, win_val holds tokens and win_key blocks.
-    constexpr int kPdLists = PD_CTA_PAGES ? kPdWarps >> hcs : 1;   // slices of a tile (kb): one list each
-    static_assert((kPdLists & (kPdLists - 1)) == 0, "kPdLists: a power of two");
-    static_assert(!kSorted || 3 * 4 * 64 * kPdLists <= 2 * kPdKVBytes<hcs>, "window merge exceeds a ring stage");
+    constexpr int kLists = PD_CTA_PAGES ? kPdWarps >> hcs : 1;   // slices of a tile (kb): one list each
+    static_assert((kLists & (kLists - 1)) == 0, "kLists: a power of two");
+    static_assert(!kSorted || 3 * 4 * 64 * kLists <= 2 * kPdKVBytes<hcs>, "window merge exceeds a ring stage");
     auto deal_window = [&](int base, int stage) {
-        int tok[2];
+        if constexpr (kLists == 1) {
 #pragma unroll
-        for (int r = 0; r < 2; ++r) tok[r] = slice_tok(tshift, base + win_val[r]);
-        if constexpr (kPdLists == 1) {
-#pragma unroll
-            for (int r = 0; r < 2; ++r) win_val[r] = tok[r];
+            for (int r = 0; r < 2; ++r) win_val[r] = slice_tok(tshift, base + win_val[r]);
         } else {
+            // Rank r goes to list r % kLists at position r / kLists, so that
+            // each list reads its visits from consecutive words.
             int* keys = (int*)(smem + stage * (2 * kPdKVBytes<hcs>));   // list kb at kb * 64, sorted
-            int* out_tok = keys + kPdLists * 64;                        // by rank
-            int* out_blk = out_tok + kPdLists * 64;
+            int* out_tok = keys + kLists * 64;                          // dealt: list kb at kb * 64
+            int* out_blk = out_tok + kLists * 64;
             const bool writer = hw == 0;   // (a pair's two warps hold the same lists)
             __syncthreads();   // every warp is done with `stage`
             if (writer) {
@@ -1495,9 +1503,9 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                     const int k = win_key[r];
                     int rank = r * 32 + lane;
 #pragma unroll
-                    for (int q = 1; q < kPdLists; ++q) {
+                    for (int q = 1; q < kLists; ++q) {
                         // List o's entries before this one in (key, list, position) order.
-                        const int o = (kb + q) & (kPdLists - 1);
+                        const int o = (kb + q) & (kLists - 1);
                         const int* lo = keys + o * 64;
                         auto before = [&](int x) { return o < kb ? x <= k : x < k; };
                         int n = 0;
@@ -1506,16 +1514,16 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
                         n += before(lo[n]) ? 1 : 0;   // (n is 63 here, or lo[n] is not before)
                         rank += n;
                     }
-                    out_tok[rank] = tok[r];
-                    out_blk[rank] = k;
+                    const int at = (rank & (kLists - 1)) * 64 + rank / kLists;
+                    out_tok[at] = slice_tok(tshift, base + win_val[r]);
+                    out_blk[at] = k;
                 }
             }
             __syncthreads();
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-                const int at = kb + kPdLists * (r * 32 + lane);
-                win_val[r] = out_tok[at];
-                win_key[r] = out_blk[at];
+                win_val[r] = out_tok[kb * 64 + r * 32 + lane];
+                win_key[r] = out_blk[kb * 64 + r * 32 + lane];
             }
             __syncthreads();   // `stage` is the next copy's again
         }
@@ -1527,7 +1535,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         const int tok = __shfl_sync(0xffffffffu, at < 32 ? win_val[0] : win_val[1], at & 31);
         const int blk = __shfl_sync(0xffffffffu, at < 32 ? win_key[0] : win_key[1], at & 31);
         load_tile_hc(tok, stage, blk);
-        PD_VISIT(lv, tok);
+        PD_VISIT(lv, tok, blk);
         ++lv;
         return tok;
     };
@@ -1555,7 +1563,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             if (s < n_tiles) {   // (token order: the window's first visits, below)
                 tq[s] = slice_tok(tshift, s);
                 load_tile_hc(tq[s], s, __shfl_sync(0xffffffffu, win_key[0], s));
-                PD_VISIT(lv, tq[s]);
+                PD_VISIT(lv, tq[s], __shfl_sync(0xffffffffu, win_key[0], s));
                 ++lv;
             }
         } else if (s < n_tiles) {
@@ -1566,20 +1574,24 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     static_assert(!kSorted || kPdAhead <= 32, "sorted visits: the prologue's visits are lanes of window 0");
     // At the top of main-loop step it, before waiting for tile it (which is
     // in flight meanwhile): where a window starts, builds, sorts and deals
-    // it into stage it - 1, which every warp has consumed. The first (step
-    // 0, the Q loads in flight too) has its keys from before the prologue,
+    // it, the merge's scratch in stage it - 1, which every warp has
+    // consumed. The first (step 0) has its keys from before the prologue,
     // whose visits are its first; the others are built at their first
-    // visit. One call site, so that the sort and the merge are compiled once.
+    // visit. One call site, so that the sort and the merge are compiled
+    // once. A pair's second warp (hw 1) builds and sorts nothing: it reads
+    // what its partner dealt.
     auto start_window = [&](int it) {
         const bool first = it == 0;
         if (!first && ((lv & 63) != 0 || lv >= n_tiles)) return;
-        if (first) {
-            if (lane < kPdAhead) win_key[0] = (int)0x80000000 + lane * kPdLists + kb;
-        } else {
-            const int raw[2] = {win_raw(lv, 0), win_raw(lv, 1)};
-            win_keys(lv, raw);
+        if (kLists == 1 || hw == 0) {
+            if (first) {
+                if (lane < kPdAhead) win_key[0] = (int)0x80000000 + lane * kLists + kb;
+            } else {
+                const int raw[2] = {win_raw(lv, 0), win_raw(lv, 1)};
+                win_keys(lv, raw);
+            }
+            pd_warp_sort64(win_key, win_val, lane);
         }
-        if (kPdLists == 1 || hw == 0) pd_warp_sort64(win_key, win_val, lane);
         deal_window(first ? 0 : lv, (it + kStages - 1) % kStages);
     };
     if constexpr (kPdTma) __syncthreads();   // flags / zero-filled rows of the prologue tiles
