@@ -322,13 +322,13 @@ constexpr int kPdMT        = (kGqa + 15) / 16;              // 16-row m-tiles of
 constexpr int kPdRows      = kPdMT * 16;
 // Page order: in the entries compiled for one split (_decode_unsplit, the
 // unsplit _decode_pair) with one page a slice, a CTA visits its slices in
-// windows of 64 visits of each slice position kb of a tile (4 x 64 slices
-// with one head a CTA, 2 x 64 for pairs), each window in ascending block
-// order across the CTA: each kb's window is sorted in registers
-// (pd_warp_sort64, by one warp of a pair), the sorted lists are merged by
-// rank through shared memory, and kb takes every kLists-th visit of the
-// merged order (deal_window), so at each step the CTA's warps read
-// neighbouring pages. Online softmax does not care about the order. Block
+// windows of 64 visits of each slice position kb of a tile with one head a
+// CTA (4 x 64 slices), 128 for pairs (2 x 128), each window in ascending
+// block order across the CTA: each warp sorts 64 of them in registers
+// (pd_warp_sort64; a pair's two warps one half each of their list), the
+// sorted sublists are merged by rank through shared memory, and kb takes
+// every kLists-th visit of the merged order (deal_window), so at each step
+// the CTA's warps read neighbouring pages. Online softmax does not care about the order. Block
 // tables list pages in allocation order, scattered over the cache; sorted,
 // every warp of the launch sweeps the caches from low to high addresses at
 // about the same pace. Measured (H100, bf16 hd128, 32/8 heads, pages
@@ -337,7 +337,10 @@ constexpr int kPdRows      = kPdMT * 16;
 // each warp sorting only its own window, "token" = -DPD_SORTED_PAGES=0):
 // 64 x 4096 362.8 us, per warp 363.9, token 365.1 (cuDNN 364.3); 32 x
 // 4096 187.6 / 188.9 / 190.8 (189.7); 24 x 4096 144.7 / 146.1 / 148.2
-// (149.4); 256 x 1024 372.7 / 373.0 / 372.2 (366.0). Another card, 9
+// (149.4); 256 x 1024 372.7 / 373.0 / 372.2 (366.0). Pairs in one window
+// of 128 visits a list (the whole of 4096 tokens) rather than two of 64
+// (-DPD_WIDE_WINDOWS=0), another card, 9 rounds: 64 x 4096 361.3 against
+// 362.6 (token order 365.0, cuDNN 363.1). Another card, 9
 // rounds: 64 x 4096 362.0 against 363.7 in token order (cuDNN 363.3), 128
 // x 4096 714.4 / 717.0 (712.2), 256 x 2048 713.4 / 714.0 (710.0), 96 x
 // 4096 539.0 / 540.1 (535.5). The bound, tables whose rows are already
@@ -361,6 +364,11 @@ constexpr bool kPdSortedPages = PD_SORTED_PAGES && kPdOnePage && !kPdTma && kPdW
 // window in block order, without the merge across the CTA (deal_window).
 #ifndef PD_CTA_PAGES
 #define PD_CTA_PAGES 1
+#endif
+// -DPD_WIDE_WINDOWS=0 (measurement override): pairs sort windows of 64
+// visits a list in one warp of the two, not 128 in both.
+#ifndef PD_WIDE_WINDOWS
+#define PD_WIDE_WINDOWS 1
 #endif
 constexpr int kPdNotLooked = -2;                            // (page_block: no entry looked up ahead)
 // Split launches with the fused merge hand out slices dynamically (dyn in
@@ -1149,6 +1157,17 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const int kb = warp >> hcs;                 // this warp's 16-token slice
     const int my_kvh = kvh0 + hw;
     const int run_sh = kPdRunSwizzle<hcs> ? pd_run_shift<hcs>(kvh0) : 0;   // (chunks; pd_chunk)
+    // Page order (kSorted; the windows, deal_window below): one list of
+    // visits a slice position kb, a window of kWin visits a list, sorted as
+    // kHalves sublists of 64 (a pair's two warps sort one half each).
+    constexpr int kLists = PD_CTA_PAGES ? kPdWarps >> hcs : 1;
+    constexpr int kHalves = PD_CTA_PAGES && PD_WIDE_WINDOWS ? 1 << hcs : 1;
+    constexpr int kWin = 64 * kHalves;         // visits of a list a window
+    constexpr int kWinRegs = kWin / 32;        // dealt visits a lane holds
+    constexpr int kSubs = kLists * kHalves;    // sorted sublists of 64 a window
+    const bool sorter = kLists == 1 || hw < kHalves;   // (a pair's second warp without kHalves: reads its partner's)
+    const int sub = kb * kHalves + (kHalves > 1 ? hw : 0);   // (sorter) this warp's sublist
+    const int sub_base = kHalves > 1 ? 64 * hw : 0;          // its first visit in the window
 
     // Dynamic slices (split launches with the fused merge, one kv head per
     // CTA): the SMs of a launch stream at different paces (H200, 1 x 131072
@@ -1193,11 +1212,11 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             if (pg < p.block_table_stride) asm volatile("prefetch.global.L2 [%0];" :: "l"(bt + pg));
         }
     }
-    int win0[2] = {-1, -1};   // (kSorted) the first window's block-table entries
+    int win0[2] = {-1, -1};   // (kSorted) the block-table entries of the first window's sublist
     if constexpr (kSorted && kWindow == 0 && kSink == 0) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            const int pg = first_tok(r * 32 + lane) / kPageSize;
+            const int pg = first_tok(sub_base + r * 32 + lane) / kPageSize;
             win0[r] = pg < p.block_table_stride ? __ldg(bt + pg) : -1;
         }
     }
@@ -1258,7 +1277,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     auto page_block = [&](int pg, bool live, int known = kPdNotLooked) {
         if (known != kPdNotLooked) return live ? known : -1;
         const int blk = live && pg < p.block_table_stride ? __ldg(bt + pg) : -1;
-        return blk < p.num_blocks ? blk : -1;
+        return blk >= 0 && blk < p.num_blocks ? blk : -1;
     };
     const u8* kc = (const u8*)p.k_cache;
     const u8* vc = (const u8*)p.v_cache;
@@ -1437,38 +1456,39 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
         if (tid < kStages) pd_mbar_init(bar_base + tid * 8, kPdThreads);
         __syncthreads();
     }
-    // Page order (kSorted): a window is this warp's slices w .. w + 63 (w = lv
-    // rounded down to 64), keyed by page_block and sorted, then merged
+    // Page order (kSorted): a window is a list's visits w .. w + kWin - 1 (w
+    // = lv rounded down to kWin), keyed by page_block and sorted in
+    // sublists of 64 (this warp's: visits w + sub_base ..), then merged
     // across the CTA and dealt (deal_window): visit lv is position lv - w of
-    // what this warp was dealt. The first window's first kPdAhead visits keep
+    // what this warp's list was dealt. The first window's first kPdAhead visits keep
     // token order, so that they are issued before the sort, which runs while
     // they are in flight (and the Q loads, except fp8's, converted before
     // it); later windows are built and sorted at their first visit, their
     // entries prefetched into L2 a window ahead.
-    // win_key / win_val: (key, position in the window) while sorting, (block,
-    // first token) once dealt.
-    int win_key[2] = {0, 0}, win_val[2] = {0, 0};
+    int win_key[2] = {0, 0}, win_val[2] = {0, 0};   // (sorter) the sublist: key, visit in the window
+    int vis_tok[kWinRegs], vis_blk[kWinRegs];       // the visits dealt: first token, block
     int lv = 0;   // visits issued
     auto win_raw = [&](int base, int r) {   // the block-table entry of visit base + 32 r + lane
         const int pg = slice_tok(tshift, base + r * 32 + lane) / kPageSize;
         return pg < p.block_table_stride ? __ldg(bt + pg) : -1;
     };
-    auto win_keys = [&](int base, const int (&raw)[2]) {   // page_block of each visit (past the range: last)
+    // page_block of visits base + sub_base + 32 r + lane (past the range: last)
+    auto win_keys = [&](int base, const int (&raw)[2]) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            const int v = base + r * 32 + lane;
+            const int v = base + sub_base + r * 32 + lane;
             const bool live = slice_tok(tshift, v) < ctx && raw[r] >= 0 && raw[r] < p.num_blocks;
-            win_val[r] = r * 32 + lane;
+            win_val[r] = sub_base + r * 32 + lane;
             win_key[r] = v >= n_tiles ? 0x7fffffff : live ? raw[r] : -1;
-            const int pn = slice_tok(tshift, v + 64) / kPageSize;
-            if (v + 64 < n_tiles && pn < p.block_table_stride) asm volatile("prefetch.global.L2 [%0];" :: "l"(bt + pn));
+            const int pn = slice_tok(tshift, v + kWin) / kPageSize;
+            if (v + kWin < n_tiles && pn < p.block_table_stride) asm volatile("prefetch.global.L2 [%0];" :: "l"(bt + pn));
         }
     };
-    // The window's visits across the CTA: every list (each slice kb's
-    // window, sorted by pd_warp_sort64) is merged by rank into one order
-    // of kLists x 64 visits, and slice kb takes positions kb, kb + kLists,
-    // ...: the CTA's warps read neighbouring pages at each step,
-    // as they would in token order over a sorted table. (A visit is any
+    // The window's visits across the CTA: every sublist of 64 (sorted by
+    // pd_warp_sort64) is merged by rank into one order of kSubs x 64
+    // visits, and slice kb takes positions kb, kb + kLists, ... (kWin of
+    // them): the CTA's warps read neighbouring pages at each step, as they
+    // would in token order over a sorted table. (A visit is any
     // slice's: the loader and attend take its token; the rows are the
     // warp's own.) Each list has the same number of visits in range (n_tiles
     // is the CTA's), so those are dealt evenly; the prologue's visits carry
@@ -1476,54 +1496,56 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // dealt its own first kPdAhead. The merge uses the first bytes of ring
     // stage `stage` (the next one to be issued into, free in every warp
     // after the first barrier); the last barrier keeps it until all have
-    // read their visits. After it, win_val holds tokens and win_key blocks.
-    constexpr int kLists = PD_CTA_PAGES ? kPdWarps >> hcs : 1;   // slices of a tile (kb): one list each
-    static_assert((kLists & (kLists - 1)) == 0, "kLists: a power of two");
-    static_assert(!kSorted || 3 * 4 * 64 * kLists <= 2 * kPdKVBytes<hcs>, "window merge exceeds a ring stage");
+    // read their visits into vis_tok / vis_blk.
+    static_assert((kSubs & (kSubs - 1)) == 0, "kSubs: a power of two");
+    static_assert(kWinRegs == 2 || kWinRegs == 4, "issue_sorted picks from 2 or 4 registers");
+    static_assert(!kSorted || 3 * 4 * 64 * kSubs <= 2 * kPdKVBytes<hcs>, "window merge exceeds a ring stage");
     auto deal_window = [&](int base, int stage) {
         if constexpr (kLists == 1) {
 #pragma unroll
-            for (int r = 0; r < 2; ++r) win_val[r] = slice_tok(tshift, base + win_val[r]);
+            for (int r = 0; r < 2; ++r) {
+                vis_tok[r] = slice_tok(tshift, base + win_val[r]);
+                vis_blk[r] = win_key[r];
+            }
         } else {
             // Rank r goes to list r % kLists at position r / kLists, so that
             // each list reads its visits from consecutive words.
-            int* keys = (int*)(smem + stage * (2 * kPdKVBytes<hcs>));   // list kb at kb * 64, sorted
-            int* out_tok = keys + kLists * 64;                          // dealt: list kb at kb * 64
-            int* out_blk = out_tok + kLists * 64;
-            const bool writer = hw == 0;   // (a pair's two warps hold the same lists)
+            int* keys = (int*)(smem + stage * (2 * kPdKVBytes<hcs>));   // sublist s at s * 64, sorted
+            int* out_tok = keys + kSubs * 64;                           // dealt: list kb at kb * kWin
+            int* out_blk = out_tok + kSubs * 64;
             __syncthreads();   // every warp is done with `stage`
-            if (writer) {
+            if (sorter) {
 #pragma unroll
-                for (int r = 0; r < 2; ++r) keys[kb * 64 + r * 32 + lane] = win_key[r];
+                for (int r = 0; r < 2; ++r) keys[sub * 64 + r * 32 + lane] = win_key[r];
             }
             __syncthreads();
-            if (writer) {
+            if (sorter) {
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
                     const int k = win_key[r];
                     int rank = r * 32 + lane;
 #pragma unroll
-                    for (int q = 1; q < kLists; ++q) {
-                        // List o's entries before this one in (key, list, position) order.
-                        const int o = (kb + q) & (kLists - 1);
+                    for (int q = 1; q < kSubs; ++q) {
+                        // Sublist o's entries before this one in (key, sublist, position) order.
+                        const int o = (sub + q) & (kSubs - 1);
                         const int* lo = keys + o * 64;
-                        auto before = [&](int x) { return o < kb ? x <= k : x < k; };
+                        auto before = [&](int x) { return o < sub ? x <= k : x < k; };
                         int n = 0;
 #pragma unroll
                         for (int step = 32; step > 0; step >>= 1) n += before(lo[n + step - 1]) ? step : 0;
                         n += before(lo[n]) ? 1 : 0;   // (n is 63 here, or lo[n] is not before)
                         rank += n;
                     }
-                    const int at = (rank & (kLists - 1)) * 64 + rank / kLists;
+                    const int at = (rank & (kLists - 1)) * kWin + rank / kLists;
                     out_tok[at] = slice_tok(tshift, base + win_val[r]);
                     out_blk[at] = k;
                 }
             }
             __syncthreads();
 #pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                win_val[r] = out_tok[kb * 64 + r * 32 + lane];
-                win_key[r] = out_blk[kb * 64 + r * 32 + lane];
+            for (int r = 0; r < kWinRegs; ++r) {
+                vis_tok[r] = out_tok[kb * kWin + r * 32 + lane];
+                vis_blk[r] = out_blk[kb * kWin + r * 32 + lane];
             }
             __syncthreads();   // `stage` is the next copy's again
         }
@@ -1531,9 +1553,15 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // Issues this warp's next visit into `stage`; its first token, -1 past the range.
     auto issue_sorted = [&](int stage) {
         if (lv >= n_tiles) return -1;
-        const int at = lv & 63;   // position in the window (start_window)
-        const int tok = __shfl_sync(0xffffffffu, at < 32 ? win_val[0] : win_val[1], at & 31);
-        const int blk = __shfl_sync(0xffffffffu, at < 32 ? win_key[0] : win_key[1], at & 31);
+        const int at = lv & (kWin - 1);   // position in the window (start_window)
+        // (selects on the position's bits: a loop of compares became an
+        // indexed load from local memory)
+        auto pick = [&](const int (&x)[kWinRegs]) {
+            if constexpr (kWinRegs == 2) return (at & 32) ? x[1] : x[0];
+            else return (at & 64) ? ((at & 32) ? x[3] : x[2]) : ((at & 32) ? x[1] : x[0]);
+        };
+        const int tok = __shfl_sync(0xffffffffu, pick(vis_tok), at & 31);
+        const int blk = __shfl_sync(0xffffffffu, pick(vis_blk), at & 31);
         load_tile_hc(tok, stage, blk);
         PD_VISIT(lv, tok, blk);
         ++lv;
@@ -1542,7 +1570,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     if constexpr (kSorted) {   // the first window's keys (unsorted until its first visits are issued)
         if constexpr (kWindow > 0 || kSink > 0) {
 #pragma unroll
-            for (int r = 0; r < 2; ++r) win0[r] = win_raw(0, r);
+            for (int r = 0; r < 2; ++r) win0[r] = win_raw(sub_base, r);
         }
         win_keys(0, win0);
     }
@@ -1562,8 +1590,11 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             tq[s] = -1;
             if (s < n_tiles) {   // (token order: the window's first visits, below)
                 tq[s] = slice_tok(tshift, s);
-                load_tile_hc(tq[s], s, __shfl_sync(0xffffffffu, win_key[0], s));
-                PD_VISIT(lv, tq[s], __shfl_sync(0xffffffffu, win_key[0], s));
+                // (a pair's second warp sorts visits 64 on: looks its page up)
+                const int k0 = __shfl_sync(0xffffffffu, win_key[0], s);
+                const int blk = sub_base == 0 ? k0 : page_block(tq[s] / kPageSize, tq[s] < ctx);
+                load_tile_hc(tq[s], s, blk);
+                PD_VISIT(lv, tq[s], blk);
                 ++lv;
             }
         } else if (s < n_tiles) {
@@ -1578,16 +1609,17 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // consumed. The first (step 0) has its keys from before the prologue,
     // whose visits are its first; the others are built at their first
     // visit. One call site, so that the sort and the merge are compiled
-    // once. A pair's second warp (hw 1) builds and sorts nothing: it reads
-    // what its partner dealt.
+    // once. Each sorter sorts its sublist (a pair's two warps one half each
+    // of their list's window; with -DPD_WIDE_WINDOWS=0 the second reads what
+    // its partner dealt).
     auto start_window = [&](int it) {
         const bool first = it == 0;
-        if (!first && ((lv & 63) != 0 || lv >= n_tiles)) return;
-        if (kLists == 1 || hw == 0) {
+        if (first ? n_tiles <= kPdAhead : (lv & (kWin - 1)) != 0 || lv >= n_tiles) return;
+        if (sorter) {
             if (first) {
-                if (lane < kPdAhead) win_key[0] = (int)0x80000000 + lane * kLists + kb;
+                if (sub_base == 0 && lane < kPdAhead) win_key[0] = (int)0x80000000 + lane * kLists + kb;
             } else {
-                const int raw[2] = {win_raw(lv, 0), win_raw(lv, 1)};
+                const int raw[2] = {win_raw(lv + sub_base, 0), win_raw(lv + sub_base, 1)};
                 win_keys(lv, raw);
             }
             pd_warp_sort64(win_key, win_val, lane);
