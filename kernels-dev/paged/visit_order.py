@@ -8,7 +8,8 @@ two contexts), and checks, CTA by CTA:
 - the warps of each slice kb (a pair's two warps: the same visits) visit
   every 16-token slice of the range exactly once between them, each with
   its page's block (-1 past the context or for a bad entry);
-- window by window (64 visits a list), the visits dealt across the CTA
+- window by window (64 visits a list; pairs 128, each warp sorting half),
+  the visits dealt across the CTA
   (position j of every list kb in turn) are in ascending block order, dead
   slices (past the context, or a bad entry) first, after the prologue's
   first AHEAD visits of each list, which keep their own slices in token
@@ -22,6 +23,7 @@ not an order that is merely unsorted; this sees both.
   CELLS=pd_bf16_hd128_g4_p16,pd_f16_hd128_g8_p256 AHEAD=1 ...
   EXTRA=-DPD_CTA_PAGES=0 ...   # each warp's own order: the order check must fail
   EXTRA="-DPD_UNSPLIT_STAGES=3 -DPD_PAIR_STAGES=3" AHEAD=2 ...   # 3-stage rings: two prologue visits
+  EXTRA=-DPD_WIDE_WINDOWS=0 WIDE=0 ...   # pairs in windows of 64 visits a list
 """
 import os, sys, json
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,10 +44,11 @@ def coverage(lists, n_tiles, K, T):
             f"missing {sorted(set(want) - set(got))[:4]}, extra {sorted(set(got) - set(want))[:4]}"]
 
 
-def check_cta(log, b, grp, cta, hc, ctx, bt, ps, nb, ahead):
+def check_cta(log, b, grp, cta, hc, ctx, bt, ps, nb, ahead, wide=True):
     """Problems found in one CTA's log (a list of strings); log: per warp
     LOG_VISITS (token, block) pairs, flattened, -1 where not written."""
     K, T = WARPS // hc, 64 // hc   # slices (lists) per tile, tokens per tile
+    win = 64 * hc if wide else 64  # visits of a list a window
     n_tiles = (ctx + T - 1) // T
     n = min(n_tiles, LOG_VISITS)   # visits logged
 
@@ -76,12 +79,12 @@ def check_cta(log, b, grp, cta, hc, ctx, bt, ps, nb, ahead):
                 errs.append(f"kb {kb}: prologue visit {j} is token {vis[0][j]}, not {j * T + 16 * kb}")
     if n_tiles <= LOG_VISITS:   # (past the log the coverage is not checkable)
         errs += coverage(lists, n_tiles, K, T)
-    for w in range(0, n, 64):
-        seq = [(key(lists[kb][j]), lists[kb][j]) for j in range(w, min(w + 64, n)) for kb in range(K)
+    for w in range(0, n, win):
+        seq = [(key(lists[kb][j]), lists[kb][j]) for j in range(w, min(w + win, n)) for kb in range(K)
                if not (w == 0 and j < ahead)]
         for (k0, t0), (k1, t1) in zip(seq, seq[1:]):
             if k1 < k0:
-                errs.append(f"window {w // 64}: block {k1} (token {t1}) dealt after block {k0} (token {t0})")
+                errs.append(f"window {w // win}: block {k1} (token {t1}) dealt after block {k0} (token {t0})")
                 break
     return errs
 
@@ -91,6 +94,7 @@ def main():
     torch.zeros(1, device="cuda")
     cells = {c["kernel_name"]: c for c in json.load(open(os.path.join(H.RENDERED, "cells.json")))}
     ahead = int(os.environ.get("AHEAD", "1"))   # kStages - 1 of the one-split rings (2 stages at these cells)
+    wide = os.environ.get("WIDE", "1") == "1"    # pairs: windows of 128 visits a list (PD_WIDE_WINDOWS)
     KVH = 8
     bad = 0
     for name in os.environ.get("CELLS", "pd_bf16_hd128_g4_p16,pd_f16_hd128_g8_p256").split(","):
@@ -128,7 +132,7 @@ def main():
             for b, ctx in enumerate(ctxs):
                 for grp in range(groups):
                     cta = grp + groups * b
-                    for e in check_cta(log, b, grp, cta, hc, ctx, bt[b], c["page_size"], prob.NB, ahead):
+                    for e in check_cta(log, b, grp, cta, hc, ctx, bt[b], c["page_size"], prob.NB, ahead, wide):
                         errs.append(f"seq {b} group {grp}: {e}")
             ok = not errs
             bad += not ok
