@@ -322,40 +322,38 @@ constexpr int kPdMT        = (kGqa + 15) / 16;              // 16-row m-tiles of
 constexpr int kPdRows      = kPdMT * 16;
 // Page order: in the entries compiled for one split (_decode_unsplit, the
 // unsplit _decode_pair) with one page a slice, a CTA visits its slices in
-// windows of 64 visits of each slice position kb of a tile with one head a
-// CTA (4 x 64 slices), 128 for pairs (2 x 128), each window in ascending
-// block order across the CTA: each warp sorts 64 of them in registers
-// (pd_warp_sort64; a pair's two warps one half each of their list), the
-// sorted sublists are merged by rank through shared memory, and kb takes
-// every kLists-th visit of the merged order (deal_window), so at each step
-// the CTA's warps read neighbouring pages. Online softmax does not care about the order. Block
-// tables list pages in allocation order, scattered over the cache; sorted,
-// every warp of the launch sweeps the caches from low to high addresses at
-// about the same pace. Measured (H100, bf16 hd128, 32/8 heads, pages
-// shuffled over the caches, FLUSH=1, kernels-dev/paged/tie_ab.py, 11
-// rounds, SDPA cuDNN in the same rounds; "per warp" = -DPD_CTA_PAGES=0,
-// each warp sorting only its own window, "token" = -DPD_SORTED_PAGES=0):
-// 64 x 4096 362.8 us, per warp 363.9, token 365.1 (cuDNN 364.3); 32 x
-// 4096 187.6 / 188.9 / 190.8 (189.7); 24 x 4096 144.7 / 146.1 / 148.2
-// (149.4); 256 x 1024 372.7 / 373.0 / 372.2 (366.0). Pairs in one window
-// of 128 visits a list (the whole of 4096 tokens) rather than two of 64
-// (-DPD_WIDE_WINDOWS=0), another card, 9 rounds: 64 x 4096 361.3 against
-// 362.6 (token order 365.0, cuDNN 363.1). Another card, 9
-// rounds: 64 x 4096 362.0 against 363.7 in token order (cuDNN 363.3), 128
-// x 4096 714.4 / 717.0 (712.2), 256 x 2048 713.4 / 714.0 (710.0), 96 x
-// 4096 539.0 / 540.1 (535.5). The bound, tables whose rows are already
-// sorted (PAGES=sorted in the harness), 64 x 4096: 359.5 us in token
-// order, 360.2 sorting (the identity there: what the sort and merge
-// cost). The first card gave 128 x 4096 752 us sorted against 736 in token
-// order (cuDNN 714), where the second gained 2.6 us (and a third, with
-// per-warp order, 1.3): not understood, left as is. Token order where the
-// Q and O fragments exceed 128 x 16 (hd192 / hd256, two m-tiles at hd128):
-// when per-warp order came in, its registers made those entries spill
-// (100-116 bytes at hd256); with the merge they no longer do (sm_90a), but
-// the order there is not measured. And on sm_100, where _decode_pair /
-// _decode_unsplit spill 4 / 12 bytes at 16-bit hd128 with the order (52
-// with per-warp order), and no card here measures it. -DPD_SORTED_PAGES=0
-// (measurement override): token order everywhere.
+// windows of 64 visits of each slice position kb of a tile with one head a CTA
+// (4 x 64 slices), 128 for pairs (2 x 128), each window in ascending block
+// order across the CTA: each warp sorts 64 of them in registers
+// (pd_warp_sort64; a pair's two warps one half each of their list), the sorted
+// sublists are merged by rank through shared memory, and kb takes every
+// kLists-th visit of the merged order (deal_window), so at each step the CTA's
+// warps read neighbouring pages. Online softmax does not care about the order.
+// Block tables list pages in allocation order, scattered over the cache;
+// sorted, every warp of the launch sweeps the caches from low to high addresses
+// at about the same pace. Measured (H100, bf16 hd128, 32/8 heads, pages
+// shuffled over the caches, FLUSH=1, kernels-dev/paged/tie_ab.py, 11 rounds,
+// SDPA cuDNN in the same rounds; "per warp" = -DPD_CTA_PAGES=0, each warp
+// sorting only its own window, "token" = -DPD_SORTED_PAGES=0): 64 x 4096 362.8
+// us, per warp 363.9, token 365.1 (cuDNN 364.3); 32 x 4096 187.6 / 188.9 /
+// 190.8 (189.7); 24 x 4096 144.7 / 146.1 / 148.2 (149.4); 256 x 1024 372.7 /
+// 373.0 / 372.2 (366.0). Pairs in one window of 128 visits a list (the whole of
+// 4096 tokens) rather than two of 64 (-DPD_WIDE_WINDOWS=0), a second card, 9
+// rounds: 64 x 4096 361.3 against 362.6 (token order 365.0, cuDNN 363.1). A
+// third card, 9 rounds: 64 x 4096 362.0 against 363.7 in token order (cuDNN
+// 363.3), 128 x 4096 714.4 / 717.0 (712.2), 256 x 2048 713.4 / 714.0 (710.0),
+// 96 x 4096 539.0 / 540.1 (535.5). The bound, tables whose rows are already
+// sorted (PAGES=sorted in the harness), 64 x 4096: 359.5 us in token order,
+// 360.2 sorting (the identity there: what the sort and merge cost). The first
+// card gave 128 x 4096 752 us sorted against 736 in token order (cuDNN 714),
+// where the third gained 2.6 us (and stop 25's card, with per-warp order, 1.3):
+// not understood, left as is. Token order where the Q and O fragments exceed
+// 128 x 16 (hd192 / hd256, two m-tiles at hd128): when per-warp order came in,
+// its registers made those entries spill (100-116 bytes at hd256); with the
+// merge they no longer do (sm_90a), but the order there is not measured. And on
+// sm_100, where _decode_pair / _decode_unsplit spill 4 / 12 bytes at 16-bit
+// hd128 with the order (52 with per-warp order), and no card here measures it.
+// -DPD_SORTED_PAGES=0 (measurement override): token order everywhere.
 #ifndef PD_SORTED_PAGES
 #define PD_SORTED_PAGES 1
 #endif
@@ -1161,7 +1159,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // visits a slice position kb, a window of kWin visits a list, sorted as
     // kHalves sublists of 64 (a pair's two warps sort one half each).
     constexpr int kLists = PD_CTA_PAGES ? kPdWarps >> hcs : 1;
-    constexpr int kHalves = PD_CTA_PAGES && PD_WIDE_WINDOWS ? 1 << hcs : 1;
+    // (halves need the merge: not with one list, -DPD_WARPS=2 pairs)
+    constexpr int kHalves = PD_CTA_PAGES && PD_WIDE_WINDOWS && kLists > 1 ? 1 << hcs : 1;
     constexpr int kWin = 64 * kHalves;         // visits of a list a window
     constexpr int kWinRegs = kWin / 32;        // dealt visits a lane holds
     constexpr int kSubs = kLists * kHalves;    // sorted sublists of 64 a window
@@ -1465,7 +1464,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // they are in flight (and the Q loads, except fp8's, converted before
     // it); later windows are built and sorted at their first visit, their
     // entries prefetched into L2 a window ahead.
-    int win_key[2] = {0, 0}, win_val[2] = {0, 0};   // (sorter) the sublist: key, visit in the window
+    int win_key[2] = {0, 0}, win_val[2] = {0, 0};   // this warp's sublist: key, visit in the window (sorted: sorter)
     int vis_tok[kWinRegs], vis_blk[kWinRegs];       // the visits dealt: first token, block
     int lv = 0;   // visits issued
     auto win_raw = [&](int base, int r) {   // the block-table entry of visit base + 32 r + lane
@@ -1492,8 +1491,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // slice's: the loader and attend take its token; the rows are the
     // warp's own.) Each list has the same number of visits in range (n_tiles
     // is the CTA's), so those are dealt evenly; the prologue's visits carry
-    // keys below every other (0x80000000 + j kLists + kb), so slice kb is
-    // dealt its own first kPdAhead. The merge uses the first bytes of ring
+    // keys below every other (0x80000000 + j kLists + kb, in sublist (kb,
+    // 0)), so slice kb is dealt its own first kPdAhead. The merge uses the first bytes of ring
     // stage `stage` (the next one to be issued into, free in every warp
     // after the first barrier); the last barrier keeps it until all have
     // read their visits into vis_tok / vis_blk.
@@ -1608,7 +1607,8 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // it, the merge's scratch in stage it - 1, which every warp has
     // consumed. The first (step 0) has its keys from before the prologue,
     // whose visits are its first; the others are built at their first
-    // visit. One call site, so that the sort and the merge are compiled
+    // visit; where the prologue issued every visit there is nothing to
+    // sort. One call site, so that the sort and the merge are compiled
     // once. Each sorter sorts its sublist (a pair's two warps one half each
     // of their list's window; with -DPD_WIDE_WINDOWS=0 the second reads what
     // its partner dealt).
