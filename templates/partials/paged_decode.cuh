@@ -1192,6 +1192,11 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     const int W = num_splits() * kPdWarps;       // warps sharing the head's counter
     const int first_slice = split * kPdWarps + warp;   // this warp's rank of W: its fixed share is first_slice + i W
     const int* bt = p.block_table + (long long)b * p.block_table_stride;
+    // This sequence's block-table entry for page pg (-1 past the table), and
+    // an entry as a block: -1 outside [0, num_blocks) (read nothing), the
+    // rule of page_block and of the sorted visits' keys (win_keys).
+    auto table_entry = [&](int pg) { return pg < p.block_table_stride ? __ldg(bt + pg) : -1; };
+    auto as_block = [&](int raw) { return raw >= 0 && raw < p.num_blocks ? raw : -1; };
 
     // Before the context length arrives (after an L2 flush, a DRAM round
     // trip of its own), the block-table entries of this warp's first slices
@@ -1215,8 +1220,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     if constexpr (kSorted && kWindow == 0 && kSink == 0) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            const int pg = first_tok(sub_base + r * 32 + lane) / kPageSize;
-            win0[r] = pg < p.block_table_stride ? __ldg(bt + pg) : -1;
+            win0[r] = table_entry(first_tok(sub_base + r * 32 + lane) / kPageSize);
         }
     }
     const int ctx = max(p.context_lens[b], 0);
@@ -1275,8 +1279,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     // `known`: page_block's own result for this page, already looked up.
     auto page_block = [&](int pg, bool live, int known = kPdNotLooked) {
         if (known != kPdNotLooked) return live ? known : -1;
-        const int blk = live && pg < p.block_table_stride ? __ldg(bt + pg) : -1;
-        return blk >= 0 && blk < p.num_blocks ? blk : -1;
+        return as_block(live ? table_entry(pg) : -1);
     };
     const u8* kc = (const u8*)p.k_cache;
     const u8* vc = (const u8*)p.v_cache;
@@ -1467,17 +1470,18 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     int win_key[2] = {0, 0}, win_val[2] = {0, 0};   // this warp's sublist: key, visit in the window (sorted: sorter)
     int vis_tok[kWinRegs], vis_blk[kWinRegs];       // the visits dealt: first token, block
     int lv = 0;   // visits issued
-    auto win_raw = [&](int base, int r) {   // the block-table entry of visit base + 32 r + lane
-        const int pg = slice_tok(tshift, base + r * 32 + lane) / kPageSize;
-        return pg < p.block_table_stride ? __ldg(bt + pg) : -1;
+    auto win_raw = [&](int base, int r) {   // the block-table entry of visit base + sub_base + 32 r + lane
+        return table_entry(slice_tok(tshift, base + sub_base + r * 32 + lane) / kPageSize);
     };
     // page_block of visits base + sub_base + 32 r + lane (past the range: last)
     auto win_keys = [&](int base, const int (&raw)[2]) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             const int v = base + sub_base + r * 32 + lane;
-            const bool live = slice_tok(tshift, v) < ctx && raw[r] >= 0 && raw[r] < p.num_blocks;
             win_val[r] = sub_base + r * 32 + lane;
+            // (as_block's rule, spelled out: through as_block the compiler
+            // scheduled the entries' prologue 16 instructions longer)
+            const bool live = slice_tok(tshift, v) < ctx && raw[r] >= 0 && raw[r] < p.num_blocks;
             win_key[r] = v >= n_tiles ? 0x7fffffff : live ? raw[r] : -1;
             const int pn = slice_tok(tshift, v + kWin) / kPageSize;
             if (v + kWin < n_tiles && pn < p.block_table_stride) asm volatile("prefetch.global.L2 [%0];" :: "l"(bt + pn));
@@ -1569,7 +1573,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
     if constexpr (kSorted) {   // the first window's keys (unsorted until its first visits are issued)
         if constexpr (kWindow > 0 || kSink > 0) {
 #pragma unroll
-            for (int r = 0; r < 2; ++r) win0[r] = win_raw(sub_base, r);
+            for (int r = 0; r < 2; ++r) win0[r] = win_raw(0, r);
         }
         win_keys(0, win0);
     }
@@ -1619,7 +1623,7 @@ FA_DEVICE void paged_decode_block(const PagedDecodeParams& p, u8* smem) {
             if (first) {
                 if (sub_base == 0 && lane < kPdAhead) win_key[0] = (int)0x80000000 + lane * kLists + kb;
             } else {
-                const int raw[2] = {win_raw(lv + sub_base, 0), win_raw(lv + sub_base, 1)};
+                const int raw[2] = {win_raw(lv, 0), win_raw(lv, 1)};
                 win_keys(lv, raw);
             }
             pd_warp_sort64(win_key, win_val, lane);
