@@ -350,8 +350,8 @@ fn decode_layouts_and_both_merges() {
     let l = planned(spec, 32, &wide);
     assert_eq!((l.kernel, l.splits), (DecodeKernel::Pair, 1), "{l:?}");
     decode_case("decode-wide-batch", spec, 32, &wide);
-    // Two kv heads per CTA over 137 to 143 tiles of 32 tokens: three windows
-    // of sorted visits a warp.
+    // Two kv heads per CTA over 137 to 143 tiles of 32 tokens: two windows
+    // of sorted visits a list (128, then 9 to 15).
     let long_pairs = ragged_from(4380, 64);
     assert_eq!(planned(spec, 32, &long_pairs).kernel, DecodeKernel::Pair);
     decode_case("decode-wide-batch-windows", spec, 32, &long_pairs);

@@ -59,7 +59,8 @@ fn matrix() -> Vec<KernelSpec> {
             let (hd, page) = if dtype == Dtype::F16 { (80, 2) } else { (96, 4) };
             add(KernelSpec::builder().arch(arch).dtype(dtype).head_dim(hd).causal().gqa(4).paged().page_size(page));
             // The sorted page visits (kPdSortedPages) of the one-split entries
-            // with every mask, at 168 registers on sm_90a (3 CTAs per SM); and
+            // with every mask, at 166-167 of the 168 registers that keep 3
+            // CTAs per SM on sm_90a; and
             // with the pair's joint copy of 160- / 192-byte rows, which only
             // sm_80 / sm_89 compile unsplit.
             add(base().gqa(4).window(512).sink(4).alibi().softcap(30.0).paged());
